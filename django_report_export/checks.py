@@ -1,0 +1,114 @@
+"""System checks: a broken setup is reported at start-up, naming what is wrong.
+
+- E001 ``QUEUE`` is not a queue of ``RQ_QUEUES``.
+- E002 ``STORAGE`` is not an alias of ``STORAGES``.
+- E003 a service's field path does not resolve on its model.
+- E004 a service allows a format no writer handles.
+- E005 a service declares no fields or no formats.
+- E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
+- E007 a ``REPORT_EXPORT`` value is invalid (unknown key, or a value out of its range).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+
+from .conf import DEFAULTS, SETTING_NAME, export_settings
+from .registry import resolve_field_path, site
+
+
+def _error(message: str, number: int, obj: Any = None, hint: str | None = None) -> checks.Error:
+    return checks.Error(message, hint=hint, obj=obj, id=f"django_report_export.E{number:03d}")
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    user_settings = getattr(settings, SETTING_NAME, {})
+    if not isinstance(user_settings, dict):
+        return [_error(f"settings.{SETTING_NAME} must be a dict.", 7)]
+    for key in user_settings:
+        if key not in DEFAULTS:
+            errors.append(
+                _error(
+                    f"settings.{SETTING_NAME} has an unknown key {key!r}.",
+                    7,
+                    hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                )
+            )
+    for key in DEFAULTS:
+        try:
+            getattr(export_settings, key)
+        except ImproperlyConfigured as exc:
+            errors.append(_error(str(exc), 7))
+    queues = getattr(settings, "RQ_QUEUES", {})
+    if export_settings.QUEUE not in queues:
+        errors.append(
+            _error(
+                f"{SETTING_NAME}['QUEUE'] is {export_settings.QUEUE!r}, "
+                "which is not a queue of settings.RQ_QUEUES.",
+                1,
+                hint=f"Queues: {', '.join(queues) or 'none'}.",
+            )
+        )
+    if export_settings.STORAGE not in settings.STORAGES:
+        errors.append(
+            _error(
+                f"{SETTING_NAME}['STORAGE'] is {export_settings.STORAGE!r}, "
+                "which is not an alias of settings.STORAGES.",
+                2,
+            )
+        )
+    if export_settings.DATABASE_ALIAS not in settings.DATABASES:
+        errors.append(
+            _error(
+                f"{SETTING_NAME}['DATABASE_ALIAS'] is {export_settings.DATABASE_ALIAS!r}, "
+                "which is not a database of settings.DATABASES.",
+                6,
+            )
+        )
+    for name, key in (("CHUNK_SIZE", 1), ("CANCEL_TIMEOUT", 0), ("STALE_AFTER", 0)):
+        value = getattr(export_settings, name)
+        if not isinstance(value, int | float) or value < key or value is True:
+            errors.append(_error(f"{SETTING_NAME}[{name!r}] must be a number >= {key}.", 7))
+    return errors
+
+
+@checks.register()
+def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .formats import format_names
+
+    errors: list[checks.CheckMessage] = []
+    known_formats = format_names()
+    for service in site:
+        label = f"export service {service.name!r} ({type(service).__qualname__})"
+        if not service.fields:
+            errors.append(_error(f"{label} declares no fields.", 5, obj=type(service)))
+        if not service.formats:
+            errors.append(_error(f"{label} declares no formats.", 5, obj=type(service)))
+        for path in service.fields:
+            try:
+                resolve_field_path(service.model, path)
+            except FieldDoesNotExist:
+                errors.append(
+                    _error(
+                        f"{label}: field {path!r} does not resolve on {service.model._meta.label}.",
+                        3,
+                        obj=type(service),
+                    )
+                )
+        for name in service.formats:
+            if name not in known_formats:
+                errors.append(
+                    _error(
+                        f"{label}: no writer handles format {name!r}.",
+                        4,
+                        obj=type(service),
+                        hint=f"Known formats: {', '.join(known_formats)}.",
+                    )
+                )
+    return errors

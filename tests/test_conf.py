@@ -1,0 +1,63 @@
+from typing import ClassVar
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_report_export.conf import DEFAULTS, export_settings
+
+OTHER_VALUES = {
+    "QUEUE": "exports",
+    "STORAGE": "exports",
+    "STORAGE_PREFIX": "elsewhere",
+    "CHUNK_SIZE": 17,
+    "HEARTBEAT_INTERVAL": 2,
+    "STALE_AFTER": 9,
+    "CANCEL_TIMEOUT": 3,
+    "CHECKPOINT_INTERVAL": 0,
+    "MAX_RETRIES": 1,
+    "RETENTION_DAYS": 2,
+    "SLOT_SCOPE": "user",
+    "CSV_FORMULA_GUARD": False,
+    "DOWNLOAD": "redirect",
+    "PERMISSION_DENIED_STATUS": 403,
+    "DATABASE_ALIAS": "replica",
+    "REDIS_TIMEOUT": 0.25,
+    "JOB_TIMEOUT": 60,
+    "FORMATS": {"x": "y.Z"},
+}
+
+
+def test_every_key_has_a_test_value():
+    assert set(OTHER_VALUES) == set(DEFAULTS)
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_defaults(key, settings):
+    settings.REPORT_EXPORT = {}
+    assert getattr(export_settings, key) == DEFAULTS[key]
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_override_settings_reaches_every_key(key):
+    assert getattr(export_settings, key) != OTHER_VALUES[key]
+    with override_settings(REPORT_EXPORT={key: OTHER_VALUES[key]}):
+        assert getattr(export_settings, key) == OTHER_VALUES[key]
+    assert getattr(export_settings, key) != OTHER_VALUES[key]
+
+
+class TestInvalid:
+    CASES: ClassVar = [("SLOT_SCOPE", "team"), ("DOWNLOAD", "ftp"), ("PERMISSION_DENIED_STATUS", 404)]
+
+    @pytest.mark.parametrize(("key", "value"), CASES)
+    def test_out_of_choices_is_improperly_configured(self, key, value):
+        with override_settings(REPORT_EXPORT={key: value}), pytest.raises(ImproperlyConfigured):
+            getattr(export_settings, key)
+
+    def test_unknown_attribute(self):
+        with pytest.raises(AttributeError):
+            export_settings.NOPE  # noqa: B018
+
+    def test_not_a_dict(self):
+        with override_settings(REPORT_EXPORT=["QUEUE"]), pytest.raises(ImproperlyConfigured):
+            export_settings.QUEUE  # noqa: B018
