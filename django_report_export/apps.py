@@ -8,7 +8,7 @@ class ReportExportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .registry import autodiscover
+        from django_report_export import checks  # noqa: F401  (registers the system checks)
+        from django_report_export.registry import autodiscover
 
         autodiscover()

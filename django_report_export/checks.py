@@ -17,8 +17,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 
-from .conf import DEFAULTS, SETTING_NAME, export_settings
-from .registry import resolve_field_path, site
+from django_report_export.conf import DEFAULTS, SETTING_NAME, export_settings
+from django_report_export.registry import resolve_field_path, site
 
 
 def _error(message: str, number: int, obj: Any = None, hint: str | None = None) -> checks.Error:
@@ -80,7 +80,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 @checks.register()
 def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from .formats import format_names
+    from django_report_export.formats import format_names
 
     errors: list[checks.CheckMessage] = []
     known_formats = format_names()

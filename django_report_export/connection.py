@@ -1,0 +1,55 @@
+"""The Redis connection shared by the status store and the queue.
+
+It is the connection of the django-rq queue named by ``QUEUE``, rebuilt with bounded socket
+timeouts (``REDIS_TIMEOUT``) and a single retry, so an unreachable or stalled Redis turns into
+a ``RedisError`` within seconds instead of a hung request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import django_rq
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rq import Queue
+
+from django_report_export.conf import export_settings
+
+_lock = threading.Lock()
+_connections: dict[tuple[str, float], Redis] = {}
+
+
+def get_redis() -> Redis:
+    key = (export_settings.QUEUE, float(export_settings.REDIS_TIMEOUT))
+    with _lock:
+        conn = _connections.get(key)
+        if conn is None:
+            conn = _connections[key] = _bounded_copy(django_rq.get_connection(key[0]), key[1])
+        return conn
+
+
+def _bounded_copy(conn: Redis, timeout: float) -> Redis:
+    pool = conn.connection_pool
+    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+    kwargs.update(
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+    )
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def get_queue() -> Queue:
+    return django_rq.get_queue(export_settings.QUEUE, connection=get_redis())
+
+
+@receiver(setting_changed)
+def _forget_connections(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("RQ_QUEUES", "REPORT_EXPORT"):
+        with _lock:
+            _connections.clear()

@@ -1,0 +1,366 @@
+"""The RQ job: export one ``ReportExport`` in keyset chunks, checkpointing as it goes.
+
+``run_export`` receives only the export's id. It takes the slot (Starting -> Running) under a
+fresh run token, then loops: read ``CHUNK_SIZE`` rows with ``pk > last key ORDER BY pk``, encode
+them, report progress and heartbeat to Redis and see whether pause or cancel was requested.
+Every ``CHECKPOINT_INTERVAL`` seconds, and on pause, the bytes written since the last checkpoint
+go to storage as a part and the last key is saved in the database, so another worker can
+continue. When no rows are left the parts are published as one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from typing import IO, Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from django_report_export import signals
+from django_report_export.conf import export_settings
+from django_report_export.connection import get_redis
+from django_report_export.exceptions import ExportCanceled, ReportExportError, StatusUnavailable
+from django_report_export.formats import get_writer_class
+from django_report_export.formats.base import FormatWriter
+from django_report_export.models import ReportExport, Status
+from django_report_export.readers import get_reader
+from django_report_export.registry import ExportService, site
+from django_report_export.status import StatusStore, now_ts, snapshot
+from django_report_export.storage import (
+    delete_parts,
+    delete_quietly,
+    final_name,
+    get_storage,
+    part_name,
+    publish,
+    save_part,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def run_export(export_id: str) -> None:
+    export = ReportExport.objects.filter(pk=export_id).first()
+    if export is None:
+        logger.warning("Export %s no longer exists; nothing to run.", export_id)
+        return
+    ExportRun(export).execute()
+
+
+def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[Any]:
+    """The service's queryset with the export's filters, on the export database."""
+    from django_report_export.control import filter_data
+
+    queryset = service.get_queryset()
+    if service.filterset_class is not None and export.filters:
+        filterset = service.filterset_class(data=filter_data(export.filters), queryset=queryset)
+        if not filterset.is_valid():
+            raise ReportExportError(
+                f"The export's filters are no longer valid: {dict(filterset.errors)}",
+                service=export.service,
+                export_id=export.pk,
+            )
+        queryset = filterset.qs
+    return queryset.using(export_settings.DATABASE_ALIAS).order_by("pk")
+
+
+class Superseded(ExportCanceled):
+    """The slot was given to another run (this worker was taken for lost, or it was reset)."""
+
+
+class Heartbeat(threading.Thread):
+    """Marks the run alive every ``HEARTBEAT_INTERVAL`` seconds, even inside a long chunk."""
+
+    def __init__(self, run: ExportRun) -> None:
+        super().__init__(name=f"report-export-heartbeat-{run.export.pk}", daemon=True)
+        self.run_ = run
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = export_settings.HEARTBEAT_INTERVAL
+        while not self.stopped.wait(interval):
+            with contextlib.suppress(StatusUnavailable):
+                self.run_.store.transition(
+                    self.run_.slot,
+                    {"heartbeat": now_ts()},
+                    expect_id=self.run_.export.pk,
+                    expect_run=self.run_.token,
+                    allowed=[Status.RUNNING],
+                )
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class ExportRun:
+    """One run of an export on one worker, from taking the slot to pause, cancel or finish."""
+
+    def __init__(self, export: ReportExport) -> None:
+        self.export = export
+        self.service = site.get(export.service)
+        self.store = StatusStore(get_redis())
+        self.storage = get_storage()
+        self.slot = export.slot
+        self.token = uuid.uuid4().hex
+        self.writer: FormatWriter = get_writer_class(export.format)(export.service, export.fields)
+        self.parts: list[str] = []
+        self.checkpoint_parts: list[str] = []
+        self.processed = 0
+        self.last_key: Any = None
+        # Bytes written since the last part was stored; closed in execute() or flush_part().
+        self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.run_started = time.monotonic()
+        self.run_processed = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def execute(self) -> None:
+        if not self.begin():
+            return
+        heartbeat = Heartbeat(self)
+        heartbeat.start()
+        try:
+            self.export_rows()
+        except Superseded:
+            logger.warning("Export %s: run %s was superseded.", self.export.pk, self.token)
+            delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        finally:
+            heartbeat.stop()
+            self.buffer.close()
+
+    def begin(self) -> bool:
+        """Take the slot from Starting to Running under this run's token."""
+        export = self.export
+        now = timezone.now()
+        started_at = export.started_at or now
+        values = {
+            "status": Status.RUNNING,
+            "run": self.token,
+            "request": "",
+            "heartbeat": now_ts(),
+            "started_at": started_at,
+            "updated_at": now,
+        }
+        taken = self.store.transition(
+            self.slot, values, expect_id=export.pk, allowed=[Status.STARTING]
+        )
+        if taken.missing:
+            self.store.restore(self.slot, snapshot(export))
+            taken = self.store.transition(
+                self.slot, values, expect_id=export.pk, allowed=[Status.STARTING]
+            )
+        if not taken.written:
+            logger.info("Export %s is no longer Starting (%s); not run.", export.pk, taken.status)
+            return False
+        ReportExport.objects.filter(pk=export.pk).update(
+            status=Status.RUNNING, run_token=self.token, started_at=started_at, updated_at=now
+        )
+        # Read the checkpoint only now: a run that lost the slot can no longer move it.
+        export.refresh_from_db()
+        checkpoint = export.checkpoint or {}
+        self.checkpoint_parts = list(checkpoint.get("parts", []))
+        self.parts = list(self.checkpoint_parts)
+        self.processed = checkpoint.get("processed", 0)
+        self.last_key = checkpoint.get("last_key")
+        return True
+
+    def export_rows(self) -> None:
+        queryset = export_queryset(self.service, self.export)
+        if self.export.total is None:
+            self.export.update_fields(total=queryset.count())
+        if self.processed == 0 and not self.parts:
+            self.buffer.write(self.writer.header())
+        reader = get_reader(queryset, self.export.fields, self.writer)
+        chunk_size = export_settings.CHUNK_SIZE
+        last_checkpoint = time.monotonic()
+        while True:
+            chunk = reader.read(self.last_key, chunk_size, first=self.processed == 0)
+            if chunk.count:
+                self.buffer.write(chunk.data)
+                self.processed += chunk.count
+                self.run_processed += chunk.count
+                self.last_key = chunk.last_key
+            if chunk.count < chunk_size:
+                self.buffer.write(self.writer.footer(empty=self.processed == 0))
+                self.finish()
+                return
+            try:
+                request = self.report_progress()
+            except StatusUnavailable as exc:
+                self.pause(error=f"Paused: Redis could not be reached ({exc}).")
+                return
+            if request == "cancel":
+                self.cancel()
+                return
+            if request == "pause":
+                self.pause()
+                return
+            if time.monotonic() - last_checkpoint >= export_settings.CHECKPOINT_INTERVAL:
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.run_started
+        return round(self.run_processed / elapsed, 1) if elapsed > 0 else 0.0
+
+    def report_progress(self) -> str:
+        values = {
+            "processed": self.processed,
+            "total": self.export.total,
+            "rate": self.rate(),
+            "heartbeat": now_ts(),
+            "updated_at": timezone.now(),
+        }
+        result = self.store.transition(
+            self.slot,
+            values,
+            expect_id=self.export.pk,
+            expect_run=self.token,
+            allowed=[Status.RUNNING],
+        )
+        if result.missing:
+            # Redis lost the slot (flushed or restarted) while this run held it: put it back.
+            self.store.restore(self.slot, {**snapshot(self.export), **self.live_values(), **values})
+            return ""
+        if not result.written:
+            raise Superseded(export_id=self.export.pk)
+        return result.request
+
+    def live_values(self) -> dict[str, Any]:
+        return {"status": Status.RUNNING, "run": self.token, "processed": self.processed}
+
+    def flush_part(self) -> None:
+        if self.buffer.tell() == 0:
+            return
+        name = part_name(self.export, len(self.parts), self.token)
+        self.parts.append(save_part(self.storage, name, self.buffer))
+        self.buffer.close()
+        self.buffer = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"last_key": self.last_key, "parts": self.parts, "processed": self.processed}
+
+    def save_checkpoint(self, **values: Any) -> None:
+        """Make the rows written so far durable; a superseded run cannot do it."""
+        self.flush_part()
+        values.setdefault("updated_at", timezone.now())
+        saved = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+            checkpoint=self.checkpoint(), processed=self.processed, **values
+        )
+        if not saved:
+            raise Superseded(export_id=self.export.pk)
+        self.checkpoint_parts = list(self.parts)
+
+    def pause(self, error: str = "") -> None:
+        self.save_checkpoint(status=Status.PAUSED, run_token="", error=error)
+        try:
+            self.store_end_state(Status.PAUSED, {"error": error, "rate": ""}, allow_missing=True)
+        except StatusUnavailable:
+            # The database says Paused; the slot is rebuilt from it once Redis answers again.
+            logger.warning("Export %s: paused with Redis unreachable.", self.export.pk)
+        logger.info("Export %s paused at row %s.", self.export.pk, self.processed)
+
+    def cancel(self) -> None:
+        now = timezone.now()
+        ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+            status=Status.CANCELED, run_token="", checkpoint={}, finished_at=now, updated_at=now
+        )
+        self.export.refresh_from_db()
+        delete_parts(self.storage, self.export)
+        delete_quietly(self.storage, self.parts)
+        self.store_end_state(Status.CANCELED, {"finished_at": now})
+        signals.export_canceled.send(sender=ReportExport, export=self.export)
+
+    def finish(self) -> None:
+        self.flush_part()
+        name, size = publish(
+            self.storage,
+            self.parts,
+            final_name(self.export, self.writer.extension),
+            self.export.compression,
+        )
+        now = timezone.now()
+        done = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+            status=Status.FINISHED,
+            run_token="",
+            file_name=name,
+            file_size=size,
+            processed=self.processed,
+            total=self.processed,
+            checkpoint={},
+            finished_at=now,
+            updated_at=now,
+            error="",
+        )
+        if not done:
+            delete_quietly(self.storage, [name])
+            raise Superseded(export_id=self.export.pk)
+        self.export.refresh_from_db()
+        delete_quietly(self.storage, self.parts)
+        self.store_end_state(
+            Status.FINISHED,
+            {
+                "processed": self.processed,
+                "total": self.processed,
+                "file_size": size,
+                "finished_at": now,
+                "rate": self.rate(),
+            },
+            allow_missing=True,
+        )
+        signals.export_finished.send(sender=ReportExport, export=self.export)
+        logger.info("Export %s finished: %s rows, %s bytes.", self.export.pk, self.processed, size)
+
+    def fail(self, exc: BaseException) -> None:
+        now = timezone.now()
+        error = f"{type(exc).__name__}: {exc}"
+        logger.exception("Export %s failed.", self.export.pk)
+        owned = False
+        try:
+            owned = bool(
+                ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+                    status=Status.ERROR, run_token="", error=error, finished_at=now, updated_at=now
+                )
+            )
+            self.export.refresh_from_db()
+        except Exception:
+            logger.exception("Export %s: the failure could not be recorded.", self.export.pk)
+        if owned:
+            delete_parts(self.storage, self.export)
+        delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+        try:
+            self.store_end_state(Status.ERROR, {"error": error, "finished_at": now})
+        except StatusUnavailable:
+            logger.warning("Export %s: Redis unreachable to record the error.", self.export.pk)
+        signals.export_failed.send(sender=ReportExport, export=self.export)
+
+    def store_end_state(
+        self, status: int, values: dict[str, Any], allow_missing: bool = False
+    ) -> None:
+        values = {
+            "status": status,
+            "run": "",
+            "request": "",
+            "processed": self.processed,
+            "updated_at": timezone.now(),
+            **values,
+        }
+        result = self.store.transition(
+            self.slot,
+            values,
+            expect_id=self.export.pk,
+            expect_run=self.token,
+            allowed=[Status.RUNNING],
+        )
+        if result.missing and allow_missing:
+            self.store.restore(self.slot, {**snapshot(self.export), **values})

@@ -1,0 +1,110 @@
+"""``ReportExport``: the durable record of every export.
+
+Redis holds the live status of each slot (``status.py``); this model is what survives: the
+history, the parameters, the checkpoint a paused or orphaned export continues from, the file
+and the error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.IntegerChoices):
+    READY = 0, _("Ready")
+    STARTING = 1, _("Starting")
+    RUNNING = 2, _("Running")
+    PAUSED = 3, _("Paused")
+    CANCELED = 4, _("Canceled")
+    FINISHED = 5, _("Finished")
+    ERROR = 6, _("Error")
+
+    @classmethod
+    def active(cls) -> tuple[Status, ...]:
+        """States in which an export holds its slot."""
+        return (cls.STARTING, cls.RUNNING, cls.PAUSED)
+
+    @classmethod
+    def ended(cls) -> tuple[Status, ...]:
+        return (cls.CANCELED, cls.FINISHED, cls.ERROR)
+
+
+class ReportExportQuerySet(models.QuerySet["ReportExport"]):
+    def for_slot(self, slot: str) -> ReportExportQuerySet:
+        return self.filter(slot=slot)
+
+    def latest_for_slot(self, slot: str) -> ReportExport | None:
+        return self.for_slot(slot).order_by("-created_at").first()
+
+
+class ReportExport(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    service = models.CharField(_("service"), max_length=100, db_index=True)
+    #: The export slot: the service name, or ``service:user:<pk>`` when slots are per user.
+    slot = models.CharField(_("slot"), max_length=150)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("slot owner"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text=_("Set when slots are per user (SLOT_SCOPE = 'user')."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    format = models.CharField(_("format"), max_length=20)
+    compression = models.CharField(_("compression"), max_length=20, blank=True, default="")
+    fields = models.JSONField(_("fields"), default=list)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    status = models.PositiveSmallIntegerField(
+        _("status"), choices=Status.choices, default=Status.STARTING
+    )
+    processed = models.BigIntegerField(_("processed rows"), default=0)
+    total = models.BigIntegerField(_("total rows"), null=True, blank=True)
+    #: ``{"last_key": ..., "parts": [storage names], "processed": n, "bytes": n}``
+    checkpoint = models.JSONField(_("checkpoint"), default=dict, blank=True)
+    #: Token of the job run that currently owns the export; a run whose token is gone stops.
+    run_token = models.CharField(max_length=32, blank=True, default="")
+    retries = models.PositiveSmallIntegerField(_("lost-worker continuations"), default=0)
+    file_name = models.CharField(_("file"), max_length=500, blank=True, default="")
+    file_size = models.BigIntegerField(_("file size"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ReportExportQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("report export")
+        verbose_name_plural = _("report exports")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["slot", "-created_at"], name="report_export_slot_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.format} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in Status.active()
+
+    def update_fields(self, **values: Any) -> int:
+        """Write ``values`` to this row (and this instance) without a read-modify-write race."""
+        values.setdefault("updated_at", timezone.now())
+        for name, value in values.items():
+            setattr(self, name, value)
+        return type(self).objects.filter(pk=self.pk).update(**values)

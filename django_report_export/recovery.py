@@ -1,0 +1,87 @@
+"""Continuing exports whose worker was lost (SIGKILL, OOM, host gone).
+
+A running export proves it is alive with a heartbeat in its slot. One whose heartbeat is
+older than ``STALE_AFTER`` is taken from its run and queued again, to continue from its last
+durable checkpoint, up to ``MAX_RETRIES`` times; then it is marked Error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils import timezone
+
+from django_report_export import signals
+from django_report_export.conf import export_settings
+from django_report_export.models import ReportExport, Status
+from django_report_export.status import StatusStore
+from django_report_export.storage import delete_parts, get_storage
+
+logger = logging.getLogger(__name__)
+
+
+def recover_lost_run(store: StatusStore, slot: str, status: Mapping[str, Any]) -> bool:
+    """Take the slot's stale run from its worker; True if this call did it."""
+    from django_report_export.control import enqueue
+
+    export = ReportExport.objects.filter(pk=status["id"]).first()
+    if export is None:
+        return False
+    now = timezone.now()
+    lost_run = status.get("run") or ""
+    if export.retries >= export_settings.MAX_RETRIES:
+        error = (
+            f"The worker running the export was lost; gave up after "
+            f"{export.retries} continuation(s)."
+        )
+        values: dict[str, Any] = {
+            "status": Status.ERROR,
+            "error": error,
+            "run": "",
+            "request": "",
+            "finished_at": now,
+            "updated_at": now,
+        }
+        taken = store.transition(
+            slot, values, expect_id=export.pk, expect_run=lost_run, allowed=[Status.RUNNING]
+        )
+        if taken.written:
+            export.update_fields(
+                status=Status.ERROR, error=error, finished_at=now, run_token="", checkpoint={}
+            )
+            delete_parts(get_storage(), export)
+            signals.export_failed.send(sender=ReportExport, export=export)
+            logger.error("Export %s: %s", export.pk, error)
+        return taken.written
+
+    processed = export.checkpoint.get("processed", 0)
+    taken = store.transition(
+        slot,
+        {
+            "status": Status.STARTING,
+            "run": "",
+            "request": "",
+            "processed": processed,
+            "rate": "",
+            "updated_at": now,
+        },
+        expect_id=export.pk,
+        expect_run=lost_run,
+        allowed=[Status.RUNNING],
+    )
+    if not taken.written:
+        return False
+    export.update_fields(
+        status=Status.STARTING, run_token="", retries=export.retries + 1, processed=processed
+    )
+    logger.warning(
+        "Export %s: worker lost; continuing from row %s (continuation %s of %s).",
+        export.pk,
+        processed,
+        export.retries,
+        export_settings.MAX_RETRIES,
+    )
+    enqueue(store, export, on_failure=Status.PAUSED)
+    return True

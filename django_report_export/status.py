@@ -1,0 +1,197 @@
+"""The live status of every export slot, held in Redis.
+
+One hash per slot (``KEY_TEMPLATE``) mirrors the slot's current export: what the status
+endpoint serves without touching the database. Every change goes through one Lua script,
+``TRANSITION``, that checks the slot still holds the expected export, run and status before
+writing, so a pause racing a worker's acknowledgement, or two starts racing each other, can
+never both win. ``ReportExport`` rows are the durable copy the hash is rebuilt from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from django_report_export.exceptions import StatusUnavailable
+from django_report_export.models import ReportExport, Status
+
+KEY_TEMPLATE = "report_export:slot:{slot}"
+LOCK_TEMPLATE = "report_export:lock:{slot}"
+ANY = "*"
+MISSING = "missing"
+
+# KEYS[1] slot hash. ARGV: expected id, expected run, allowed statuses (comma separated,
+# "*" for any, "missing" for an absent hash), then field/value pairs to write.
+# Returns {written (1/0), status, id, run, request} as they are after the call.
+TRANSITION = """
+local current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
+local status = current[1] or 'missing'
+local id = current[2] or ''
+local run = current[3] or ''
+local function allowed(list, value)
+  if list == '*' then return true end
+  for item in string.gmatch(list, '[^,]+') do
+    if item == value then return true end
+  end
+  return false
+end
+if (ARGV[1] == '*' or ARGV[1] == id) and (ARGV[2] == '*' or ARGV[2] == run)
+    and allowed(ARGV[3], status) then
+  if #ARGV > 3 then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  end
+  current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
+  return {1, current[1] or 'missing', current[2] or '', current[3] or '', current[4] or ''}
+end
+return {0, status, id, run, current[4] or ''}
+"""
+
+JSON_FIELDS = ("fields", "filters")
+INT_FIELDS = ("status", "processed", "total", "file_size")
+FLOAT_FIELDS = ("rate", "heartbeat")
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    written: bool
+    status: str
+    id: str
+    run: str
+    request: str
+
+    @property
+    def missing(self) -> bool:
+        return self.status == MISSING
+
+
+def slot_key(slot: str) -> str:
+    return KEY_TEMPLATE.format(slot=slot)
+
+
+def encode(values: Mapping[str, Any]) -> dict[str, str]:
+    """Redis hash values for ``values``: JSON for lists/dicts, ISO 8601 for datetimes."""
+    encoded = {}
+    for name, value in values.items():
+        if value is None:
+            encoded[name] = ""
+        elif name in JSON_FIELDS:
+            encoded[name] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, datetime):
+            encoded[name] = value.isoformat()
+        elif isinstance(value, bool):
+            encoded[name] = "1" if value else "0"
+        else:
+            encoded[name] = str(value)
+    return encoded
+
+
+def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
+    values: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for name in JSON_FIELDS:
+        values[name] = json.loads(values[name]) if values.get(name) else None
+    for name in INT_FIELDS:
+        values[name] = int(values[name]) if values.get(name) else None
+    for name in FLOAT_FIELDS:
+        values[name] = float(values[name]) if values.get(name) else None
+    for name, value in list(values.items()):
+        if value == "":
+            values[name] = None
+    values["status"] = values["status"] or Status.READY
+    return values
+
+
+def snapshot(export: ReportExport) -> dict[str, Any]:
+    """The hash fields describing ``export`` as the database has it."""
+    return {
+        "id": export.pk,
+        "service": export.service,
+        "status": export.status,
+        "format": export.format,
+        "compression": export.compression,
+        "fields": export.fields,
+        "filters": export.filters,
+        "processed": export.processed,
+        "total": export.total,
+        "started_at": export.started_at,
+        "finished_at": export.finished_at,
+        "updated_at": export.updated_at,
+        "file_size": export.file_size,
+        "error": export.error,
+        "run": export.run_token,
+        "request": "",
+        "rate": "",
+        "heartbeat": "",
+    }
+
+
+class StatusStore:
+    """Reads and atomic writes of the per-slot status hashes."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.redis = connection
+        self._transition = connection.register_script(TRANSITION)
+
+    def read(self, slot: str) -> dict[str, Any] | None:
+        try:
+            raw = self.redis.hgetall(slot_key(slot))
+        except RedisError as exc:
+            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+        return decode(cast(Mapping[bytes, bytes], raw)) if raw else None
+
+    def transition(
+        self,
+        slot: str,
+        values: Mapping[str, Any],
+        *,
+        expect_id: Any = ANY,
+        expect_run: str = ANY,
+        allowed: Iterable[int | str] | str = ANY,
+    ) -> TransitionResult:
+        """Write ``values`` only if the slot holds ``expect_id``/``expect_run`` in ``allowed``."""
+        allowed_arg = allowed if isinstance(allowed, str) else ",".join(str(s) for s in allowed)
+        args: list[str] = [str(expect_id), expect_run, allowed_arg]
+        for name, value in encode(values).items():
+            args += [name, value]
+        try:
+            written, status, export_id, run, request = self._transition(
+                keys=[slot_key(slot)], args=args
+            )
+        except RedisError as exc:
+            raise StatusUnavailable(f"The status could not be updated in Redis: {exc}") from exc
+        return TransitionResult(
+            written=bool(written),
+            status=_text(status),
+            id=_text(export_id),
+            run=_text(run),
+            request=_text(request),
+        )
+
+    def restore(self, slot: str, values: Mapping[str, Any]) -> TransitionResult:
+        """Write a whole status into a slot whose hash is gone (after a Redis flush)."""
+        return self.transition(slot, values, allowed=MISSING)
+
+    def lock(self, slot: str, timeout: float, wait: float) -> Any:
+        return self.redis.lock(
+            LOCK_TEMPLATE.format(slot=slot), timeout=timeout, blocking_timeout=wait
+        )
+
+    def ping(self) -> None:
+        try:
+            self.redis.ping()
+        except RedisError as exc:
+            raise StatusUnavailable(f"Redis cannot be reached: {exc}") from exc
+
+
+def now_ts() -> float:
+    return time.time()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
