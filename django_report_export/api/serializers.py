@@ -1,0 +1,149 @@
+"""Bodies of the report endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from django_report_export.models import ReportExport, Status
+from django_report_export.registry import ExportService
+from django_report_export.status import snapshot
+
+STATUS_NAMES = {int(value): str(label) for value, label in Status.choices}
+
+
+def status_body(
+    service: ExportService,
+    status: Mapping[str, Any],
+    request: Any = None,
+    download_url: str | None = None,
+) -> dict[str, Any]:
+    """The status body of SPEC §4 from a slot status (Redis) or an export snapshot."""
+    code = int(status.get("status") or Status.READY)
+    processed = int(status.get("processed") or 0)
+    total = status.get("total")
+    rate = status.get("rate") if code == Status.RUNNING else None
+    if code == Status.FINISHED:
+        progress = 100.0
+    elif total:
+        progress = min(100.0, round(processed * 100 / total, 1))
+    else:
+        progress = 0.0
+    eta = None
+    if code == Status.RUNNING and rate and total is not None:
+        eta = max(0, round((total - processed) / rate))
+    file_url = None
+    if code == Status.FINISHED:
+        file_url = download_url or reverse(
+            "django_report_export:report-download", kwargs={"service": service.name}
+        )
+        if request is not None:
+            file_url = request.build_absolute_uri(file_url)
+    return {
+        "service": service.name,
+        "id": str(status["id"]) if status.get("id") else None,
+        "status": code,
+        "status_name": STATUS_NAMES[code],
+        "format": status.get("format") or None,
+        "compression": status.get("compression") or None,
+        "filters": status.get("filters") if status.get("id") else None,
+        "fields": status.get("fields") if status.get("id") else None,
+        "processed": processed,
+        "total": total,
+        "progress": progress,
+        "rows_per_second": rate,
+        "eta_seconds": eta,
+        "started_at": _iso(status.get("started_at")),
+        "finished_at": _iso(status.get("finished_at")),
+        "updated_at": _iso(status.get("updated_at")),
+        "file": file_url,
+        "file_size": status.get("file_size") if code == Status.FINISHED else None,
+        "error": status.get("error") or None,
+    }
+
+
+def history_body(
+    service: ExportService,
+    export: ReportExport,
+    request: Any,
+    live: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An export as history lists it; ``live`` (the slot's status) stands in for its row."""
+    status = live if live and str(live.get("id")) == str(export.pk) else snapshot(export)
+    url = None
+    if int(status["status"]) == Status.FINISHED:
+        url = reverse("django_report_export:report-download", kwargs={"service": service.name})
+        url = f"{url}?id={export.pk}"
+    body = status_body(service, status, request, download_url=url)
+    body["created_at"] = _iso(export.created_at)
+    body["created_by"] = export.created_by.get_username() if export.created_by else None
+    return body
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else value.isoformat()
+
+
+class StatusSerializer(serializers.Serializer):
+    """Describes the status body (for the schema); bodies are built by ``status_body``."""
+
+    service = serializers.CharField()
+    id = serializers.UUIDField(allow_null=True)
+    status = serializers.ChoiceField(choices=Status.choices)
+    status_name = serializers.CharField()
+    format = serializers.CharField(allow_null=True)
+    compression = serializers.CharField(allow_null=True)
+    filters = serializers.DictField(allow_null=True)
+    fields = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.CharField(), allow_null=True
+    )
+    processed = serializers.IntegerField()
+    total = serializers.IntegerField(allow_null=True)
+    progress = serializers.FloatField(min_value=0, max_value=100)
+    rows_per_second = serializers.FloatField(allow_null=True)
+    eta_seconds = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+    file = serializers.URLField(allow_null=True)
+    file_size = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class HistorySerializer(StatusSerializer):
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(allow_null=True)
+
+
+class ServiceSerializer(serializers.Serializer):
+    service = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    formats = serializers.ListField(child=serializers.CharField())
+    fields = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
+    filters = serializers.ListField(child=serializers.CharField())
+    status = serializers.ChoiceField(choices=Status.choices)
+    status_name = serializers.CharField()
+    url = serializers.URLField()
+
+
+class StartSerializer(serializers.Serializer):
+    """The start form of the browsable API; the view validates the query parameters itself."""
+
+    format = serializers.CharField(help_text="Export format; one of the service's formats.")
+    fields = serializers.CharField(  # type: ignore[assignment]
+        required=False, help_text="Comma-separated subset of the service's fields."
+    )
+    compression = serializers.ChoiceField(choices=["none", "gzip"], required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    type = serializers.CharField()
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )

@@ -1,0 +1,204 @@
+"""The report endpoints (SPEC §4) on one DRF ViewSet.
+
+Authentication comes first (401 ``not_authenticated``), then the service (400 when unknown),
+then the service's read permission (401 or 403 ``permission_denied``); each action then calls
+``control`` and returns the status body.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import uuid
+from typing import Any
+
+from django.http import FileResponse, HttpResponseRedirect
+from django.urls import reverse
+from rest_framework import exceptions, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from django_report_export import control
+from django_report_export.api.exceptions import NotFound, exception_handler
+from django_report_export.api.negotiation import ExportContentNegotiation
+from django_report_export.api.permissions import ServiceReadPermission
+from django_report_export.api.schema import document
+from django_report_export.api.serializers import StartSerializer, history_body, status_body
+from django_report_export.conf import export_settings
+from django_report_export.formats import get_writer_class
+from django_report_export.models import ReportExport, Status
+from django_report_export.registry import ExportService, site
+from django_report_export.storage import get_storage
+
+#: Body keys a browser form adds that are not export parameters.
+FORM_NOISE = ("csrfmiddlewaretoken", "_content", "_content_type")
+
+
+class HistoryPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+@document
+class ReportViewSet(viewsets.ViewSet):
+    permission_classes = [ServiceReadPermission]
+    content_negotiation_class = ExportContentNegotiation
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+    pagination_class = HistoryPagination
+    service: ExportService | None = None
+
+    # --- policy hooks --------------------------------------------------------------------
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def get_authenticate_header(self, request: Request) -> str:
+        """Always a ``WWW-Authenticate`` value, so a 401 is never turned into a 403."""
+        for authenticator in self.get_authenticators():
+            header = authenticator.authenticate_header(request)
+            if header:
+                return str(header)
+        return 'Session realm="api"'
+
+    def check_permissions(self, request: Request) -> None:
+        if not (request.user and request.user.is_authenticated):
+            raise exceptions.NotAuthenticated()
+        name = self.kwargs.get("service")
+        if name is not None:
+            self.service = site.get(name)
+        super().check_permissions(request)
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> StartSerializer:
+        """The browsable API's start form."""
+        return StartSerializer(*args, **kwargs)
+
+    # --- endpoints -----------------------------------------------------------------------
+
+    def list(self, request: Request) -> Response:
+        services = []
+        for service in site:
+            if not service.has_permission(request.user):
+                continue
+            status = control.get_status(service, request.user)
+            url = reverse("django_report_export:report-status", kwargs={"service": service.name})
+            services.append(
+                {
+                    "service": service.name,
+                    "description": service.description,
+                    "formats": list(service.formats),
+                    "fields": list(service.fields),
+                    "filters": service.get_filter_names(),
+                    "status": int(status["status"]),
+                    "status_name": Status(int(status["status"])).label,
+                    "url": request.build_absolute_uri(url),
+                }
+            )
+        return Response(services)
+
+    @action(detail=True, methods=["get"])
+    def status(self, request: Request, service: str) -> Response:
+        return self.body(control.get_status(self.get_service(), request.user))
+
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, service: str) -> Response:
+        export_request = control.parse_request(self.get_service(), self.start_parameters(request))
+        status = control.start(self.get_service(), export_request, user=request.user)
+        return self.body(status, code=202)
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, service: str) -> Response:
+        return self.body(control.pause(self.get_service(), request.user))
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, service: str) -> Response:
+        return self.body(control.resume(self.get_service(), request.user))
+
+    @action(detail=True, methods=["delete"])
+    def cancel(self, request: Request, service: str) -> Response:
+        return self.body(control.cancel(self.get_service(), request.user))
+
+    @action(detail=True, methods=["get"])
+    def download(self, request: Request, service: str) -> Any:
+        export = self.finished_export(request)
+        storage = get_storage()
+        if export_settings.DOWNLOAD == "redirect":
+            return HttpResponseRedirect(storage.url(export.file_name))
+        try:
+            handle = storage.open(export.file_name, "rb")
+        except FileNotFoundError:
+            raise NotFound("The export's file is no longer available.") from None
+        content_type = None if export.compression else get_writer_class(export.format).content_type
+        return FileResponse(
+            handle,
+            as_attachment=True,
+            filename=os.path.basename(export.file_name),
+            content_type=content_type,
+        )
+
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, service: str) -> Response:
+        # The current export's entry shows its live progress, from Redis like status.
+        live = control.get_status(self.get_service(), request.user)
+        exports = (
+            ReportExport.objects.for_slot(control.slot_for(self.get_service(), request.user))
+            .select_related("created_by")
+            .order_by("-created_at")
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(exports, request, view=self)
+        bodies = [
+            history_body(self.get_service(), export, request, live=live) for export in page or []
+        ]
+        return paginator.get_paginated_response(bodies)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def get_service(self) -> ExportService:
+        assert self.service is not None
+        return self.service
+
+    def body(self, status: dict[str, Any], code: int = 200) -> Response:
+        return Response(status_body(self.get_service(), status, self.request), status=code)
+
+    def start_parameters(self, request: Request) -> dict[str, builtins.list[str]]:
+        """Query parameters, plus form or JSON body fields (the browsable API's form)."""
+        params = {name: request.query_params.getlist(name) for name in request.query_params}
+        data = request.data
+        if hasattr(data, "getlist"):
+            body = {name: data.getlist(name) for name in data}
+        elif isinstance(data, dict):
+            body = {
+                name: [str(v) for v in value] if isinstance(value, list) else [str(value)]
+                for name, value in data.items()
+            }
+        else:
+            raise exceptions.ParseError("The request body must be a JSON object or a form.")
+        for name, values in body.items():
+            if name not in FORM_NOISE and name not in params:
+                params[name] = [v for v in values if v != ""] if name != "format" else values
+        return {name: values for name, values in params.items() if values}
+
+    def finished_export(self, request: Request) -> ReportExport:
+        service = self.get_service()
+        slot = control.slot_for(service, request.user)
+        requested = request.query_params.get("id")
+        if requested:
+            try:
+                export_id = uuid.UUID(requested)
+            except ValueError:
+                raise exceptions.ValidationError({"id": ["Not a valid export id."]}) from None
+        else:
+            status = control.get_status(service, request.user)
+            if status["status"] != Status.FINISHED:
+                raise NotFound("No finished export to download.")
+            export_id = status["id"]
+        export = ReportExport.objects.filter(
+            pk=export_id, slot=slot, status=Status.FINISHED
+        ).first()
+        if export is None or not export.file_name:
+            raise NotFound("No finished export to download.")
+        return export

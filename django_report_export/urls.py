@@ -1,0 +1,28 @@
+"""Mount with ``path("api/", include("django_report_export.urls"))``."""
+
+from typing import Any
+
+from django.db import transaction
+from django.urls import path
+
+from django_report_export.api.views import ReportViewSet
+
+app_name = "django_report_export"
+
+
+def _view(actions: dict[str, Any]) -> Any:
+    # Autocommit: the export row is committed before its job is queued, and a queue failure
+    # is reported to the caller rather than lost in an on-commit hook.
+    return transaction.non_atomic_requests(ReportViewSet.as_view(actions))
+
+
+urlpatterns = [
+    path("report/", _view({"get": "list"}), name="report-list"),
+    path("report/<str:service>/status", _view({"get": "status"}), name="report-status"),
+    path("report/<str:service>/start", _view({"post": "start"}), name="report-start"),
+    path("report/<str:service>/pause", _view({"post": "pause"}), name="report-pause"),
+    path("report/<str:service>/resume", _view({"post": "resume"}), name="report-resume"),
+    path("report/<str:service>/cancel", _view({"delete": "cancel"}), name="report-cancel"),
+    path("report/<str:service>/download", _view({"get": "download"}), name="report-download"),
+    path("report/<str:service>/history", _view({"get": "history"}), name="report-history"),
+]
