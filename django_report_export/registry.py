@@ -22,7 +22,11 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.module_loading import autodiscover_modules
 
-from .exceptions import AlreadyRegistered, ExportConfigurationError, UnknownService
+from django_report_export.exceptions import (
+    AlreadyRegistered,
+    ExportConfigurationError,
+    UnknownService,
+)
 
 AUTODISCOVER_MODULE = "report_exports"
 

@@ -1,0 +1,338 @@
+"""The demo shop's 16 export services (autodiscovered by django_report_export)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+
+from django_report_export.registry import ExportService, register
+
+from . import filters
+from .models import (
+    Category,
+    CustomerAccount,
+    DataFeed,
+    DataFeedTemplate,
+    Inquiry,
+    InventoryItem,
+    NewsletterSubscriber,
+    Order,
+    Product,
+    ProductRating,
+    SeoView,
+    Transaction,
+    Voucher,
+    VoucherPreset,
+    VoucherTemplate,
+)
+
+JSON_CSV = ("json", "csv")
+
+
+@register("adminUser")
+class AdminUserExport(ExportService):
+    """Staff accounts. Never the password hash, nor anything else secret."""
+
+    model = get_user_model()
+    fields = (
+        "id",
+        "username",
+        "email",
+        "first_name",
+        "last_name",
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "date_joined",
+        "last_login",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.AdminUserFilter
+    description = "Staff users (admin accounts) of the shop."
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.model._default_manager.filter(is_staff=True)
+
+
+@register("category")
+class CategoryExport(ExportService):
+    model = Category
+    fields = (
+        "id",
+        "name",
+        "slug",
+        "parent_id",
+        "parent__name",
+        "description",
+        "is_active",
+        "sort_order",
+        "created_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.CategoryFilter
+    description = "Product categories, with their parent."
+
+
+@register("customerAccount")
+class CustomerAccountExport(ExportService):
+    model = CustomerAccount
+    fields = (
+        "id",
+        "email",
+        "first_name",
+        "last_name",
+        "phone",
+        "company",
+        "birth_date",
+        "street",
+        "postal_code",
+        "city",
+        "country",
+        "is_active",
+        "credit_balance",
+        "created_at",
+        "last_login_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.CustomerAccountFilter
+    description = "Customer accounts with address and credit balance."
+
+
+@register("dataFeed")
+class DataFeedExport(ExportService):
+    model = DataFeed
+    fields = (
+        "id",
+        "name",
+        "channel",
+        "template_id",
+        "template__name",
+        "url",
+        "is_active",
+        "item_count",
+        "last_generated_at",
+        "created_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.DataFeedFilter
+    description = "Product data feeds for price comparison and marketplace channels."
+
+
+@register("dataFeedTemplate")
+class DataFeedTemplateExport(ExportService):
+    model = DataFeedTemplate
+    fields = ("id", "name", "feed_format", "body", "created_at")
+    formats = JSON_CSV
+    filterset_class = filters.DataFeedTemplateFilter
+    description = "Templates the data feeds are rendered with."
+
+
+@register("inquiry")
+class InquiryExport(ExportService):
+    model = Inquiry
+    fields = (
+        "id",
+        "created_at",
+        "status",
+        "email",
+        "customer_id",
+        "customer__email",
+        "subject",
+        "message",
+        "answered_at",
+    )
+    formats = ("json", "csv", "xml")
+    filterset_class = filters.InquiryFilter
+    description = "Customer inquiries sent through the contact form."
+
+
+@register("inventory")
+class InventoryExport(ExportService):
+    model = InventoryItem
+    fields = (
+        "id",
+        "product_id",
+        "product__sku",
+        "product__name",
+        "warehouse",
+        "quantity",
+        "reserved",
+        "reorder_level",
+        "updated_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.InventoryFilter
+    description = "Stock per product and warehouse."
+
+
+@register("order")
+class OrderExport(ExportService):
+    model = Order
+    fields = (
+        "id",
+        "number",
+        "created_at",
+        "status",
+        "customer__email",
+        "customer__first_name",
+        "customer__last_name",
+        "currency",
+        "subtotal",
+        "total",
+        "item_count",
+        "payment_method",
+        "shipping_country",
+        "paid_at",
+        "note",
+    )
+    formats = ("json", "xml")
+    filterset_class = filters.OrderFilter
+    description = "Orders with customer, totals and payment."
+
+
+@register("newsletterSubscriber")
+class NewsletterSubscriberExport(ExportService):
+    model = NewsletterSubscriber
+    fields = (
+        "id",
+        "email",
+        "customer_id",
+        "confirmed",
+        "source",
+        "subscribed_at",
+        "unsubscribed_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.NewsletterSubscriberFilter
+    description = "Newsletter subscriptions, confirmed or not."
+
+
+@register("product")
+class ProductExport(ExportService):
+    model = Product
+    fields = (
+        "id",
+        "sku",
+        "name",
+        "category_id",
+        "category__name",
+        "price",
+        "cost",
+        "stock",
+        "is_active",
+        "weight_grams",
+        "ean",
+        "description",
+        "created_at",
+        "updated_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.ProductFilter
+    description = "The product catalogue with prices and stock."
+
+
+@register("productRating")
+class ProductRatingExport(ExportService):
+    model = ProductRating
+    fields = (
+        "id",
+        "product__sku",
+        "product__name",
+        "customer__email",
+        "rating",
+        "title",
+        "comment",
+        "is_approved",
+        "created_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.ProductRatingFilter
+    description = "Customer ratings and reviews of products."
+
+
+@register("seoViews")
+class SeoViewsExport(ExportService):
+    model = SeoView
+    fields = (
+        "id",
+        "date",
+        "url",
+        "page_title",
+        "views",
+        "unique_visitors",
+        "bounce_rate",
+        "avg_seconds_on_page",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.SeoViewFilter
+    description = "Daily page views per URL."
+
+
+@register("transaction")
+class TransactionExport(ExportService):
+    model = Transaction
+    fields = (
+        "id",
+        "reference",
+        "order__number",
+        "order__customer__email",
+        "kind",
+        "provider",
+        "amount",
+        "currency",
+        "status",
+        "created_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.TransactionFilter
+    description = "Payment charges and refunds."
+
+
+@register("voucher")
+class VoucherExport(ExportService):
+    model = Voucher
+    fields = (
+        "id",
+        "code",
+        "preset__name",
+        "template__name",
+        "customer__email",
+        "value",
+        "currency",
+        "valid_from",
+        "valid_until",
+        "redeemed_at",
+        "is_active",
+        "created_at",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.VoucherFilter
+    description = "Issued voucher codes."
+
+
+@register("voucherPreset")
+class VoucherPresetExport(ExportService):
+    model = VoucherPreset
+    fields = (
+        "id",
+        "name",
+        "value",
+        "is_percentage",
+        "currency",
+        "validity_days",
+        "min_order_value",
+    )
+    formats = JSON_CSV
+    filterset_class = filters.VoucherPresetFilter
+    description = "Voucher presets (value and validity)."
+
+
+@register("voucherTemplate")
+class VoucherTemplateExport(ExportService):
+    model = VoucherTemplate
+    fields = ("id", "name", "subject", "body_html", "language", "created_at")
+    formats = JSON_CSV
+    filterset_class = filters.VoucherTemplateFilter
+    description = "E-mail templates vouchers are sent with."
