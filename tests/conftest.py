@@ -1,0 +1,134 @@
+"""Fixtures shared by the suite: a real Redis (refusing one that holds foreign data), burst
+RQ workers in this process, users with and without a service's read permission."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import django_rq
+import pytest
+from django.contrib.auth.models import Permission
+from redis import Redis
+from rest_framework.test import APIClient
+from rq import SimpleWorker
+
+from django_report_export.conf import export_settings
+from django_report_export.connection import get_redis
+
+OWN_KEY_PREFIXES = (b"report_export:", b"rq:")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Redis:
+    conn = get_redis()
+    try:
+        conn.ping()
+    except Exception as exc:
+        pytest.exit(f"Redis does not answer ({exc}); run the suite with scripts/test.", 3)
+    foreign = [k for k in conn.scan_iter(count=1000) if not k.startswith(OWN_KEY_PREFIXES)]
+    if foreign:
+        pytest.exit(
+            f"Refusing to run: the Redis database holds {len(foreign)} keys that are not "
+            "this suite's (e.g. {foreign[0]!r}). Point REDIS_URL at an empty database.",
+            3,
+        )
+    return conn
+
+
+@pytest.fixture(autouse=True)
+def redis_db(redis_server: Redis) -> Iterator[Redis]:
+    redis_server.flushdb()
+    yield redis_server
+    redis_server.flushdb()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings: Any, tmp_path: Any) -> Any:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def run_worker() -> None:
+    """Run every queued export job in this process, as a burst worker."""
+    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=SimpleWorker)
+    worker.work(burst=True)
+
+
+@pytest.fixture
+def worker() -> Any:
+    return run_worker
+
+
+def make_user(username: str, *perms: str, **extra: Any) -> Any:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", "pw", **extra)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def admin_user_(transactional_db: Any) -> Any:
+    return make_user("boss", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api(admin_user_: Any) -> APIClient:
+    client = APIClient()
+    client.force_login(admin_user_)
+    return client
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+class Poller(threading.Thread):
+    """Calls ``action`` from another thread once the slot has processed ``at_least`` rows.
+
+    The export meanwhile runs in this thread in a burst worker; ``action`` is what a second
+    API client would do mid-export (pause, cancel, start). Its result or error is kept.
+    """
+
+    def __init__(self, service: str, at_least: int, action: Any) -> None:
+        super().__init__(daemon=True)
+        self.service, self.at_least, self.action = service, at_least, action
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.seen: list[int] = []
+
+    def run(self) -> None:
+        from django.db import connection
+
+        from django_report_export import control
+        from django_report_export.registry import site
+
+        service = site.get(self.service)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                status = control.get_status(service)
+                self.seen.append(int(status["status"]))
+                if status["status"] == 2 and (status["processed"] or 0) >= self.at_least:
+                    self.result = self.action(service)
+                    return
+                time.sleep(0.002)
+            raise AssertionError(f"{self.service} never reached {self.at_least} rows")
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            connection.close()
+
+
+def while_running(service: str, at_least: int, action: Any) -> Poller:
+    poller = Poller(service, at_least, action)
+    poller.start()
+    return poller

@@ -1,0 +1,80 @@
+"""GET report/: the services the caller may read, with formats and current status."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from .conftest import make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SEED_FORMATS = {
+    "adminUser": ["json", "csv"],
+    "category": ["json", "csv"],
+    "customerAccount": ["json", "csv"],
+    "dataFeed": ["json", "csv"],
+    "dataFeedTemplate": ["json", "csv"],
+    "inquiry": ["json", "csv", "xml"],
+    "inventory": ["json", "csv"],
+    "order": ["json", "xml"],
+    "newsletterSubscriber": ["json", "csv"],
+    "product": ["json", "csv"],
+    "productRating": ["json", "csv"],
+    "seoViews": ["json", "csv"],
+    "transaction": ["json", "csv"],
+    "voucher": ["json", "csv"],
+    "voucherPreset": ["json", "csv"],
+    "voucherTemplate": ["json", "csv"],
+}
+
+
+def test_superuser_sees_all_sixteen_services_with_the_seed_formats(api):
+    response = api.get("/api/report/")
+    assert response.status_code == 200
+    listed = {item["service"]: item for item in response.json()}
+    assert {name: item["formats"] for name, item in listed.items()} == SEED_FORMATS
+    order = listed["order"]
+    assert order["status"] == 0
+    assert order["status_name"] == "Ready"
+    assert order["url"] == "http://testserver/api/report/order/status"
+    assert "customer__email" in order["fields"]
+    assert "created_after" in order["filters"]
+
+
+def test_user_sees_only_the_services_it_may_read():
+    client = APIClient()
+    client.force_login(make_user("clerk", "shop.view_product", "shop.view_order"))
+    names = [item["service"] for item in client.get("/api/report/").json()]
+    assert sorted(names) == ["order", "product"]
+
+
+def test_admin_user_service_needs_the_user_view_permission():
+    client = APIClient()
+    client.force_login(make_user("hr", "auth.view_user"))
+    assert [item["service"] for item in client.get("/api/report/").json()] == ["adminUser"]
+
+
+def test_user_without_any_permission_sees_an_empty_list():
+    client = APIClient()
+    client.force_login(make_user("nobody"))
+    response = client.get("/api/report/")
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+def test_listing_shows_the_current_status(api, worker):
+    api.post("/api/report/product/start?format=csv")
+    listed = {item["service"]: item for item in api.get("/api/report/").json()}
+    assert listed["product"]["status"] == 1
+    worker()
+    listed = {item["service"]: item for item in api.get("/api/report/").json()}
+    assert listed["product"]["status"] == 5
+    assert listed["product"]["status_name"] == "Finished"
+
+
+def test_inactive_user_is_not_authenticated():
+    user = make_user("gone", "shop.view_product")
+    client = APIClient()
+    client.force_login(user)
+    user.is_active = False
+    user.save()
+    assert client.get("/api/report/").status_code == 401

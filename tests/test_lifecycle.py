@@ -1,0 +1,321 @@
+"""Every state of SPEC §3 and every transition between them, through the API, with a real
+Redis and burst RQ workers in this process."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_report_export import control, signals
+from django_report_export.job import run_export
+from django_report_export.models import ReportExport, Status
+from testproject.shop.factories import ProductFactory
+from testproject.shop.models import Product
+
+from .conftest import while_running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def download(api, service: str = "product", **params) -> bytes:
+    response = api.get(f"/api/report/{service}/download", params)
+    assert response.status_code == 200, response.content
+    return b"".join(response.streaming_content)
+
+
+@pytest.fixture
+def products():
+    return ProductFactory.create_batch(60)
+
+
+@pytest.fixture
+def small_chunks(settings):
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 1, "CHECKPOINT_INTERVAL": 0}
+
+
+@pytest.fixture
+def received():
+    seen: list[tuple[str, str, int]] = []
+
+    def receiver(signal_name):
+        def handler(sender, export, **kwargs):
+            seen.append((signal_name, str(export.pk), export.status))
+
+        return handler
+
+    handlers = {
+        name: receiver(name)
+        for name in ("export_started", "export_finished", "export_canceled", "export_failed")
+    }
+    for name, handler in handlers.items():
+        getattr(signals, name).connect(handler)
+    yield seen
+    for name, handler in handlers.items():
+        getattr(signals, name).disconnect(handler)
+
+
+def test_ready_before_anything_ran(api):
+    body = api.get("/api/report/product/status").json()
+    assert body["status"] == Status.READY
+    assert body["status_name"] == "Ready"
+    assert body["id"] is None
+    assert body["file"] is None
+    assert body["processed"] == 0
+    assert body["progress"] == 0
+
+
+def test_status_body_has_every_field_of_the_contract(api, products, worker):
+    started = api.post("/api/report/product/start?format=csv&fields=id,sku,price&compression=gzip")
+    assert started.status_code == 202
+    body = started.json()
+    assert set(body) >= {
+        "service", "id", "status", "status_name", "format", "compression", "filters", "fields",
+        "processed", "total", "progress", "rows_per_second", "eta_seconds", "started_at",
+        "finished_at", "updated_at", "file", "file_size", "error",
+    }  # fmt: skip
+    assert body["status"] == Status.STARTING
+    assert body["status_name"] == "Starting"
+    assert body["service"] == "product"
+    assert body["format"] == "csv"
+    assert body["compression"] == "gzip"
+    assert body["fields"] == ["id", "sku", "price"]
+    worker()
+    body = api.get("/api/report/product/status").json()
+    assert body["status"] == Status.FINISHED
+    assert body["status_name"] == "Finished"
+    assert body["processed"] == body["total"] == 60
+    assert body["progress"] == 100
+    assert body["started_at"] <= body["finished_at"]
+    assert body["file"] == "http://testserver/api/report/product/download"
+    content = download(api)
+    assert body["file_size"] == len(content)
+    rows = list(csv.reader(io.StringIO(gzip.decompress(content).decode())))
+    assert rows[0] == ["id", "sku", "price"]
+    assert len(rows) == 61
+
+
+def test_filters_are_applied_and_reported(api, worker):
+    ProductFactory.create_batch(5, is_active=True)
+    ProductFactory.create_batch(3, is_active=False)
+    body = api.post("/api/report/product/start?format=json&is_active=false").json()
+    assert body["filters"] == {"is_active": "false"}
+    worker()
+    rows = json.loads(download(api))
+    expected = set(Product.objects.filter(is_active=False).values_list("id", flat=True))
+    assert {row["id"] for row in rows} == expected
+
+
+def test_running_status_shows_progress_rate_and_eta(api, products, worker, small_chunks):
+    api.post("/api/report/product/start?format=json")
+    seen = {}
+
+    def look(service):
+        seen.update(control.get_status(service))
+
+    poller = while_running("product", 10, look)
+    worker()
+    poller.join()
+    assert poller.error is None
+    assert seen["status"] == Status.RUNNING
+    assert seen["processed"] >= 10
+    assert seen["total"] == 60
+    assert seen["rate"] > 0
+
+
+def test_pause_and_resume(api, products, worker, small_chunks, received):
+    uninterrupted = None
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    uninterrupted = download(api)
+
+    api.post("/api/report/product/start?format=csv")
+    poller = while_running("product", 20, control.pause)
+    worker()
+    poller.join()
+    assert poller.error is None
+    paused = api.get("/api/report/product/status").json()
+    assert paused["status"] == Status.PAUSED
+    assert paused["status_name"] == "Paused"
+    assert 20 <= paused["processed"] < 60
+    assert paused["file"] is None
+    assert api.get("/api/report/product/download").status_code == 404
+
+    resumed = api.post("/api/report/product/resume")
+    assert resumed.status_code == 200
+    assert resumed.json()["status"] == Status.STARTING
+    worker()
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+    assert download(api) == uninterrupted
+    names = [name for name, *_ in received]
+    assert names == ["export_started", "export_finished", "export_started", "export_finished"]
+
+
+def test_pause_before_the_worker_began_needs_no_worker(api, products, worker):
+    api.post("/api/report/product/start?format=csv")
+    body = api.post("/api/report/product/pause").json()
+    assert body["status"] == Status.PAUSED
+    worker()  # the queued job finds the export paused and does nothing
+    assert api.get("/api/report/product/status").json()["status"] == Status.PAUSED
+    assert api.post("/api/report/product/resume").json()["status"] == Status.STARTING
+    worker()
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+
+
+@pytest.mark.parametrize("when", ["starting", "running", "paused"])
+def test_cancel(api, products, worker, small_chunks, received, media_root, when):
+    api.post("/api/report/product/start?format=csv")
+    if when == "running":
+        poller = while_running("product", 5, control.cancel)
+        worker()
+        poller.join()
+        assert poller.error is None
+        assert poller.result["status"] == Status.CANCELED
+        body = api.get("/api/report/product/status").json()
+    else:
+        if when == "paused":
+            poller = while_running("product", 5, control.pause)
+            worker()
+            poller.join()
+            assert api.get("/api/report/product/status").json()["status"] == Status.PAUSED
+        response = api.delete("/api/report/product/cancel")
+        assert response.status_code == 200
+        body = response.json()
+    assert body["status"] == Status.CANCELED
+    assert body["status_name"] == "Canceled"
+    worker()
+    status = api.get("/api/report/product/status").json()
+    assert status["status"] == Status.CANCELED
+    assert status["finished_at"]
+    assert api.get("/api/report/product/download").status_code == 404
+    assert api.delete("/api/report/product/cancel").status_code == 404
+    export = ReportExport.objects.get()
+    assert export.status == Status.CANCELED
+    assert not export.file_name
+    assert [path for path in media_root.rglob("*") if path.is_file()] == []
+    assert [name for name, *_ in received] == ["export_started", "export_canceled"]
+
+
+def test_start_while_running_cancels_the_old_export_first(api, products, worker, small_chunks):
+    first = api.post("/api/report/product/start?format=csv").json()["id"]
+
+    def restart(service):
+        request = control.parse_request(service, {"format": ["json"]})
+        return control.start(service, request)
+
+    poller = while_running("product", 5, restart)
+    worker()
+    poller.join()
+    assert poller.error is None
+    second = poller.result["id"]
+    assert second != first
+    old = ReportExport.objects.get(pk=first)
+    assert old.status == Status.CANCELED
+    assert old.error == "Canceled by a newer start."
+    assert not old.checkpoint
+    worker()
+    status = api.get("/api/report/product/status").json()
+    assert status["id"] == str(second)
+    assert status["status"] == Status.FINISHED
+    assert len(json.loads(download(api))) == 60
+    files = [p for p in (ReportExport.objects.get(pk=second).file_name,) if p]
+    assert len(files) == 1
+
+
+def test_start_while_starting_or_paused_replaces_it(api, products, worker):
+    first = api.post("/api/report/product/start?format=csv").json()["id"]
+    second = api.post("/api/report/product/start?format=json").json()["id"]
+    assert ReportExport.objects.get(pk=first).status == Status.CANCELED
+    api.post("/api/report/product/pause")
+    third = api.post("/api/report/product/start?format=csv").json()
+    assert third["status"] == Status.STARTING
+    assert ReportExport.objects.get(pk=second).status == Status.CANCELED
+    worker()
+    assert api.get("/api/report/product/status").json()["id"] == third["id"]
+    assert ReportExport.objects.filter(status=Status.FINISHED).count() == 1
+
+
+def test_start_after_finish_starts_a_new_export(api, products, worker):
+    first = api.post("/api/report/product/start?format=csv").json()["id"]
+    worker()
+    second = api.post("/api/report/product/start?format=csv").json()
+    assert second["status"] == Status.STARTING
+    assert second["id"] != first
+    assert ReportExport.objects.get(pk=first).status == Status.FINISHED
+
+
+def test_error_is_reported_with_its_reason(api, products, worker, settings, tmp_path, received):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings.MEDIA_ROOT = blocker / "media"
+    api.post("/api/report/product/start?format=csv")
+    export_id = str(ReportExport.objects.get().pk)
+    with pytest.raises(NotADirectoryError):
+        run_export(export_id)
+    body = api.get("/api/report/product/status").json()
+    assert body["status"] == Status.ERROR
+    assert body["status_name"] == "Error"
+    assert "Error" in body["error"] or "directory" in body["error"]
+    assert body["file"] is None
+    assert [name for name, *_ in received] == ["export_started", "export_failed"]
+    worker()  # the queued job finds the export ended and does nothing
+    assert api.get("/api/report/product/status").json()["status"] == Status.ERROR
+
+
+def test_history_lists_exports_newest_first_and_paginates(api, products, worker):
+    ids = []
+    for export_format in ("csv", "json", "csv"):
+        ids.append(api.post(f"/api/report/product/start?format={export_format}").json()["id"])
+        worker()
+    page = api.get("/api/report/product/history?page_size=2").json()
+    assert page["count"] == 3
+    assert [item["id"] for item in page["results"]] == ids[::-1][:2]
+    assert page["next"]
+    assert page["results"][0]["created_by"] == "boss"
+    older = api.get(page["next"]).json()["results"]
+    assert [item["id"] for item in older] == ids[:1]
+    assert older[0]["file"].endswith(f"/download?id={ids[0]}")
+    assert api.get(older[0]["file"]).status_code == 200
+
+
+def test_status_reads_no_table_but_authentication(api, products, worker):
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    api.get("/api/report/product/status")  # the slot is in Redis now
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get("/api/report/product/status").status_code == 200
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "report_export" not in tables
+    assert "shop_" not in tables
+    assert len(queries.captured_queries) <= 2  # the session and its user
+
+
+def test_status_is_rebuilt_from_the_database_after_a_redis_flush(api, products, worker, redis_db):
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    before = api.get("/api/report/product/status").json()
+    redis_db.flushdb()
+    after = api.get("/api/report/product/status").json()
+    for key in ("id", "status", "processed", "total", "file", "file_size", "finished_at"):
+        assert after[key] == before[key], key
+    assert api.get("/api/report/product/download").status_code == 200
+
+
+def test_paused_export_survives_a_redis_flush(api, products, worker, small_chunks, redis_db):
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    whole = download(api)
+    api.post("/api/report/product/start?format=csv")
+    poller = while_running("product", 10, control.pause)
+    worker()
+    poller.join()
+    redis_db.flushdb()
+    assert api.get("/api/report/product/status").json()["status"] == Status.PAUSED
+    assert api.post("/api/report/product/resume").status_code == 200
+    worker()
+    assert download(api) == whole

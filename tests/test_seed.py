@@ -1,0 +1,150 @@
+"""``manage.py seed_shop`` fills the demo shop with the rows and users it promises."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db.models import F
+from django.utils import timezone
+
+from testproject.shop.models import (
+    Category,
+    CustomerAccount,
+    DataFeed,
+    DataFeedTemplate,
+    Inquiry,
+    InventoryItem,
+    NewsletterSubscriber,
+    Order,
+    Product,
+    ProductRating,
+    SeoView,
+    Transaction,
+    Voucher,
+    VoucherPreset,
+    VoucherTemplate,
+)
+
+pytestmark = pytest.mark.django_db
+
+#: What ``seed_shop --orders 40 --products 12`` creates (transactions: one per order, plus
+#: one per refunded order).
+COUNTS = {
+    Order: 40,
+    CustomerAccount: 10,
+    Product: 12,
+    InventoryItem: 36,
+    Category: 26,
+    ProductRating: 8,
+    Inquiry: 5,
+    NewsletterSubscriber: 6,
+    Voucher: 5,
+    SeoView: 60,
+    DataFeedTemplate: 6,
+    DataFeed: 8,
+    VoucherPreset: 8,
+    VoucherTemplate: 6,
+}
+
+
+def seed(**options) -> str:
+    out = io.StringIO()
+    call_command("seed_shop", stdout=out, **{"orders": 40, "products": 12, "seed": 7, **options})
+    return out.getvalue()
+
+
+def fingerprint() -> list[tuple]:
+    return list(
+        Order.objects.order_by("number").values_list(
+            "number", "status", "total", "payment_method", "customer__email", "note"
+        )
+    )
+
+
+def test_seed_creates_each_table_at_the_chosen_size():
+    output = seed()
+    assert {model: model.objects.count() for model in COUNTS} == COUNTS
+    refunded = Order.objects.filter(status="refunded").count()
+    assert Transaction.objects.count() == 40 + refunded
+    assert Transaction.objects.filter(kind="charge").count() == 40
+    assert "orders" in output
+    assert "40 created" in output
+
+
+def test_seed_creates_the_demo_superuser_and_staff():
+    seed()
+    user_model = get_user_model()
+    admin = user_model.objects.get(username="admin")
+    assert admin.is_superuser
+    assert admin.is_staff
+    assert admin.is_active
+    assert admin.check_password("admin")
+    manager, support = (user_model.objects.get(username=n) for n in ("manager", "support"))
+    assert manager.is_staff
+    assert not manager.is_superuser
+    assert manager.has_perm("shop.view_order")
+    assert manager.has_perm("auth.view_user")
+    assert support.has_perm("shop.view_inquiry")
+    assert not support.has_perm("shop.view_product")
+
+
+def test_seed_keeps_an_existing_admin():
+    user_model = get_user_model()
+    user_model.objects.create_user("admin", "boss@example.com", "s3cret", is_staff=True)
+    seed(orders=5)
+    admin = user_model.objects.get(username="admin")
+    assert admin.email == "boss@example.com"
+    assert admin.check_password("s3cret")
+
+
+FUTURE_CHECKS = [
+    (Order, "created_at"),
+    (Order, "shipped_at"),
+    (Transaction, "created_at"),
+    (Inquiry, "answered_at"),
+    (NewsletterSubscriber, "unsubscribed_at"),
+    (Voucher, "redeemed_at"),
+    (CustomerAccount, "last_login_at"),
+]
+
+
+def test_seeded_rows_are_consistent():
+    seed(orders=200)
+    sums = Order.objects.values_list("subtotal", "shipping", "tax", "total")
+    assert all(subtotal + shipping + tax == total for subtotal, shipping, tax, total in sums)
+    assert not Order.objects.filter(status="pending", paid_at__isnull=False).exists()
+    assert not Order.objects.filter(paid_at__lt=F("created_at")).exists()
+    now = timezone.now()
+    for model, field in FUTURE_CHECKS:
+        assert not model.objects.filter(**{f"{field}__gt": now}).exists(), (model, field)
+    assert not Transaction.objects.exclude(amount=F("order__total")).exists()
+    assert not Order.objects.exclude(shipping_country=F("customer__country")).exists()
+    assert Order.objects.values("customer").distinct().count() > 1
+    assert CustomerAccount.objects.filter(birth_date__isnull=True).exists()
+    assert CustomerAccount.objects.filter(credit_balance="1234567.89").exists()
+    assert CustomerAccount.objects.filter(credit_balance="0.10").exists()
+    assert Inquiry.objects.filter(message__contains="\n").count() == Inquiry.objects.count()
+    assert Inquiry.objects.filter(customer__isnull=True).exists()
+
+
+def test_same_seed_gives_the_same_shop_and_clear_empties_it_first():
+    seed(seed=3)
+    first = fingerprint()
+    seed(seed=3, clear=True)
+    assert fingerprint() == first
+    assert Order.objects.count() == 40
+    assert Order.objects.order_by("pk").first().number == "SO-00000001"
+    seed(seed=4, clear=True)
+    assert fingerprint() != first
+
+
+def test_seeding_again_without_clear_adds_rows():
+    seed()
+    seed()
+    assert Order.objects.count() == 80
+    assert Product.objects.count() == 24
+    assert Category.objects.count() == 52
+    assert get_user_model().objects.filter(username="admin").count() == 1

@@ -1,0 +1,90 @@
+"""Real ``rqworker`` processes for end-to-end tests, pointed at this test run's database,
+Redis and media folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def worker_env(**report_export: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.RQ_QUEUES["default"]["URL"],
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        REPORT_EXPORT_SETTINGS=json.dumps({**settings.REPORT_EXPORT, **report_export}),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class WorkerProcess:
+    """``manage.py rqworker`` in its own process (and process group)."""
+
+    def __init__(self, log: Path, burst: bool = False, **report_export: Any) -> None:
+        args = [sys.executable, "manage.py", "rqworker", "default", "--name", log.stem]
+        if burst:
+            args.append("--burst")
+        self.log = log
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=worker_env(**report_export),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its work horse: a lost host, as far as anyone can tell."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.01) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
