@@ -1,0 +1,73 @@
+# Shared by scripts/demo and scripts/test: a virtualenv, and Redis/PostgreSQL that answer.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+ensure_venv() {  # ensure_venv EXTRA
+  local extra="$1" python="${PYTHON:-python3}"
+  if [ ! -x "$PY" ]; then
+    say "Creating virtualenv $VENV"
+    "$python" -m venv "$VENV" || die "could not create a virtualenv with $python (Python >= 3.11 needed)"
+  fi
+  say "Installing django-report-export[$extra]"
+  "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$extra]" \
+    || die "pip install failed"
+}
+
+redis_answers() {  # redis_answers HOST PORT
+  "$PY" - "$1" "$2" <<'PY'
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1) as s:
+        s.sendall(b"PING\r\n")
+        sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+
+ensure_redis() {  # ensure_redis URL
+  local url="$1" hostport host port
+  hostport="${url#redis://}"; hostport="${hostport%%/*}"; hostport="${hostport##*@}"
+  host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=6379
+  if redis_answers "$host" "$port"; then return 0; fi
+  command -v redis-server >/dev/null \
+    || die "no Redis answers at $host:$port and redis-server is not installed (apt-get install redis-server, or set REDIS_URL)"
+  say "Starting redis-server on $host:$port"
+  mkdir -p "$ROOT/var"
+  redis-server --daemonize yes --bind "$host" --port "$port" --save "" --appendonly no \
+    --dir "$ROOT/var" --logfile "$ROOT/var/redis.log" || die "redis-server did not start"
+  for _ in $(seq 50); do redis_answers "$host" "$port" && return 0; sleep 0.1; done
+  die "redis-server started but does not answer on $host:$port"
+}
+
+pg_answers() { "$PY" - "$1" <<'PY'
+import sys
+import psycopg
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=2).close()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+ensure_postgres() {  # ensure_postgres URL (postgres://user@host:port/db)
+  local url="$1" admin_url
+  admin_url="${url%/*}/postgres"
+  if ! pg_answers "$admin_url"; then
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+      say "Starting the PostgreSQL cluster"
+      for version in /etc/postgresql/*; do
+        pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start 2>/dev/null || true
+      done
+    fi
+    for _ in $(seq 50); do pg_answers "$admin_url" && break; sleep 0.2; done
+    pg_answers "$admin_url" || die "no PostgreSQL answers at $admin_url (install postgresql, or set TEST_DATABASE_URL)"
+  fi
+}
