@@ -18,6 +18,7 @@ from typing import Any
 
 from django.utils import timezone
 from redis.exceptions import RedisError
+from rq.callbacks import Callback
 
 from django_report_export import signals
 from django_report_export.conf import export_settings
@@ -36,6 +37,7 @@ from django_report_export.status import MISSING, StatusStore, now_ts, snapshot
 from django_report_export.storage import COMPRESSIONS, delete_parts, get_storage
 
 JOB_PATH = "django_report_export.job.run_export"
+JOB_FAILED_PATH = "django_report_export.recovery.job_failed"
 RESERVED_PARAMETERS = ("format", "fields", "compression")
 ACK_POLL_SECONDS = 0.05
 
@@ -345,6 +347,8 @@ def enqueue(store: StatusStore, export: ReportExport, on_failure: int) -> None:
             timeout=export_settings.JOB_TIMEOUT,
             job_id=f"report-export-{export.pk}-{uuid.uuid4().hex[:8]}",
             description=f"report export {export.service} {export.pk}",
+            # RQ's maintenance reports a job whose worker died (AbandonedJobError) here.
+            on_failure=Callback(JOB_FAILED_PATH),
         )
     except (RedisError, OSError) as exc:
         message = f"The export job could not be queued: {exc}"

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import IO, Any
 
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -28,7 +29,7 @@ from django_report_export.exceptions import ExportCanceled, ReportExportError, S
 from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.models import ReportExport, Status
-from django_report_export.readers import get_reader
+from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
 from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
@@ -42,6 +43,9 @@ from django_report_export.storage import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Reads of one chunk before a database error fails the export (the connection is reopened).
+DB_READ_ATTEMPTS = 3
 
 
 def run_export(export_id: str) -> None:
@@ -122,6 +126,13 @@ class ExportRun:
     def execute(self) -> None:
         if not self.begin():
             return
+        logger.info(
+            "Export %s run %s began at row %s on %s.",
+            self.export.pk,
+            self.token,
+            self.processed,
+            self.slot,
+        )
         heartbeat = Heartbeat(self)
         heartbeat.start()
         try:
@@ -135,6 +146,13 @@ class ExportRun:
         finally:
             heartbeat.stop()
             self.buffer.close()
+            logger.info(
+                "Export %s run %s ended at row %s on %s.",
+                self.export.pk,
+                self.token,
+                self.processed,
+                self.slot,
+            )
 
     def begin(self) -> bool:
         """Take the slot from Starting to Running under this run's token."""
@@ -182,7 +200,7 @@ class ExportRun:
         chunk_size = export_settings.CHUNK_SIZE
         last_checkpoint = time.monotonic()
         while True:
-            chunk = reader.read(self.last_key, chunk_size, first=self.processed == 0)
+            chunk = self.read_chunk(reader, chunk_size)
             if chunk.count:
                 self.buffer.write(chunk.data)
                 self.processed += chunk.count
@@ -208,6 +226,26 @@ class ExportRun:
                 last_checkpoint = time.monotonic()
 
     # --- steps ---------------------------------------------------------------------------
+
+    def read_chunk(self, reader: ChunkReader, chunk_size: int) -> Chunk:
+        """The next chunk; a dropped database connection is reopened and the read retried."""
+        for attempt in range(1, DB_READ_ATTEMPTS + 1):
+            try:
+                return reader.read(self.last_key, chunk_size, first=self.processed == 0)
+            except (OperationalError, InterfaceError) as exc:
+                if attempt == DB_READ_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "Export %s: reading after key %r failed (%s); reconnecting, attempt %s of %s.",
+                    self.export.pk,
+                    self.last_key,
+                    exc,
+                    attempt + 1,
+                    DB_READ_ATTEMPTS,
+                )
+                connections[export_settings.DATABASE_ALIAS].close()
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.run_started
@@ -306,6 +344,7 @@ class ExportRun:
             delete_quietly(self.storage, [name])
             raise Superseded(export_id=self.export.pk)
         self.export.refresh_from_db()
+        delete_parts(self.storage, self.export)
         delete_quietly(self.storage, self.parts)
         self.store_end_state(
             Status.FINISHED,
@@ -326,6 +365,7 @@ class ExportRun:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("Export %s failed.", self.export.pk)
         owned = False
+        connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
         try:
             owned = bool(
                 ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(

@@ -85,3 +85,43 @@ def recover_lost_run(store: StatusStore, slot: str, status: Mapping[str, Any]) -
     )
     enqueue(store, export, on_failure=Status.PAUSED)
     return True
+
+
+def sweep() -> list[str]:
+    """Recover every slot whose running export lost its worker; returns their export ids.
+
+    Status reads and starts already recover the slot they touch; this catches the slots
+    nobody polls. ``manage.py report_export sweep`` runs it (from cron, or with ``--every``).
+    """
+    from django_report_export.connection import get_redis
+    from django_report_export.control import is_stale
+
+    store = StatusStore(get_redis())
+    recovered = []
+    for slot in store.slots():
+        status = store.read(slot)
+        if status is not None and is_stale(status) and recover_lost_run(store, slot, status):
+            recovered.append(str(status["id"]))
+    return recovered
+
+
+def job_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    """RQ failure callback of export jobs: continue an export whose worker was lost.
+
+    RQ calls it with ``AbandonedJobError`` when its maintenance finds a job whose worker
+    stopped heartbeating; errors raised by the export itself are recorded by the job.
+    """
+    from rq.exceptions import AbandonedJobError
+
+    from django_report_export.connection import get_redis
+    from django_report_export.control import is_stale
+
+    if exc_type is not AbandonedJobError or not job.args:
+        return
+    export = ReportExport.objects.filter(pk=job.args[0]).first()
+    if export is None:
+        return
+    store = StatusStore(get_redis())
+    status = store.read(export.slot)
+    if status is not None and str(status["id"]) == str(export.pk) and is_stale(status):
+        recover_lost_run(store, export.slot, status)

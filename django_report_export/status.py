@@ -177,6 +177,15 @@ class StatusStore:
         """Write a whole status into a slot whose hash is gone (after a Redis flush)."""
         return self.transition(slot, values, allowed=MISSING)
 
+    def slots(self) -> list[str]:
+        """Every slot that has a status hash."""
+        prefix = KEY_TEMPLATE.format(slot="")
+        try:
+            keys = self.redis.scan_iter(match=f"{prefix}*", count=500)
+            return sorted(_text(key)[len(prefix) :] for key in keys)
+        except RedisError as exc:
+            raise StatusUnavailable(f"Redis cannot be reached: {exc}") from exc
+
     def lock(self, slot: str, timeout: float, wait: float) -> Any:
         return self.redis.lock(
             LOCK_TEMPLATE.format(slot=slot), timeout=timeout, blocking_timeout=wait

@@ -3,6 +3,7 @@ Redis and media folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +43,13 @@ def worker_env(**report_export: Any) -> dict[str, str]:
 class WorkerProcess:
     """``manage.py rqworker`` in its own process (and process group)."""
 
-    def __init__(self, log: Path, burst: bool = False, **report_export: Any) -> None:
+    def __init__(
+        self,
+        log: Path,
+        burst: bool = False,
+        env: dict[str, str] | None = None,
+        **report_export: Any,
+    ) -> None:
         args = [sys.executable, "manage.py", "rqworker", "default", "--name", log.stem]
         if burst:
             args.append("--burst")
@@ -50,7 +57,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
-            env=worker_env(**report_export),
+            env={**worker_env(**report_export), **(env or {})},
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -61,8 +68,13 @@ class WorkerProcess:
         return self.process.pid
 
     def kill(self) -> None:
-        """SIGKILL the worker and its work horse: a lost host, as far as anyone can tell."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL the worker and its work horse: a lost host, as far as anyone can tell.
+
+        RQ starts each work horse in a session of its own, so the horse is found by parent.
+        """
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self, timeout: float = 30) -> None:
@@ -78,6 +90,23 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.01) -> Any:

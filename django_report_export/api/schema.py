@@ -24,7 +24,7 @@ try:
         inline_serializer,
     )
 except ImportError:  # pragma: no cover - drf-spectacular is optional
-    extend_schema_view = None
+    extend_schema_view = None  # type: ignore[assignment]
 
 
 def document(viewset: type) -> type:
@@ -63,7 +63,7 @@ def _endpoints() -> dict[str, Any]:
         ),
     }
 
-    def action(summary: str, responses: dict[int, Any], **kwargs: Any) -> Any:
+    def action(summary: str, responses: dict[Any, Any], **kwargs: Any) -> Any:
         return extend_schema(
             summary=summary,
             parameters=[service, *kwargs.pop("parameters", [])],

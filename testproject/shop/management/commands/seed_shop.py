@@ -268,7 +268,8 @@ class Command(BaseCommand):
             users = self.seed_users()
             log = self.stdout.write if options["verbosity"] > 1 else None
             Seeder(rng, seed, log).run(orders=orders, customers=customers, products=products)
-        self.report(before, users, time.perf_counter() - started)
+        if options["verbosity"] > 0:
+            self.report(before, users, time.perf_counter() - started)
 
     def clear(self) -> None:
         tables = [model._meta.db_table for model in SHOP_MODELS]
