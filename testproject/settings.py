@@ -11,7 +11,8 @@ from pathlib import Path
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR", BASE_DIR / "var"))  # databases, files, logs
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-shop-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
