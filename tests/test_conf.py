@@ -47,7 +47,11 @@ def test_override_settings_reaches_every_key(key):
 
 
 class TestInvalid:
-    CASES: ClassVar = [("SLOT_SCOPE", "team"), ("DOWNLOAD", "ftp"), ("PERMISSION_DENIED_STATUS", 404)]
+    CASES: ClassVar = [
+        ("SLOT_SCOPE", "team"),
+        ("DOWNLOAD", "ftp"),
+        ("PERMISSION_DENIED_STATUS", 404),
+    ]
 
     @pytest.mark.parametrize(("key", "value"), CASES)
     def test_out_of_choices_is_improperly_configured(self, key, value):
