@@ -62,8 +62,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'demo.sqlite3'}", conn_max_age=0
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'demo.sqlite3'}"
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
