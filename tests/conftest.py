@@ -51,10 +51,26 @@ def media_root(settings: Any, tmp_path: Any) -> Any:
     return settings.MEDIA_ROOT
 
 
+class BurstWorker(SimpleWorker):
+    """An in-process RQ worker without the pub/sub command channel, whose listener thread
+    RQ joins with a one-second timeout at the end of every burst; no test sends commands."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 def run_worker() -> None:
     """Run every queued export job in this process, as a burst worker."""
-    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=SimpleWorker)
+    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=BurstWorker)
     worker.work(burst=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
