@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.callbacks import Callback
@@ -40,6 +41,8 @@ JOB_PATH = "django_report_export.job.run_export"
 JOB_FAILED_PATH = "django_report_export.recovery.job_failed"
 RESERVED_PARAMETERS = ("format", "fields", "compression")
 ACK_POLL_SECONDS = 0.05
+#: Most primary keys an export may be restricted to (``ExportRequest.keys``).
+MAX_SELECTED_KEYS = 10_000
 
 
 @dataclass
@@ -50,6 +53,8 @@ class ExportRequest:
     fields: list[str]
     compression: str = ""
     filters: dict[str, Any] = field(default_factory=dict)
+    #: Primary keys to restrict the export to (from ``clean_keys``); ``None``: every row.
+    keys: list[Any] | None = None
 
 
 def get_store() -> StatusStore:
@@ -122,6 +127,35 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
     return ExportRequest(export_format, fields, compression, filters)
+
+
+def clean_keys(service: ExportService, keys: Iterable[Any]) -> list[Any]:
+    """Validate primary keys of the service's model into a sorted, JSON-storable list.
+
+    The keys come from the admin's selection; each is converted by the model's primary key
+    field, so a value that is not a key of that model is rejected, never passed on as a lookup.
+    """
+    pk_field = service.model._meta.pk
+    assert pk_field is not None
+    cleaned: set[Any] = set()
+    invalid: list[str] = []
+    for raw in keys:
+        try:
+            value = pk_field.to_python(raw)
+        except ValidationError:
+            value = None
+        if value is None or isinstance(value, bool):
+            invalid.append(repr(raw))
+            continue
+        cleaned.add(value if isinstance(value, int | str) else str(value))
+    errors: list[str] = []
+    if invalid:
+        errors.append(f"Not a primary key of {service.model.__name__}: {', '.join(invalid[:5])}.")
+    if len(cleaned) > MAX_SELECTED_KEYS:
+        errors.append(f"At most {MAX_SELECTED_KEYS} rows can be selected; got {len(cleaned)}.")
+    if errors:
+        raise InvalidExportRequest({"keys": errors}, service=service.name)
+    return sorted(cleaned)
 
 
 def filter_data(filters: Mapping[str, Any]) -> Any:
@@ -210,6 +244,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             compression=request.compression,
             fields=request.fields,
             filters=request.filters,
+            keys=request.keys,
             status=Status.STARTING,
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])
@@ -366,6 +401,7 @@ __all__ = [
     "MISSING",
     "ExportRequest",
     "cancel",
+    "clean_keys",
     "get_status",
     "parse_request",
     "pause",

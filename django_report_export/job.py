@@ -16,9 +16,10 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -44,8 +45,11 @@ from django_report_export.storage import (
 
 logger = logging.getLogger(__name__)
 
-#: Reads of one chunk before a database error fails the export (the connection is reopened).
-DB_READ_ATTEMPTS = 3
+#: Tries of a chunk read or checkpoint write on a dropped database connection (reopened
+#: between tries) before the export fails.
+DB_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
 def run_export(export_id: str) -> None:
@@ -57,7 +61,7 @@ def run_export(export_id: str) -> None:
 
 
 def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[Any]:
-    """The service's queryset with the export's filters, on the export database."""
+    """The service's queryset with the export's filters (and keys), on the export database."""
     from django_report_export.control import filter_data
 
     queryset = service.get_queryset()
@@ -70,6 +74,9 @@ def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[An
                 export_id=export.pk,
             )
         queryset = filterset.qs
+    if export.keys is not None:
+        # The admin action's selected rows: a list of keys validated by control.clean_keys.
+        queryset = queryset.filter(pk__in=export.keys)
     return queryset.using(export_settings.DATABASE_ALIAS).order_by("pk")
 
 
@@ -229,21 +236,32 @@ class ExportRun:
 
     def read_chunk(self, reader: ChunkReader, chunk_size: int) -> Chunk:
         """The next chunk; a dropped database connection is reopened and the read retried."""
-        for attempt in range(1, DB_READ_ATTEMPTS + 1):
+        return self.reconnecting(
+            lambda: reader.read(self.last_key, chunk_size, first=self.processed == 0),
+            alias=export_settings.DATABASE_ALIAS,
+            what=f"reading after key {self.last_key!r}",
+        )
+
+    def reconnecting(self, action: Callable[[], T], *, alias: str, what: str) -> T:
+        """``action()``, retried on a reopened connection if the database dropped it.
+
+        Only for idempotent work: a chunk read, or a checkpoint write guarded by the run token.
+        """
+        for attempt in range(1, DB_ATTEMPTS + 1):
             try:
-                return reader.read(self.last_key, chunk_size, first=self.processed == 0)
+                return action()
             except (OperationalError, InterfaceError) as exc:
-                if attempt == DB_READ_ATTEMPTS:
+                if attempt == DB_ATTEMPTS:
                     raise
                 logger.warning(
-                    "Export %s: reading after key %r failed (%s); reconnecting, attempt %s of %s.",
+                    "Export %s: %s failed (%s); reconnecting, attempt %s of %s.",
                     self.export.pk,
-                    self.last_key,
+                    what,
                     exc,
                     attempt + 1,
-                    DB_READ_ATTEMPTS,
+                    DB_ATTEMPTS,
                 )
-                connections[export_settings.DATABASE_ALIAS].close()
+                connections[alias].close()
                 time.sleep(attempt)
         raise AssertionError("unreachable")
 
@@ -292,8 +310,12 @@ class ExportRun:
         """Make the rows written so far durable; a superseded run cannot do it."""
         self.flush_part()
         values.setdefault("updated_at", timezone.now())
-        saved = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
-            checkpoint=self.checkpoint(), processed=self.processed, **values
+        mine = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token)
+        values.update(checkpoint=self.checkpoint(), processed=self.processed)
+        saved = self.reconnecting(
+            lambda: mine.update(**values),
+            alias=router.db_for_write(ReportExport),
+            what="saving the checkpoint",
         )
         if not saved:
             raise Superseded(export_id=self.export.pk)

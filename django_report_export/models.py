@@ -69,6 +69,9 @@ class ReportExport(models.Model):
     compression = models.CharField(_("compression"), max_length=20, blank=True, default="")
     fields = models.JSONField(_("fields"), default=list)
     filters = models.JSONField(_("filters"), default=dict, blank=True)
+    #: Primary keys the export is restricted to (the admin action's selected rows), validated
+    #: by ``control.clean_keys``; ``None`` exports every row that matches the filters.
+    keys = models.JSONField(_("selected keys"), null=True, blank=True, default=None)
     status = models.PositiveSmallIntegerField(
         _("status"), choices=Status.choices, default=Status.STARTING
     )

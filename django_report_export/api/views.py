@@ -14,10 +14,10 @@ from typing import Any
 
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import reverse
-from rest_framework import exceptions, viewsets
+from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,13 +25,14 @@ from django_report_export import control
 from django_report_export.api.exceptions import NotFound, exception_handler
 from django_report_export.api.negotiation import ExportContentNegotiation
 from django_report_export.api.permissions import ServiceReadPermission
+from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
-from django_report_export.api.serializers import StartSerializer, history_body, status_body
+from django_report_export.api.serializers import history_body, status_body
 from django_report_export.conf import export_settings
 from django_report_export.formats import get_writer_class
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService, site
-from django_report_export.storage import get_storage
+from django_report_export.storage import download_url, get_storage
 
 #: Body keys a browser form adds that are not export parameters.
 FORM_NOISE = ("csrfmiddlewaretoken", "_content", "_content_type")
@@ -47,7 +48,7 @@ class HistoryPagination(PageNumberPagination):
 class ReportViewSet(viewsets.ViewSet):
     permission_classes = [ServiceReadPermission]
     content_negotiation_class = ExportContentNegotiation
-    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+    renderer_classes = [JSONRenderer, ReportBrowsableAPIRenderer]
     pagination_class = HistoryPagination
     service: ExportService | None = None
 
@@ -72,9 +73,9 @@ class ReportViewSet(viewsets.ViewSet):
             self.service = site.get(name)
         super().check_permissions(request)
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> StartSerializer:
-        """The browsable API's start form."""
-        return StartSerializer(*args, **kwargs)
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
+        """The browsable API's start form: the service's formats, fields and filters."""
+        return start_form_serializer(self.service)(*args, **kwargs)
 
     # --- endpoints -----------------------------------------------------------------------
 
@@ -125,18 +126,22 @@ class ReportViewSet(viewsets.ViewSet):
     def download(self, request: Request, service: str) -> Any:
         export = self.finished_export(request)
         storage = get_storage()
+        filename = os.path.basename(export.file_name)
+        content_type = (
+            "application/gzip"
+            if export.compression
+            else get_writer_class(export.format).content_type
+        )
         if export_settings.DOWNLOAD == "redirect":
-            return HttpResponseRedirect(storage.url(export.file_name))
+            return HttpResponseRedirect(
+                download_url(storage, export.file_name, filename, content_type)
+            )
         try:
             handle = storage.open(export.file_name, "rb")
         except FileNotFoundError:
             raise NotFound("The export's file is no longer available.") from None
-        content_type = None if export.compression else get_writer_class(export.format).content_type
         return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=os.path.basename(export.file_name),
-            content_type=content_type,
+            handle, as_attachment=True, filename=filename, content_type=content_type
         )
 
     @action(detail=True, methods=["get"])

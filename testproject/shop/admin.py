@@ -1,4 +1,8 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+
+from django_report_export.admin_actions import ExportActionMixin
 
 from .models import (
     Category,
@@ -18,9 +22,20 @@ from .models import (
     VoucherTemplate,
 )
 
+# Every admin whose model backs an export service gets the "Export selected ..." action(s).
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class ShopUserAdmin(ExportActionMixin, UserAdmin):
+    """Django's user admin, plus the adminUser export (staff only: the service's queryset)."""
+
+    report_export_services = ["adminUser"]
+
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "parent", "is_active", "sort_order", "created_at"]
     list_filter = ["is_active", "parent"]
     search_fields = ["name", "slug"]
@@ -29,7 +44,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerAccount)
-class CustomerAccountAdmin(admin.ModelAdmin):
+class CustomerAccountAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = [
         "email",
         "first_name",
@@ -48,14 +63,14 @@ class CustomerAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(DataFeedTemplate)
-class DataFeedTemplateAdmin(admin.ModelAdmin):
+class DataFeedTemplateAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["name", "feed_format", "created_at"]
     list_filter = ["feed_format"]
     search_fields = ["name", "body"]
 
 
 @admin.register(DataFeed)
-class DataFeedAdmin(admin.ModelAdmin):
+class DataFeedAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "channel",
@@ -70,7 +85,7 @@ class DataFeedAdmin(admin.ModelAdmin):
 
 
 @admin.register(Inquiry)
-class InquiryAdmin(admin.ModelAdmin):
+class InquiryAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["subject", "email", "status", "created_at", "answered_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["subject", "email", "message"]
@@ -80,7 +95,7 @@ class InquiryAdmin(admin.ModelAdmin):
 
 
 @admin.register(InventoryItem)
-class InventoryItemAdmin(admin.ModelAdmin):
+class InventoryItemAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["product", "warehouse", "quantity", "reserved", "reorder_level", "updated_at"]
     list_filter = ["warehouse"]
     search_fields = ["product__sku", "product__name"]
@@ -98,7 +113,7 @@ class TransactionInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = [
         "number",
         "customer",
@@ -119,7 +134,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(NewsletterSubscriber)
-class NewsletterSubscriberAdmin(admin.ModelAdmin):
+class NewsletterSubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["email", "confirmed", "source", "subscribed_at", "unsubscribed_at"]
     list_filter = ["confirmed", "source", "subscribed_at"]
     search_fields = ["email"]
@@ -128,7 +143,7 @@ class NewsletterSubscriberAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["sku", "name", "category", "price", "stock", "is_active", "updated_at"]
     list_filter = ["is_active", "category"]
     search_fields = ["sku", "name", "ean"]
@@ -137,7 +152,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProductRating)
-class ProductRatingAdmin(admin.ModelAdmin):
+class ProductRatingAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["product", "customer", "rating", "title", "is_approved", "created_at"]
     list_filter = ["rating", "is_approved", "created_at"]
     search_fields = ["title", "comment", "product__sku", "customer__email"]
@@ -147,7 +162,7 @@ class ProductRatingAdmin(admin.ModelAdmin):
 
 
 @admin.register(SeoView)
-class SeoViewAdmin(admin.ModelAdmin):
+class SeoViewAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["date", "url", "page_title", "views", "unique_visitors", "bounce_rate"]
     list_filter = ["date"]
     search_fields = ["url", "page_title"]
@@ -156,7 +171,7 @@ class SeoViewAdmin(admin.ModelAdmin):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(admin.ModelAdmin):
+class TransactionAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["reference", "order", "kind", "provider", "amount", "currency", "status"]
     list_filter = ["kind", "provider", "status", "currency", "created_at"]
     search_fields = ["reference", "order__number"]
@@ -166,21 +181,21 @@ class TransactionAdmin(admin.ModelAdmin):
 
 
 @admin.register(VoucherPreset)
-class VoucherPresetAdmin(admin.ModelAdmin):
+class VoucherPresetAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["name", "value", "is_percentage", "currency", "validity_days"]
     list_filter = ["is_percentage", "currency"]
     search_fields = ["name"]
 
 
 @admin.register(VoucherTemplate)
-class VoucherTemplateAdmin(admin.ModelAdmin):
+class VoucherTemplateAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = ["name", "subject", "language", "created_at"]
     list_filter = ["language"]
     search_fields = ["name", "subject"]
 
 
 @admin.register(Voucher)
-class VoucherAdmin(admin.ModelAdmin):
+class VoucherAdmin(ExportActionMixin, admin.ModelAdmin):
     list_display = [
         "code",
         "preset",
