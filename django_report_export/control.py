@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import django_filters
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.callbacks import Callback
@@ -118,12 +120,20 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
         if name in filter_names
     }
     if service.filterset_class is not None and filters:
+        base_filters = service.filterset_class.base_filters
+        for name, value in filters.items():
+            if isinstance(value, list) and not isinstance(
+                base_filters[name], django_filters.MultipleChoiceFilter
+            ):
+                errors[name] = [f"{name!r} may be given only once."]
         filterset = service.filterset_class(
             data=filter_data(filters), queryset=service.get_queryset()
         )
         if not filterset.is_valid():
             for name, messages in filterset.errors.items():
                 errors[name] = [str(message) for message in messages]
+        elif not errors:
+            check_filters_run(filterset.qs, filters, errors)
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
     return ExportRequest(export_format, fields, compression, filters)
@@ -156,6 +166,17 @@ def clean_keys(service: ExportService, keys: Iterable[Any]) -> list[Any]:
     if errors:
         raise InvalidExportRequest({"keys": errors}, service=service.name)
     return sorted(cleaned)
+
+
+def check_filters_run(queryset: Any, filters: Mapping[str, Any], errors: dict) -> None:
+    """Run the filtered query once, so values the form accepts but the database cannot hold
+    (a date before year 1 in UTC, an integer beyond 64 bits) are a 400, not a failed export."""
+    try:
+        queryset.using(export_settings.DATABASE_ALIAS).exists()
+    except (OverflowError, ValueError, DatabaseError) as exc:
+        message = f"A filter value is out of the database's range: {exc}"
+        for name in filters:
+            errors[name] = [message]
 
 
 def filter_data(filters: Mapping[str, Any]) -> Any:

@@ -13,6 +13,7 @@ class OrderExport(ExportService):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -29,6 +30,9 @@ from django_report_export.exceptions import (
 )
 
 AUTODISCOVER_MODULE = "report_exports"
+#: Service names appear in URLs, storage paths and Redis keys: a letter, then letters, digits,
+#: ``_`` or ``-``, at most 100 characters (the length of ``ReportExport.service``).
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 
 
 class ExportService:
@@ -81,8 +85,11 @@ class ServiceRegistry:
         self._services: dict[str, ExportService] = {}
 
     def register(self, name: str, service_class: type[ExportService]) -> type[ExportService]:
-        if not name or "/" in name:
-            raise ExportConfigurationError(f"Invalid export service name {name!r}.")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise ExportConfigurationError(
+                f"Invalid export service name {name!r}: use a letter, then letters, digits, "
+                "'_' or '-', at most 100 characters."
+            )
         if name in self._services:
             existing = type(self._services[name])
             raise AlreadyRegistered(

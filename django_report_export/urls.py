@@ -3,11 +3,12 @@
 from typing import Any
 
 from django.db import transaction
-from django.urls import path
+from django.urls import path, re_path
 
 from django_report_export.api.views import ReportViewSet
 
 app_name = "django_report_export"
+METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 
 def _view(actions: dict[str, Any]) -> Any:
@@ -25,4 +26,7 @@ urlpatterns = [
     path("report/<str:service>/cancel", _view({"delete": "cancel"}), name="report-cancel"),
     path("report/<str:service>/download", _view({"get": "download"}), name="report-download"),
     path("report/<str:service>/history", _view({"get": "history"}), name="report-history"),
+    # Anything else under report/ (a name holding "/", an empty name, a trailing slash) is
+    # answered by the API's JSON 404 rather than the project's HTML page.
+    re_path(r"^report/.*$", _view(dict.fromkeys(METHODS, "unrouted")), name="report-unrouted"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
@@ -67,6 +68,9 @@ def translate(exc: Exception) -> Exception:
         return NotFound(exc.message)
     if isinstance(exc, Http404):
         return NotFound(str(exc) or None)
+    if isinstance(exc, SuspiciousOperation):
+        # Django's request limits (too many parameters, too large a body).
+        return exceptions.ParseError(f"The request was refused: {exc}")
     return exc
 
 

@@ -1,10 +1,13 @@
 """OpenAPI description of the report endpoints, for drf-spectacular when it is installed.
 
-``document`` decorates the viewset; without drf-spectacular it changes nothing.
+``document`` decorates the viewset; without drf-spectacular it changes nothing. The description
+is checked against the live API by ``tests/test_hostile.py`` (schemathesis): every status code,
+content type and body the endpoints answer with is described here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django_report_export.api.serializers import (
@@ -15,6 +18,7 @@ from django_report_export.api.serializers import (
 )
 
 try:
+    from drf_spectacular.openapi import AutoSchema
     from drf_spectacular.types import OpenApiTypes
     from drf_spectacular.utils import (
         OpenApiParameter,
@@ -25,12 +29,61 @@ try:
     )
 except ImportError:  # pragma: no cover - drf-spectacular is optional
     extend_schema_view = None  # type: ignore[assignment]
+    AutoSchema = object  # type: ignore[assignment,misc]
+
+
+class ReportAutoSchema(AutoSchema):
+    """drf-spectacular's schema, but for the listing: one array, not a page of one.
+
+    The viewset has a ``pagination_class`` for history, which paginates by hand (and is
+    described as such below); drf-spectacular would otherwise wrap the listing, the viewset's
+    ``list`` action, in a page object it never is.
+    """
+
+    def _get_paginator(self) -> None:
+        return None
+
+
+class ServiceNames(Sequence[str]):
+    """The registered service names, read when the schema is generated (after autodiscovery),
+    not when this module is imported."""
+
+    def _names(self) -> list[str]:
+        from django_report_export.registry import site
+
+        return site.names()
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def document(viewset: type) -> type:
     if extend_schema_view is None:
         return viewset
-    return extend_schema_view(**_endpoints())(viewset)
+    endpoints = _endpoints()
+    viewset.unrouted = extend_schema(exclude=True)(viewset.unrouted)  # type: ignore[attr-defined]
+    for name in endpoints:
+        # The base class extend_schema builds on, for every endpoint (see ReportAutoSchema).
+        method = getattr(viewset, name)
+        method.kwargs = {**getattr(method, "kwargs", {}), "schema": ReportAutoSchema}
+    return extend_schema_view(**endpoints)(viewset)
+
+
+#: What GET download answers 200 with, per content type: the built-in formats' files, a
+#: gzip-compressed file, and the default of a project's own format writers.
+DOWNLOAD_MEDIA_TYPES: dict[str, Any] = {
+    "text/csv": {"type": "string"},
+    "application/json": {"type": "array", "items": {"type": "object"}},
+    "application/xml": {"type": "string"},
+    "application/gzip": {"type": "string", "format": "binary"},
+    "application/octet-stream": {"type": "string", "format": "binary"},
+}
 
 
 def _error(description: str) -> Any:
@@ -44,7 +97,11 @@ def _endpoints() -> dict[str, Any]:
         "service",
         OpenApiTypes.STR,
         OpenApiParameter.PATH,
-        description="Service name as listed by GET report/ (camelCase), e.g. `order`.",
+        enum=ServiceNames(),
+        description=(
+            "Service name as listed by GET report/ (camelCase), e.g. `order`. Any other name "
+            "is a 400 `unknown_service`."
+        ),
     )
     common = {
         400: _error("The service is unknown (`unknown_service`)."),
@@ -95,6 +152,9 @@ def _endpoints() -> dict[str, Any]:
                     "Unknown service (`unknown_service`); missing or unsupported format, unknown "
                     "query parameter, unknown field or invalid filter value (`invalid`, with "
                     "`errors` naming each parameter)."
+                ),
+                415: _error(
+                    "A request body that is neither JSON nor a form (`unsupported_media_type`)."
                 ),
                 503: _error(
                     "Redis did not answer or a status write failed, or the export in progress "
@@ -148,9 +208,16 @@ def _endpoints() -> dict[str, Any]:
         "download": action(
             "Download the finished file",
             {
-                (200, "application/octet-stream"): OpenApiResponse(
-                    OpenApiTypes.BINARY, description="The file, as an attachment."
-                ),
+                **{
+                    (200, media_type): OpenApiResponse(
+                        schema,
+                        description=(
+                            "The file, as an attachment, with its format's content type "
+                            "(`application/gzip` when compressed)."
+                        ),
+                    )
+                    for media_type, schema in DOWNLOAD_MEDIA_TYPES.items()
+                },
                 302: OpenApiResponse(description="Redirect to the storage's URL (DOWNLOAD)."),
                 404: _error("No finished export (or its file is gone)."),
                 **common,

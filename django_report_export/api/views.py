@@ -12,11 +12,13 @@ import os
 import uuid
 from typing import Any
 
+from django.db import DataError
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import reverse
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +26,7 @@ from rest_framework.response import Response
 from django_report_export import control
 from django_report_export.api.exceptions import NotFound, exception_handler
 from django_report_export.api.negotiation import ExportContentNegotiation
+from django_report_export.api.parsers import BoundedJSONParser
 from django_report_export.api.permissions import ServiceReadPermission
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
@@ -48,6 +51,7 @@ class HistoryPagination(PageNumberPagination):
 class ReportViewSet(viewsets.ViewSet):
     permission_classes = [ServiceReadPermission]
     content_negotiation_class = ExportContentNegotiation
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     renderer_classes = [JSONRenderer, ReportBrowsableAPIRenderer]
     pagination_class = HistoryPagination
     service: ExportService | None = None
@@ -64,6 +68,13 @@ class ReportViewSet(viewsets.ViewSet):
             if header:
                 return str(header)
         return 'Session realm="api"'
+
+    def perform_authentication(self, request: Request) -> None:
+        try:
+            super().perform_authentication(request)
+        except DataError:
+            # Credentials the database cannot even look up (a NUL in a user name).
+            raise exceptions.AuthenticationFailed("Invalid credentials.") from None
 
     def check_permissions(self, request: Request) -> None:
         if not (request.user and request.user.is_authenticated):
@@ -143,6 +154,9 @@ class ReportViewSet(viewsets.ViewSet):
         return FileResponse(
             handle, as_attachment=True, filename=filename, content_type=content_type
         )
+
+    def unrouted(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound("No such report endpoint.")
 
     @action(detail=True, methods=["get"])
     def history(self, request: Request, service: str) -> Response:
