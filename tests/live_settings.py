@@ -1,0 +1,7 @@
+"""Settings of the live servers and workers some tests start: the demo shop's, with a cheap
+password hasher so that HTTP Basic authentication costs microseconds instead of the
+PBKDF2 iterations meant for production (the tests' users are created with it too)."""
+
+from testproject.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

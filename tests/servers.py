@@ -1,0 +1,142 @@
+"""A real multi-process web server (gunicorn running ``testproject.wsgi``) and real
+``rqworker`` processes for tests that drive the API over HTTP, pointed at this test run's
+database, Redis and media folder like ``tests/workers.py``."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .workers import ROOT, worker_env
+
+#: Ports the project's tests may listen on (127.0.0.1 only).
+PORTS = range(8200, 8300)
+LIVE_SETTINGS = "tests.live_settings"
+
+
+def live_env(extra_env: dict[str, str] | None = None, **report_export: Any) -> dict[str, str]:
+    env = worker_env(**report_export)
+    env.update(DJANGO_SETTINGS_MODULE=LIVE_SETTINGS, DJANGO_DEBUG="0")
+    env.update(extra_env or {})
+    return env
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class Process:
+    """A child process in its own process group, its output appended to ``log``."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class LiveServer(Process):
+    """gunicorn with ``workers`` sync worker processes on a free port of 127.0.0.1."""
+
+    def __init__(
+        self,
+        log: Path,
+        workers: int = 3,
+        extra_env: dict[str, str] | None = None,
+        **report_export: Any,
+    ) -> None:
+        env = live_env(extra_env, **report_export)
+        last_error = ""
+        for port in PORTS:
+            if not port_is_free(port):
+                continue
+            args = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "testproject.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+                "--access-logfile",
+                "-",
+            ]
+            super().__init__(args, log, env)
+            self.port = port
+            self.url = f"http://127.0.0.1:{port}"
+            if self.wait_ready():
+                return
+            last_error = self.output()[-2000:]
+            self.stop()
+        raise RuntimeError(f"gunicorn could not start on any port of {PORTS}: {last_error}")
+
+    def wait_ready(self, timeout: float = 30) -> bool:
+        """True once a worker answers HTTP; False if gunicorn exited (port taken)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"GET /api/schema/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    if conn.recv(12).startswith(b"HTTP/1."):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def live_worker(log: Path, extra_env: dict[str, str] | None = None, **report_export: Any) -> Any:
+    """A ``tests.workers.WorkerProcess`` with the live settings."""
+    from .workers import WorkerProcess
+
+    env = {"DJANGO_SETTINGS_MODULE": LIVE_SETTINGS, "DJANGO_DEBUG": "0", **(extra_env or {})}
+    return WorkerProcess(log, env=env, **report_export)
