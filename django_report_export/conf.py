@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "JOB_TIMEOUT": 86400,
     # Extra format writers: {"name": "dotted.path.WriterClass"}.
     "FORMATS": {},
+    # On PostgreSQL, let the database write the built-in formats (COPY, string_agg): the same
+    # bytes as the Python writers, several times faster. False: always the ORM reader.
+    "FAST_PATH": True,
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {

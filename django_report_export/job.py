@@ -199,11 +199,23 @@ class ExportRun:
 
     def export_rows(self) -> None:
         queryset = export_queryset(self.service, self.export)
+        alias = export_settings.DATABASE_ALIAS
         if self.export.total is None:
-            self.export.update_fields(total=queryset.count())
+            total = self.reconnecting(queryset.count, alias=alias, what="counting the rows")
+            self.export.update_fields(total=total)
         if self.processed == 0 and not self.parts:
             self.buffer.write(self.writer.header())
-        reader = get_reader(queryset, self.export.fields, self.writer)
+        reader = self.reconnecting(
+            lambda: get_reader(queryset, self.export.fields, self.writer),
+            alias=alias,
+            what="preparing the reader",
+        )
+        try:
+            self.export_chunks(reader)
+        finally:
+            reader.close()
+
+    def export_chunks(self, reader: ChunkReader) -> None:
         chunk_size = export_settings.CHUNK_SIZE
         last_checkpoint = time.monotonic()
         while True:

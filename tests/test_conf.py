@@ -25,6 +25,7 @@ OTHER_VALUES = {
     "REDIS_TIMEOUT": 0.25,
     "JOB_TIMEOUT": 60,
     "FORMATS": {"x": "y.Z"},
+    "FAST_PATH": False,
 }
 
 

@@ -194,7 +194,8 @@ def test_csv_round_trip() -> None:
     data = export(CSVWriter("order", COLUMNS), ROWS)
     assert not data.startswith(b"\xef\xbb\xbf")  # no BOM
     assert data.startswith(b"id,name,customer__email,total,created,")
-    assert data.endswith(b"\r\n")
+    assert data.endswith(b"\n")
+    assert not data.endswith(b"\r\n")
     table = read_csv(data)
     assert table[0] == COLUMNS
     assert len(table) == len(ROWS) + 1
@@ -236,7 +237,65 @@ def test_csv_values() -> None:
 def test_csv_quoting_is_rfc4180() -> None:
     writer = CSVWriter("order", ["a", "b"])
     data = writer.encode_rows([('say "hi"', "x,y"), ("multi\r\nline", "plain")], first=True)
-    assert data == b'"say ""hi""","x,y"\r\n"multi\r\nline",plain\r\n'
+    assert data == b'"say ""hi""","x,y"\n"multi\r\nline",plain\n'
+
+
+def test_csv_records_end_with_lf_and_every_cr_or_lf_is_quoted() -> None:
+    """As PostgreSQL's COPY writes CSV: a lone CR is quoted too (Python < 3.12's csv module
+    quotes only the line terminator's characters)."""
+    with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": False}):
+        writer = CSVWriter("order", ["a", "b"])
+    rows = [("x\ry", "cr"), ("x\ny", "lf"), ("x\r\ny", "crlf"), ("", None), ("plain", 1)]
+    data = writer.encode_rows(rows, first=True)
+    assert data == b'"x\ry",cr\n"x\ny",lf\n"x\r\ny",crlf\n,\nplain,1\n'
+    assert read_csv(data) == [
+        ["x\ry", "cr"],
+        ["x\ny", "lf"],
+        ["x\r\ny", "crlf"],
+        ["", ""],
+        ["plain", "1"],
+    ]
+
+
+def reference_csv(rows: Sequence[Sequence[Any]]) -> bytes:
+    """RFC 4180 records as Python's csv module writes them with CRLF (which quotes every cell
+    holding CR or LF on every Python version), each record's end then made LF."""
+    records = []
+    for row in rows:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerow(row)
+        records.append(buffer.getvalue()[:-2] + "\n")
+    return (
+        "".join(records)
+        .encode("utf-8", "surrogatepass")
+        .replace("\udfff".encode("utf-8", "surrogatepass"), "\ufffd".encode())
+    )
+
+
+@pytest.mark.parametrize("width", [0, 1, 2, 3, 5])
+def test_csv_quoting_matches_the_csv_module(width: int) -> None:
+    rnd = random.Random(width)
+    palette = [*"ab ,\"'\n\r\t;=+-@", "\x00", "\x01", "日", "🎉", "\udfff", ""]
+    rows = [
+        tuple(
+            None if rnd.random() < 0.1 else "".join(rnd.choices(palette, k=rnd.randint(0, 4)))
+            for _ in range(width)
+        )
+        for _ in range(2000)
+    ]
+    with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": False}):
+        writer = CSVWriter("order", [f"c{index}" for index in range(width)])
+    assert writer.encode_rows(rows, first=True) == reference_csv(rows)
+    assert writer.header() == reference_csv([writer.columns])
+
+
+def test_csv_one_column_empty_cells_are_quoted_not_empty_lines() -> None:
+    writer = CSVWriter("order", ["note"])
+    assert writer.encode_rows([("",), (None,), ("x",), ("a,b",)], first=True) == (
+        b'""\n""\nx\n"a,b"\n'
+    )
+    assert CSVWriter("order", []).encode_rows([(), ()], first=True) == b"\n\n"
+    assert CSVWriter("order", [""]).header() == b'""\n'
 
 
 def test_csv_formula_guard_on_by_default() -> None:
@@ -279,8 +338,8 @@ def test_csv_formula_guard_off() -> None:
 def test_csv_setting_is_read_when_the_writer_is_made() -> None:
     writer = CSVWriter("order", ["text"])
     with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": False}):
-        assert writer.encode_rows([("=x",)], first=True) == b"'=x\r\n"
-        assert CSVWriter("order", ["text"]).encode_rows([("=x",)], first=True) == b"=x\r\n"
+        assert writer.encode_rows([("=x",)], first=True) == b"'=x\n"
+        assert CSVWriter("order", ["text"]).encode_rows([("=x",)], first=True) == b"=x\n"
 
 
 def test_csv_forbidden_characters_survive_and_surrogates_become_fffd() -> None:
@@ -290,7 +349,7 @@ def test_csv_forbidden_characters_survive_and_surrogates_become_fffd() -> None:
 
 
 def test_csv_empty_export_is_the_header() -> None:
-    assert export(CSVWriter("order", ["id", "customer__email"]), []) == (b"id,customer__email\r\n")
+    assert export(CSVWriter("order", ["id", "customer__email"]), []) == (b"id,customer__email\n")
 
 
 # --- JSON ----------------------------------------------------------------------------------

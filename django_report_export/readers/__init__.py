@@ -1,15 +1,18 @@
 """Chunk readers: how an export's rows become bytes, one keyset chunk at a time.
 
-``get_reader`` picks the reader for an export. The ORM reader works on every database;
-a database-specific reader may take over where it writes the same bytes faster.
+``get_reader`` picks the reader for an export. The ORM reader works on every database; on
+PostgreSQL, while ``FAST_PATH`` is on, the PostgreSQL reader takes over the exports it can
+write byte for byte as the ORM reader would (see ``readers/postgres.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import connections
 from django.db.models import QuerySet
 
+from django_report_export.conf import export_settings
 from django_report_export.formats.base import FormatWriter
 from django_report_export.readers.base import Chunk, ChunkReader
 from django_report_export.readers.orm import OrmChunkReader
@@ -18,4 +21,10 @@ __all__ = ["Chunk", "ChunkReader", "OrmChunkReader", "get_reader"]
 
 
 def get_reader(queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> ChunkReader:
+    if export_settings.FAST_PATH and connections[queryset.db].vendor == "postgresql":
+        from django_report_export.readers.postgres import postgres_reader
+
+        reader = postgres_reader(queryset, fields, writer)
+        if reader is not None:
+            return reader
     return OrmChunkReader(queryset, fields, writer)

@@ -33,5 +33,8 @@ class ChunkReader:
     def read(self, after: Any, limit: int, *, first: bool) -> Chunk:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the reader holds (connections, a prefetched chunk); called once."""
+
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)

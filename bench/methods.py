@@ -1,0 +1,352 @@
+"""One benchmark method, run in a process of its own: ``python -m bench.methods NAME OUT``.
+
+Every method exports the demo shop's ``order`` service (its 15 fields, two of them through
+the customer relation, in primary-key order) to the file ``OUT`` and prints one JSON line:
+``{"seconds": <time of the work itself>, ...}``. The database, Redis and media folder come
+from ``DATABASE_URL``, ``REDIS_URL`` and ``MEDIA_ROOT`` (``testproject.settings``). The
+runner (``bench/run.py``) measures each process's wall time and peak memory around it.
+
+Methods:
+
+* ``job-csv``, ``job-json``, ``job-xml``: the project's export job end to end. An export is
+  started through ``control.start`` (as the API does) and run by a forking RQ worker in burst
+  mode; its work horse reports the job's time, from taking the job to the file published, and
+  its own peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path.
+* ``loop-csv``, ...: the same reader and writer loop without the job's machinery (no Redis
+  progress, no pause/cancel checks, no checkpoints, no parts, no publishing).
+* ``copy-psycopg``: ``COPY (<the service's SQL>) TO STDOUT (FORMAT csv)`` through Django's
+  connection (psycopg 3 ``cursor.copy()``); raw column values, as PostgreSQL writes them.
+* ``naive-values-list-csv``: ``values_list().iterator(5000)`` and ``csv.writer``.
+* ``naive-models-csv``: model instances (``select_related``) and ``csv.writer``.
+* ``naive-values-json``: ``values().iterator(5000)`` and ``orjson.dumps`` per row.
+* ``naive-values-xml``: ``values().iterator(5000)`` and lxml's ``xmlfile``, one element per row.
+* ``import-export-csv``: django-import-export's ``ModelResource.export()`` and tablib's CSV.
+* ``sql``: prints the service's SQL (for ``psql``/``sqlite3`` run by the runner).
+* ``session``: prints a session key of a user allowed to read the service (load test).
+* ``profile``: the generic reader and writer loop under cProfile; prints the top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+SERVICE = "order"
+CHUNK_SIZE = 5000
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    import django
+
+    django.setup()
+
+
+def service_rows() -> tuple[Any, list[str]]:
+    """The service's queryset, as the export job builds it, and its fields."""
+    from django_report_export.registry import site
+
+    service = site.get(SERVICE)
+    return service.get_queryset().order_by("pk"), list(service.fields)
+
+
+def service_sql(inline: bool = True) -> str:
+    """The SQL of ``values_list(*fields)`` of the service, parameters inlined."""
+    from django.db import connection
+
+    queryset, fields = service_rows()
+    sql, params = queryset.values_list(*fields).query.get_compiler(using=queryset.db).as_sql()
+    if params and inline:
+        if connection.vendor != "postgresql":
+            raise NotImplementedError("Only PostgreSQL inlines parameters here.")
+        with connection.cursor() as cursor:
+            return str(cursor.cursor.mogrify(sql, params))
+    return str(sql)
+
+
+# --- The project's export -------------------------------------------------------------------
+
+
+def job(out: Path, export_format: str) -> dict[str, Any]:
+    """Start an export as the API does and run it with a forking RQ worker."""
+    import django_rq
+
+    from bench.worker import RESULT_ENV, MeasuringWorker
+    from django_report_export import control
+    from django_report_export.conf import export_settings
+    from django_report_export.connection import get_redis
+    from django_report_export.models import ReportExport, Status
+    from django_report_export.registry import site
+    from django_report_export.storage import get_storage
+
+    service = site.get(SERVICE)
+    # A clean slot: nothing left running by an interrupted earlier run.
+    ReportExport.objects.filter(service=SERVICE, status__in=Status.active()).update(
+        status=Status.CANCELED
+    )
+    get_redis().flushdb()
+    horse_result = out.with_suffix(".horse.json")
+    os.environ[RESULT_ENV] = str(horse_result)
+    request = control.ExportRequest(format=export_format, fields=list(service.fields))
+    started = time.perf_counter()
+    status = control.start(service, request)
+    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=MeasuringWorker)
+    worker.work(burst=True, logging_level="WARNING")
+    seconds = time.perf_counter() - started
+    export = ReportExport.objects.get(pk=status["id"])
+    if export.status != Status.FINISHED:
+        raise RuntimeError(f"The export ended {export.get_status_display()}: {export.error}")
+    storage = get_storage()
+    Path(storage.path(export.file_name)).replace(out)
+    storage.delete(export.file_name)
+    figures = json.loads(horse_result.read_text())
+    horse_result.unlink()
+    return {
+        "seconds": figures["job_seconds"],
+        "start_to_end_seconds": seconds,
+        "horse_rss_kib": figures["horse_rss_kib"],
+        "horse_rss_at_start_kib": figures["horse_rss_at_start_kib"],
+        "rows": export.processed,
+        "fast_path": bool(export_settings.FAST_PATH),
+    }
+
+
+def loop(out: Path, export_format: str) -> dict[str, Any]:
+    """The job's reader and writer loop alone, straight into the file."""
+    from django_report_export.conf import export_settings
+    from django_report_export.formats import get_writer_class
+    from django_report_export.readers import get_reader
+
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    writer = get_writer_class(export_format)(SERVICE, fields)
+    reader = get_reader(queryset, fields, writer)
+    chunk_size = export_settings.CHUNK_SIZE
+    processed, last_key = 0, None
+    with out.open("wb") as file:
+        file.write(writer.header())
+        while True:
+            chunk = reader.read(last_key, chunk_size, first=processed == 0)
+            if chunk.count:
+                file.write(chunk.data)
+                processed += chunk.count
+                last_key = chunk.last_key
+            if chunk.count < chunk_size:
+                break
+        file.write(writer.footer(empty=processed == 0))
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": processed,
+        "reader": type(reader).__name__,
+    }
+
+
+# --- Baselines ------------------------------------------------------------------------------
+
+
+def copy_psycopg(out: Path) -> dict[str, Any]:
+    from django.db import connection
+
+    sql = f"COPY ({service_sql()}) TO STDOUT WITH (FORMAT csv)"
+    started = time.perf_counter()
+    with connection.cursor() as cursor, out.open("wb") as file:
+        with cursor.cursor.copy(sql) as copy:
+            for block in copy:
+                file.write(block)
+        rows = cursor.cursor.rowcount
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def naive_values_list_csv(out: Path) -> dict[str, Any]:
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    rows = 0
+    with out.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(fields)
+        for row in queryset.values_list(*fields).iterator(chunk_size=CHUNK_SIZE):
+            writer.writerow(row)
+            rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def naive_models_csv(out: Path) -> dict[str, Any]:
+    queryset, fields = service_rows()
+    relations = sorted({path.rsplit("__", 1)[0] for path in fields if "__" in path})
+    getters: list[Callable[[Any], Any]] = [attrgetter(path.replace("__", ".")) for path in fields]
+    started = time.perf_counter()
+    rows = 0
+    with out.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(fields)
+        for obj in queryset.select_related(*relations).iterator(chunk_size=CHUNK_SIZE):
+            writer.writerow([get(obj) for get in getters])
+            rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def naive_values_json(out: Path) -> dict[str, Any]:
+    import orjson
+
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    rows = 0
+    with out.open("wb") as file:
+        file.write(b"[\n")
+        for row in queryset.values(*fields).iterator(chunk_size=CHUNK_SIZE):
+            if rows:
+                file.write(b",\n")
+            file.write(orjson.dumps(row, default=str))
+            rows += 1
+        file.write(b"\n]\n")
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def naive_values_xml(out: Path) -> dict[str, Any]:
+    from lxml import etree
+
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    rows = 0
+    with etree.xmlfile(str(out), encoding="utf-8") as xml:
+        xml.write_declaration()
+        with xml.element(f"{SERVICE}List"):
+            for row in queryset.values(*fields).iterator(chunk_size=CHUNK_SIZE):
+                record = etree.Element(SERVICE)
+                for name, value in row.items():
+                    if value is not None:
+                        text = value if isinstance(value, str) else str(value)
+                        etree.SubElement(record, name).text = XML_FORBIDDEN.sub("\ufffd", text)
+                xml.write(record)
+                xml.write("\n")
+                rows += 1
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def import_export_csv(out: Path) -> dict[str, Any]:
+    from import_export import resources
+
+    queryset, names = service_rows()
+
+    class OrderResource(resources.ModelResource):
+        class Meta:
+            model = queryset.model
+            fields = tuple(names)
+            export_order = tuple(names)
+
+    started = time.perf_counter()
+    dataset = OrderResource().export(queryset=queryset)
+    with out.open("w", newline="", encoding="utf-8") as file:
+        file.write(dataset.csv)
+    return {"seconds": time.perf_counter() - started, "rows": len(dataset)}
+
+
+def profile(out: Path, export_format: str, rows: int) -> dict[str, Any]:
+    """cProfile of ``rows`` rows of the generic reader and writer loop."""
+    import cProfile
+    import io
+    import pstats
+
+    from django.test.utils import override_settings
+
+    from django_report_export.formats import get_writer_class
+    from django_report_export.readers import OrmChunkReader
+
+    queryset, fields = service_rows()
+    last = queryset.values_list("pk", flat=True)[rows - 1 : rows].first()
+    if last is not None:
+        queryset = queryset.filter(pk__lte=last)
+    with override_settings(REPORT_EXPORT={"FAST_PATH": False}):
+        writer = get_writer_class(export_format)(SERVICE, fields)
+    reader = OrmChunkReader(queryset, fields, writer)
+    profiler = cProfile.Profile()
+    processed, last_key = 0, None
+    started = time.perf_counter()
+    profiler.enable()
+    with out.open("wb") as file:
+        while True:
+            chunk = reader.read(last_key, CHUNK_SIZE, first=processed == 0)
+            file.write(chunk.data)
+            processed += chunk.count
+            last_key = chunk.last_key
+            if chunk.count < CHUNK_SIZE:
+                break
+    profiler.disable()
+    seconds = time.perf_counter() - started
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(18)
+    return {"seconds": seconds, "rows": processed, "profile": text.getvalue()}
+
+
+def login_session() -> str:
+    """A session key of a user allowed to read the service (for the load test)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    from django_report_export.registry import site
+
+    app_label, codename = site.get(SERVICE).get_permission().split(".")
+    user, _ = get_user_model()._default_manager.get_or_create(username="bench-load")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+    )
+    client = Client()
+    client.force_login(user)
+    return str(client.cookies["sessionid"].value)
+
+
+METHODS: dict[str, Callable[..., dict[str, Any]]] = {
+    "copy-psycopg": copy_psycopg,
+    "naive-values-list-csv": naive_values_list_csv,
+    "naive-models-csv": naive_models_csv,
+    "naive-values-json": naive_values_json,
+    "naive-values-xml": naive_values_xml,
+    "import-export-csv": import_export_csv,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.methods")
+    parser.add_argument("method")
+    parser.add_argument("out", nargs="?", type=Path)
+    parser.add_argument("--rows", type=int, default=100_000, help="rows to profile")
+    args = parser.parse_args(argv)
+    setup_django()
+    method: str = args.method
+    if method == "sql":
+        print(service_sql())
+        return 0
+    if method == "session":
+        print(login_session())
+        return 0
+    if args.out is None:
+        parser.error("OUT is required")
+    kind, _, export_format = method.rpartition("-")
+    if kind == "job":
+        result = job(args.out, export_format)
+    elif kind == "loop":
+        result = loop(args.out, export_format)
+    elif kind == "profile":
+        result = profile(args.out, export_format, args.rows)
+    elif method in METHODS:
+        result = METHODS[method](args.out)
+    else:
+        parser.error(f"unknown method {method!r}")
+    print(json.dumps(result))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,847 @@
+"""The benchmark runner: ``python -m bench [--rows N] [--runs R] ...`` (``--help``).
+
+1. Data: the demo shop seeded with ``N`` orders (``manage.py seed_shop``) in a PostgreSQL
+   database (``--pg-url``, created if missing) and a SQLite file, plus a second pair with
+   ``N / 10`` orders for the memory check. Databases that already hold exactly that many
+   orders are reused (``--reseed`` forces a new seed).
+2. Methods: each one a process of its own (``bench/methods.py``, ``psql``, ``sqlite3``), run
+   ``R`` times in rounds (every method once, then again), so that all ratios come from the
+   same stretch of time. The runner takes each process's wall time and peak RSS from
+   ``wait4``; the process reports the time of the work itself. Every output file is read back
+   (its records counted) and the export job's files are compared byte for byte: fast path,
+   generic path and the loop without the job's machinery must write the same bytes.
+3. The status endpoint under load: gunicorn (``--status-workers`` processes) and wrk on
+   loopback, against ``/api/report/order/status`` and a constant authenticated DRF view.
+4. A table per database, medians of the runs, and the issue's goals with the measured ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/bench_report_export"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+FORMATS = ("csv", "json", "xml")
+RECORD_TAG = b"<order>"
+
+
+@dataclass
+class Database:
+    vendor: str  # "postgresql" or "sqlite"
+    url: str
+    small_url: str
+
+    @property
+    def title(self) -> str:
+        return "PostgreSQL" if self.vendor == "postgresql" else "SQLite"
+
+
+@dataclass
+class Method:
+    key: str
+    label: str
+    vendor: str
+    export_format: str
+    argv: list[str] = field(default_factory=list)  # empty: python -m bench.methods <key>
+    env: dict[str, str] = field(default_factory=dict)
+    header: bool = True  # whether a CSV output starts with a header row
+    group: str = ""  # "job", "loop" or "baseline"
+    path: str = ""  # "fast" or "generic" for the project's own methods
+
+    def output(self, folder: Path) -> Path:
+        return folder / f"{self.vendor}-{self.key}-{self.path or 'base'}.{self.export_format}"
+
+
+@dataclass
+class Run:
+    wall: float
+    seconds: float
+    rss_kib: int
+    rows: int
+    digest: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    method: Method
+    runs: list[Run] = field(default_factory=list)
+    error: str = ""
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in self.runs)
+
+
+# --- Helpers --------------------------------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def base_env(args: argparse.Namespace, database_url: str, media: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=args.redis_url,
+        MEDIA_ROOT=str(media),
+        DEMO_VAR_DIR=str(args.workdir),
+        DJANGO_DEBUG="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("REPORT_EXPORT_SETTINGS", None)
+    return env
+
+
+def run_process(
+    argv: list[str], env: dict[str, str], stdout: Path, stderr: Path
+) -> tuple[float, int, int]:
+    """Run ``argv``; its wall time, exit code and peak RSS (KiB) as ``wait4`` reports it."""
+    with stdout.open("wb") as out, stderr.open("ab") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall, process.returncode, int(usage.ru_maxrss)
+
+
+def manage(args: argparse.Namespace, database_url: str, *command: str) -> str:
+    env = base_env(args, database_url, args.workdir / "media")
+    result = subprocess.run(
+        [PYTHON, "manage.py", *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        raise SystemExit(f"manage.py {' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def count_records(path: Path, export_format: str, header: bool) -> int:
+    if export_format == "csv":
+        csv.field_size_limit(sys.maxsize)
+        with path.open(newline="", encoding="utf-8") as file:
+            records = sum(1 for _ in csv.reader(file, strict=True))
+        return records - (1 if header else 0)
+    if export_format == "json":
+        with path.open("rb") as file:
+            lines = sum(1 for _ in file)
+        return lines - 2  # "[" and "]" on lines of their own, one object per line between
+    count, tail = 0, b""
+    with path.open("rb") as file:
+        while block := file.read(1 << 24):
+            data = tail + block
+            count += data.count(RECORD_TAG)
+            tail = data[-(len(RECORD_TAG) - 1) :]
+    return count
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- Data -----------------------------------------------------------------------------------
+
+
+def pg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+def pg_available(url: str) -> bool:
+    try:
+        pg_connect(with_database(url, "postgres")).close()
+    except Exception:
+        return False
+    return True
+
+
+def orders_in(database: str) -> int:
+    """How many orders a database holds (-1: no shop tables yet)."""
+    try:
+        if database.startswith("sqlite"):
+            import sqlite3
+
+            path = sqlite_path(database)
+            if not path.exists():
+                return -1
+            with sqlite3.connect(path) as connection:
+                return int(connection.execute("SELECT count(*) FROM shop_order").fetchone()[0])
+        with pg_connect(database) as connection:
+            return int(connection.execute("SELECT count(*) FROM shop_order").fetchone()[0])
+    except Exception:
+        return -1
+
+
+def ensure_data(args: argparse.Namespace, database: str, orders: int) -> None:
+    name = database_name(database) if database.startswith("postgres") else database
+    if database.startswith("postgres"):
+        with pg_connect(with_database(database, "postgres")) as admin:
+            exists = admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [database_name(database)]
+            ).fetchone()
+            if not exists:
+                admin.execute(f'CREATE DATABASE "{database_name(database)}"')
+    else:
+        sqlite_path(database).parent.mkdir(parents=True, exist_ok=True)
+    manage(args, database, "migrate", "--noinput", "-v0")  # The project's tables may be new.
+    if not args.reseed and orders_in(database) == orders:
+        say(f"{name}: {orders:,} orders already there")
+        return
+    say(f"{name}: seeding {orders:,} orders (minutes for a million)")
+    started = time.perf_counter()
+    manage(args, database, "seed_shop", "--orders", str(orders), "--clear")
+    if database.startswith("postgres"):
+        with pg_connect(database) as connection:
+            connection.execute("VACUUM ANALYZE")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(sqlite_path(database)) as connection:
+            connection.execute("ANALYZE")
+    say(f"{name}: seeded in {time.perf_counter() - started:.0f} s")
+
+
+def check_redis(url: str) -> None:
+    """Refuse a Redis database holding anything but this project's keys (it is flushed)."""
+    from redis import Redis
+
+    conn = Redis.from_url(url, socket_timeout=5)
+    foreign = [
+        key for key in conn.scan_iter(count=1000) if not key.startswith((b"report_export:", b"rq:"))
+    ]
+    if foreign:
+        raise SystemExit(
+            f"Refusing to run: Redis {url} holds {len(foreign)} other keys (e.g. "
+            f"{foreign[0]!r}), and the benchmark flushes it. Give an empty one (--redis-url)."
+        )
+
+
+# --- Methods --------------------------------------------------------------------------------
+
+
+def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
+    methods: list[Method] = []
+    fast_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": True})}
+    slow_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": False})}
+    names = {"csv": "CSV", "json": "JSON", "xml": "XML"}
+    if vendor == "postgresql":
+        if shutil.which("psql"):
+            methods.append(Method("copy-psql", "psql COPY ... TO STDOUT (CSV)", vendor, "csv"))
+            methods[-1].header = False
+        methods.append(
+            Method("copy-psycopg", "psycopg 3 cursor.copy() (CSV)", vendor, "csv", header=False)
+        )
+    elif shutil.which("sqlite3"):
+        methods.append(
+            Method("sqlite3-cli", "sqlite3 -csv command line", vendor, "csv", header=False)
+        )
+    paths = [("fast", fast_settings), ("generic", slow_settings)]
+    if vendor != "postgresql":
+        paths = [("generic", slow_settings)]
+    for path, env in paths:
+        for export_format in FORMATS:
+            label = f"export job, {names[export_format]}, {path} path"
+            if path == "fast" and export_format == "xml":
+                label = "export job, XML, FAST_PATH on (XML: generic reader)"
+            methods.append(
+                Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
+            )
+            methods[-1].group = "job"
+    for path, env in paths:
+        for export_format in FORMATS:
+            label = f"reader+writer loop alone, {names[export_format]}, {path} path"
+            if path == "fast" and export_format == "xml":
+                label = "reader+writer loop alone, XML, FAST_PATH on (generic reader)"
+            methods.append(
+                Method(f"loop-{export_format}", label, vendor, export_format, env=env, path=path)
+            )
+            methods[-1].group = "loop"
+    methods += [
+        Method("naive-values-list-csv", "values_list().iterator(5000) + csv.writer", vendor, "csv"),
+        Method("naive-models-csv", "model instances + csv.writer", vendor, "csv"),
+        Method("naive-values-json", "values().iterator(5000) + orjson per row", vendor, "json"),
+        Method("naive-values-xml", "values().iterator(5000) + lxml xmlfile", vendor, "xml"),
+    ]
+    try:
+        import import_export  # noqa: F401
+    except ImportError:
+        say("django-import-export is not installed (pip install -e '.[bench]'): skipped")
+    else:
+        label = "django-import-export ModelResource.export()"
+        methods.append(Method("import-export-csv", label, vendor, "csv"))
+    for method in methods:
+        method.group = method.group or "baseline"
+    selected = []
+    for method in methods:
+        name = f"{vendor}:{method.key}:{method.path}"
+        if args.only and not any(part in name for part in args.only):
+            continue
+        if any(part in name for part in args.skip):
+            continue
+        selected.append(method)
+    return selected
+
+
+def method_argv(method: Method, database: Database, out: Path, sql: dict[str, str]) -> list[str]:
+    if method.key == "copy-psql":
+        copy = f"COPY ({sql[database.vendor]}) TO STDOUT WITH (FORMAT csv)"
+        return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database.url, "-c", copy]
+    if method.key == "sqlite3-cli":
+        return ["sqlite3", "-csv", str(sqlite_path(database.url)), sql[database.vendor]]
+    return [PYTHON, "-m", "bench.methods", method.key, str(out)]
+
+
+def run_method(
+    args: argparse.Namespace,
+    method: Method,
+    database: Database,
+    sql: dict[str, str],
+    database_url: str | None = None,
+) -> Run:
+    url = database_url or database.url
+    out = method.output(args.workdir / "out")
+    stdout = out.with_suffix(out.suffix + ".stdout")
+    stderr = args.workdir / "logs" / f"{database.vendor}-{method.key}-{method.path}.log"
+    env = {**base_env(args, url, args.workdir / "media" / database.vendor), **method.env}
+    argv = method_argv(method, replace_url(database, url), out, sql)
+    direct = method.key in ("copy-psql", "sqlite3-cli")
+    wall, code, rss = run_process(argv, env, out if direct else stdout, stderr)
+    if code:
+        tail = stderr.read_text(errors="replace")[-2000:] if stderr.exists() else ""
+        raise RuntimeError(f"exit code {code}\n{tail}")
+    report: dict[str, Any] = {}
+    if not direct:
+        lines = stdout.read_text().strip().splitlines()
+        report = json.loads(lines[-1]) if lines else {}
+        stdout.unlink()
+    seconds = float(report.pop("seconds", wall))
+    rows = count_records(out, method.export_format, method.header)
+    if "rows" in report and int(report.pop("rows")) != rows:
+        raise RuntimeError(f"{out.name}: {rows} records read back, the method says otherwise")
+    digest = file_digest(out) if method.group in ("job", "loop") else ""
+    rss = int(report.pop("horse_rss_kib", rss))
+    out.unlink()
+    return Run(wall=wall, seconds=seconds, rss_kib=rss, rows=rows, digest=digest, extra=report)
+
+
+def replace_url(database: Database, url: str) -> Database:
+    return Database(database.vendor, url, database.small_url)
+
+
+def service_sql(args: argparse.Namespace, database: Database) -> str:
+    out = args.workdir / "logs" / f"{database.vendor}-sql.txt"
+    env = base_env(args, database.url, args.workdir / "media")
+    _, code, _ = run_process(
+        [PYTHON, "-m", "bench.methods", "sql"], env, out, out.with_suffix(".log")
+    )
+    if code:
+        raise SystemExit(f"Could not build the service's SQL: {out.with_suffix('.log')}")
+    return out.read_text().strip()
+
+
+# --- Status endpoint under load -------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wrk(url: str, session: str, seconds: float, connections: int) -> float:
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "-H",
+            f"Cookie: sessionid={session}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if not match or errors:
+        raise RuntimeError(f"wrk against {url} failed:\n{result.stdout}{result.stderr}")
+    return float(match.group(1))
+
+
+def status_load(args: argparse.Namespace, database: Database) -> dict[str, Any] | None:
+    missing = [tool for tool in ("wrk",) if not shutil.which(tool)]
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        missing.append("gunicorn")
+    if missing:
+        say(f"status load test skipped, missing: {', '.join(missing)} (apt-get install wrk)")
+        return None
+    env = base_env(args, database.url, args.workdir / "media" / database.vendor)
+    env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    log = args.workdir / "logs" / "status-session.log"
+    session_file = args.workdir / "logs" / "status-session.txt"
+    _, code, _ = run_process([PYTHON, "-m", "bench.methods", "session"], env, session_file, log)
+    if code:
+        raise RuntimeError(f"could not log in a load-test user: {log}")
+    session = session_file.read_text().strip()
+    port = free_port()
+    server_log = (args.workdir / "logs" / "gunicorn.log").open("ab")
+    server = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "bench.wsgi:application",
+            "--workers",
+            str(args.status_workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=server_log,
+        stderr=server_log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    status_url, constant_url = f"{base}/api/report/order/status", f"{base}/bench/constant"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.2)
+        for url in (status_url, constant_url):  # warm up every worker
+            wrk(url, session, 1, args.status_connections)
+        status, constant = [], []
+        for _ in range(args.runs):
+            status.append(wrk(status_url, session, args.status_seconds, args.status_connections))
+            constant.append(
+                wrk(constant_url, session, args.status_seconds, args.status_connections)
+            )
+    finally:
+        server.terminate()
+        server.wait(30)
+        server_log.close()
+    return {
+        "status_rps": statistics.median(status),
+        "constant_rps": statistics.median(constant),
+        "status_runs": status,
+        "constant_runs": constant,
+        "workers": args.status_workers,
+        "connections": args.status_connections,
+        "seconds": args.status_seconds,
+    }
+
+
+# --- Report ---------------------------------------------------------------------------------
+
+
+def table(title: str, outcomes: list[Outcome], copy_seconds: float | None) -> Iterator[str]:
+    yield f"### {title}"
+    yield ""
+    yield "| method | wall s | work s | rows/s | work ÷ COPY | peak RSS MiB |"
+    yield "|---|---:|---:|---:|---:|---:|"
+    for outcome in outcomes:
+        if outcome.error or not outcome.runs:
+            yield f"| {outcome.method.label} | failed: {outcome.error.splitlines()[0][:60]} |||||"
+            continue
+        seconds = outcome.median("seconds")
+        rows = outcome.runs[0].rows
+        ratio = f"{seconds / copy_seconds:.2f}" if copy_seconds else "-"
+        yield (
+            f"| {outcome.method.label} | {outcome.median('wall'):.2f} | {seconds:.2f} | "
+            f"{rows / seconds:,.0f} | {ratio} | {outcome.median('rss_kib') / 1024:.0f} |"
+        )
+    yield ""
+
+
+def find(outcomes: Iterable[Outcome], key: str, path: str = "") -> Outcome | None:
+    for outcome in outcomes:
+        if outcome.method.key == key and outcome.method.path == path and outcome.runs:
+            return outcome
+    return None
+
+
+def goals(
+    results: dict[str, list[Outcome]],
+    small: dict[str, list[Outcome]],
+    load: dict[str, Any] | None,
+    copy_seconds: float | None,
+) -> Iterator[str]:
+    yield "### Goals"
+    yield ""
+    yield "| goal | measured | met |"
+    yield "|---|---|:---:|"
+
+    def line(goal: str, value: float | None, target: float, text: str, lower: bool = False) -> str:
+        if value is None:
+            return f"| {goal} | not measured | - |"
+        met = value <= target if lower else value >= target
+        return f"| {goal} | {text} | {'yes' if met else '**no**'} |"
+
+    pg = results.get("postgresql", [])
+    floors = {"csv": 0.5, "json": 0.33, "xml": 0.25}
+    for export_format, floor in floors.items():
+        job = find(pg, f"job-{export_format}", "fast")
+        value = copy_seconds / job.median("seconds") if job and copy_seconds else None
+        yield line(
+            f"PostgreSQL {export_format.upper()} job ≥ {floor}x COPY's throughput",
+            value,
+            floor,
+            f"{value:.2f}x" if value else "",
+        )
+    naive = {"csv": "naive-values-list-csv", "json": "naive-values-json", "xml": "naive-values-xml"}
+    for vendor, outcomes in results.items():
+        title = "PostgreSQL, fast path off" if vendor == "postgresql" else "SQLite"
+        for export_format, key in naive.items():
+            job, loop = find(outcomes, f"job-{export_format}", "generic"), find(outcomes, key)
+            value = loop.median("seconds") / job.median("seconds") if job and loop else None
+            yield line(
+                f"generic {export_format.upper()} job ({title}) ≥ 1.5x the naive loop",
+                value,
+                1.5,
+                f"{value:.2f}x" if value else "",
+            )
+    for vendor, outcomes in results.items():
+        reference = find(outcomes, "import-export-csv")
+        jobs = [o for o in outcomes if o.method.group == "job" and o.runs]
+        if reference and jobs:
+            slowest = max(jobs, key=lambda o: o.median("seconds"))
+            value = reference.median("seconds") / slowest.median("seconds")
+            yield line(
+                f"every format ≥ 15x django-import-export ({vendor}; slowest: "
+                f"{slowest.method.label})",
+                value,
+                15,
+                f"{value:.1f}x",
+            )
+    for vendor, outcomes in results.items():
+        for job in (o for o in outcomes if o.method.group == "job" and o.runs):
+            peak = job.median("rss_kib") / 1024
+            yield line(
+                f"work horse ≤ 120 MB ({vendor}, {job.method.label})",
+                peak,
+                120,
+                f"{peak:.0f} MiB",
+                lower=True,
+            )
+            little = find(small.get(vendor, []), job.method.key, job.method.path)
+            if little:
+                growth = peak - little.median("rss_kib") / 1024
+                yield line(
+                    f"peak within 10 MB of {little.runs[0].rows:,} rows' ({vendor}, "
+                    f"{job.method.label})",
+                    growth,
+                    10,
+                    f"{growth:+.1f} MiB",
+                    lower=True,
+                )
+    for vendor, outcomes in results.items():
+        for job in (o for o in outcomes if o.method.group == "job" and o.runs):
+            loop = find(outcomes, job.method.key.replace("job-", "loop-"), job.method.path)
+            if loop:
+                overhead = job.median("seconds") / loop.median("seconds") - 1
+                yield line(
+                    f"job machinery ≤ 5% ({vendor}, {job.method.label})",
+                    overhead * 100,
+                    5,
+                    f"{overhead * 100:+.1f}%",
+                    lower=True,
+                )
+    if load:
+        value = load["status_rps"] / load["constant_rps"]
+        yield line(
+            "status endpoint ≥ 0.8x a constant DRF view (requests/s)",
+            value,
+            0.8,
+            f"{load['status_rps']:,.0f} vs {load['constant_rps']:,.0f} req/s = {value:.2f}x",
+        )
+    yield ""
+
+
+def identity(results: dict[str, list[Outcome]]) -> Iterator[str]:
+    """The export job's files must not depend on the path or the machinery."""
+    for vendor, outcomes in results.items():
+        for export_format in FORMATS:
+            digests = {
+                f"{o.method.key}/{o.method.path}": {run.digest for run in o.runs}
+                for o in outcomes
+                if o.method.group in ("job", "loop")
+                and o.method.export_format == export_format
+                and o.runs
+            }
+            every = set().union(*digests.values()) if digests else set()
+            if len(every) > 1:
+                yield f"**Byte identity broken** ({vendor}, {export_format}): {digests}"
+            elif every:
+                yield (
+                    f"{vendor} {export_format}: {len(digests)} job/loop variants, "
+                    f"identical files (sha256 {next(iter(every))[:16]}…)"
+                )
+
+
+# --- Main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="orders (default 1,000,000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each method (default 3)")
+    parser.add_argument(
+        "--databases",
+        default="postgresql,sqlite",
+        help="comma-separated: postgresql, sqlite (default both; PostgreSQL is skipped with a "
+        "warning when it does not answer)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_PG_URL),
+        help=f"PostgreSQL database to use, created if missing (default {DEFAULT_PG_URL}); "
+        "the memory check uses <name>_small beside it",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help=f"Redis database, flushed by the runs (default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var")) / "bench",
+        help="SQLite files, outputs and logs (default var/bench)",
+    )
+    parser.add_argument("--only", default="", help="run only methods whose name has one of these")
+    parser.add_argument("--skip", default="", help="skip methods whose name has one of these")
+    parser.add_argument(
+        "--reference-runs",
+        type=int,
+        default=1,
+        help="runs of django-import-export, minutes a run at a million rows (default 1)",
+    )
+    parser.add_argument("--reseed", action="store_true", help="seed the databases again")
+    parser.add_argument("--no-memory", action="store_true", help="skip the N/10-row memory runs")
+    parser.add_argument("--status-seconds", type=float, default=10, help="per wrk run (10)")
+    parser.add_argument("--status-workers", type=int, default=2, help="gunicorn workers (2)")
+    parser.add_argument("--status-connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--no-status", action="store_true", help="skip the load test")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print a profile of the generic path"
+    )
+    parser.add_argument("--json", type=Path, help="write every measurement to this file")
+    args = parser.parse_args(argv)
+    args.only = [part for part in args.only.split(",") if part]
+    args.skip = [part for part in args.skip.split(",") if part]
+    args.workdir = args.workdir.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for folder in ("out", "logs", "media"):
+        (args.workdir / folder).mkdir(parents=True, exist_ok=True)
+    check_redis(args.redis_url)
+    small_rows = max(1, args.rows // 10)
+    databases: list[Database] = []
+    for vendor in [part.strip() for part in args.databases.split(",") if part.strip()]:
+        if vendor == "postgresql":
+            if not pg_available(args.pg_url):
+                say(f"PostgreSQL does not answer at {args.pg_url}: its part is skipped")
+                continue
+            small = with_database(args.pg_url, f"{database_name(args.pg_url)}_small")
+            databases.append(Database(vendor, args.pg_url, small))
+        elif vendor == "sqlite":
+            url = f"sqlite:///{args.workdir / f'shop-{args.rows}.sqlite3'}"
+            small = f"sqlite:///{args.workdir / f'shop-{small_rows}.sqlite3'}"
+            databases.append(Database(vendor, url, small))
+        else:
+            raise SystemExit(f"Unknown database {vendor!r}: postgresql or sqlite.")
+    if not databases:
+        raise SystemExit("No database to run on.")
+    for database in databases:
+        ensure_data(args, database.url, args.rows)
+        if not args.no_memory:
+            ensure_data(args, database.small_url, small_rows)
+    sql = {database.vendor: service_sql(args, database) for database in databases}
+    plan = {database.vendor: methods_for(database.vendor, args) for database in databases}
+    results = {vendor: [Outcome(method) for method in methods] for vendor, methods in plan.items()}
+    load_before = os.getloadavg()
+    for round_number in range(1, args.runs + 1):
+        for database in databases:
+            for outcome in results[database.vendor]:
+                if outcome.error:
+                    continue
+                if outcome.method.key == "import-export-csv" and round_number > args.reference_runs:
+                    continue
+                name = f"{database.vendor} {outcome.method.label}"
+                say(f"run {round_number}/{args.runs}: {name}")
+                try:
+                    run = run_method(args, outcome.method, database, sql)
+                except Exception as exc:
+                    outcome.error = str(exc)
+                    say(f"FAILED: {name}: {exc}")
+                    continue
+                outcome.runs.append(run)
+                say(
+                    f"  {run.seconds:.2f} s work, {run.wall:.2f} s wall, "
+                    f"{run.rss_kib / 1024:.0f} MiB"
+                )
+    small_results: dict[str, list[Outcome]] = {}
+    if not args.no_memory:
+        for database in databases:
+            small_results[database.vendor] = []
+            for outcome in results[database.vendor]:
+                if outcome.method.group != "job" or outcome.error:
+                    continue
+                little = Outcome(outcome.method)
+                say(f"memory run, {small_rows:,} rows: {database.vendor} {outcome.method.label}")
+                try:
+                    little.runs.append(
+                        run_method(args, outcome.method, database, sql, database.small_url)
+                    )
+                except Exception as exc:
+                    little.error = str(exc)
+                    say(f"FAILED: {exc}")
+                small_results[database.vendor].append(little)
+    load = None
+    if not args.no_status:
+        target = databases[0]
+        say(f"status endpoint under load ({target.vendor})")
+        try:
+            load = status_load(args, target)
+        except Exception as exc:
+            say(f"FAILED: status load test: {exc}")
+    profiles: dict[str, str] = {}
+    if args.profile:
+        for database in databases:
+            out = args.workdir / "out" / f"profile-{database.vendor}.csv"
+            log = args.workdir / "logs" / f"profile-{database.vendor}.log"
+            stdout = out.with_suffix(".stdout")
+            env = base_env(args, database.url, args.workdir / "media")
+            rows = str(min(args.rows, 200_000))
+            argv = [PYTHON, "-m", "bench.methods", "profile-csv", str(out), "--rows", rows]
+            run_process(argv, env, stdout, log)
+            profiles[database.vendor] = json.loads(stdout.read_text().splitlines()[-1])["profile"]
+            out.unlink(missing_ok=True)
+    load_after = os.getloadavg()
+
+    copy = find(results.get("postgresql", []), "copy-psql") or find(
+        results.get("postgresql", []), "copy-psycopg"
+    )
+    copy_seconds = copy.median("seconds") if copy else None
+    lines = [
+        f"## Export benchmark: {args.rows:,} orders, median of {args.runs} run(s) "
+        f"({args.reference_runs} of django-import-export)",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, {platform_text()}; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.",
+        "",
+    ]
+    for database in databases:
+        lines += table(
+            f"{database.title} ({args.rows:,} rows)", results[database.vendor], copy_seconds
+        )
+    lines += goals(results, small_results, load, copy_seconds)
+    lines += identity(results)
+    for vendor, text in profiles.items():
+        lines += ["", f"### Profile of the generic path ({vendor}, CSV)", "", "```", text, "```"]
+    print("\n".join(lines), flush=True)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": args.rows,
+                    "runs": args.runs,
+                    "results": {
+                        vendor: [
+                            {
+                                "key": o.method.key,
+                                "path": o.method.path,
+                                "label": o.method.label,
+                                "error": o.error,
+                                "runs": [run.__dict__ for run in o.runs],
+                            }
+                            for o in outcomes
+                        ]
+                        for vendor, outcomes in results.items()
+                    },
+                    "load": load,
+                },
+                indent=1,
+            )
+        )
+    failed = [o for outcomes in results.values() for o in outcomes if o.error]
+    broken = any("Byte identity broken" in line for line in identity(results))
+    return 1 if failed or broken else 0
+
+
+def platform_text() -> str:
+    import platform
+
+    memory = ""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            kib = int(meminfo.readline().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except OSError:
+        pass
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip() + ", "
+                    break
+    except OSError:
+        pass
+    return f"{cpu}Python {platform.python_version()}{memory}"

@@ -1,0 +1,74 @@
+"""The benchmark still runs: ``python -m bench`` at a small size, in a subprocess.
+
+Nothing here is timed; the figures of a small run mean little. The PostgreSQL part runs only
+when the suite does (``DATABASE_URL`` is PostgreSQL), in a ``bench_*`` database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def bench_database_url() -> str:
+    """A database beside the suite's, for the benchmark to create and seed."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    name = f"bench_{db['NAME']}"
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+
+
+def test_bench_runs_at_small_size(tmp_path: Any) -> None:
+    on_postgres = connection.vendor == "postgresql"
+    redis_url = settings.RQ_QUEUES["default"]["URL"]
+    args = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--rows",
+        "2000",
+        "--runs",
+        "1",
+        "--databases",
+        "postgresql,sqlite" if on_postgres else "sqlite",
+        "--redis-url",
+        redis_url,
+        "--workdir",
+        str(tmp_path),
+        "--status-seconds",
+        "1",
+        "--json",
+        str(tmp_path / "results.json"),
+    ]
+    if on_postgres:
+        args += ["--pg-url", bench_database_url()]
+    env = {key: value for key, value in os.environ.items() if key != "REPORT_EXPORT_SETTINGS"}
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    report = result.stdout
+    assert result.returncode == 0, f"{report}\n{result.stderr[-4000:]}"
+    assert "| method | wall s | work s | rows/s |" in report
+    assert "export job, CSV, generic path" in report
+    assert "values_list().iterator(5000) + csv.writer" in report
+    assert "failed" not in report
+    assert "### Goals" in report
+    assert "Byte identity broken" not in report
+    assert "sqlite csv: 1 job/loop variants" not in report  # job and loop both ran
+    assert "sqlite csv: 2 job/loop variants, identical files" in report
+    if on_postgres:
+        assert "psql COPY" in report or "psycopg 3 cursor.copy()" in report
+        assert "export job, CSV, fast path" in report
+        assert "postgresql xml: 4 job/loop variants, identical files" in report
+    assert (tmp_path / "results.json").exists()

@@ -1,0 +1,396 @@
+"""The PostgreSQL fast path writes exactly the bytes of the ORM reader and the Python writers.
+
+For every demo service and every built-in format (whether or not the service offers it), with
+awkward values placed in the data, small and large chunks, the formula guard on and off, and
+through the whole job with gzip. PostgreSQL only: on SQLite the module is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import random
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import override_settings
+
+from django_report_export import control
+from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_writer_class
+from django_report_export.job import export_queryset
+from django_report_export.models import ReportExport, Status
+from django_report_export.readers import OrmChunkReader, get_reader
+from django_report_export.readers.base import ChunkReader
+from django_report_export.readers.postgres import (
+    ALL_FORMATS,
+    PostgresChunkReader,
+    postgres_reader,
+)
+from django_report_export.registry import site
+from django_report_export.storage import get_storage
+from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path is PostgreSQL's"),
+]
+
+FORMATS = ("csv", "json", "xml")
+UTC = dt.UTC
+
+#: Characters a PostgreSQL text can hold that a format treats specially (no NUL, no lone
+#: surrogates: PostgreSQL cannot store them).
+PALETTE = [
+    *"ab ,;\"'\\/\n\r\t<>&=+-@{}[]:.",
+    "\x01",
+    "\x0b",
+    "\x0c",
+    "\x1f",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\ufffe",
+    "\uffff",
+    "\ufffd",
+    "é",
+    "日",
+    "🎉",
+    "]]>",
+    "\\.",
+    "\r\n",
+    '""',
+    "null",
+    "},{",
+]
+AWKWARD_TEXTS = [
+    "",
+    " ",
+    "\\.",
+    "=SUM(A1:A2)",
+    "+1",
+    "-1",
+    "@cmd",
+    "\tindented",
+    "\rcarriage",
+    "\ncarriage",
+    'say "hi", then go',
+    "line one\nline two\r\nline three\rend",
+    "<b>&amp;</b> ]]> &#13;",
+    "control \x01\x08\x0b\x0c\x0e\x1f and \ufffe\uffff",
+    "Zoë 日本 🎉 \U0001d518 \u0301 \u2028 \x7f \x85",
+    "back\\slash \\n \\u0000",
+    '},{"id":1}',
+    "null",
+]
+
+
+def random_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choices(PALETTE, k=rng.randint(1, 12))) for _ in range(count)]
+
+
+def moments() -> list[dt.datetime]:
+    """Datetimes with and without microseconds (Python writes six digits, or none)."""
+    return [
+        dt.datetime(2024, 5, 1, 10, 0, 0, 0, tzinfo=UTC),
+        dt.datetime(2024, 5, 1, 10, 0, 0, 1, tzinfo=UTC),
+        dt.datetime(2024, 5, 1, 10, 0, 0, 120000, tzinfo=UTC),
+        dt.datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(1, 1, 1, 0, 0, 0, tzinfo=UTC),
+        dt.datetime(999, 3, 4, 5, 6, 7, 80, tzinfo=UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(2024, 3, 31, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ]
+
+
+@pytest.fixture
+def shop() -> None:
+    """The seeded demo shop, with awkward values placed in text, datetime, date and decimal
+    columns of the services' tables, and NULLs through relations."""
+    call_command("seed_shop", orders=240, customers=40, products=30, seed=7, verbosity=0)
+    texts = AWKWARD_TEXTS + random_texts(60, seed=11)
+    times = moments()
+    with transaction.atomic():
+        for index, inquiry in enumerate(Inquiry.objects.order_by("pk")):
+            inquiry.subject = texts[index % len(texts)]
+            inquiry.message = texts[(index * 7 + 3) % len(texts)]
+            inquiry.email = texts[(index * 5 + 1) % len(texts)]
+            inquiry.answered_at = times[index % len(times)] if index % 3 else None
+            inquiry.created_at = times[(index + 2) % len(times)]
+            if index % 4 == 0:
+                inquiry.customer = None
+            inquiry.save()
+        for index, order in enumerate(Order.objects.order_by("pk")[:120]):
+            order.note = texts[index % len(texts)]
+            order.number = f"{texts[(index * 3) % len(texts)]}#{index}"
+            order.paid_at = times[index % len(times)] if index % 2 else None
+            order.subtotal = [
+                Decimal("0.00"),
+                Decimal("-0.01"),
+                Decimal("9999999999.99"),
+                Decimal("-9999999999.99"),
+                Decimal("10.10"),
+            ][index % 5]
+            order.save()
+        for index, customer in enumerate(CustomerAccount.objects.order_by("pk")):
+            customer.first_name = texts[(index * 11) % len(texts)]
+            customer.last_name = texts[(index * 13 + 5) % len(texts)]
+            customer.birth_date = [
+                None,
+                dt.date(1, 1, 1),
+                dt.date(9999, 12, 31),
+                dt.date(1970, 1, 2),
+            ][index % 4]
+            customer.last_login_at = times[index % len(times)] if index % 2 else None
+            customer.save()
+        for index, category in enumerate(Category.objects.order_by("pk")):
+            category.name = texts[(index * 17 + 2) % len(texts)]
+            category.description = texts[(index * 19 + 4) % len(texts)]
+            category.save()
+        Product.objects.filter(pk=Product.objects.order_by("pk").first().pk).update(
+            name="", description=""
+        )
+        Voucher.objects.filter(pk__in=Voucher.objects.order_by("pk")[:3]).update(
+            preset=None, template=None, customer=None
+        )
+        # The largest keys PostgreSQL's bigint holds.
+        Order.objects.create(
+            pk=2**63 - 1,
+            number="last",
+            customer=CustomerAccount.objects.first(),
+            status="paid",
+            subtotal=Decimal("1.00"),
+            total=Decimal("1.00"),
+            payment_method="card",
+            shipping_country="DE",
+            note="",
+        )
+
+
+def export_bytes(reader: ChunkReader, chunk_size: int) -> bytes:
+    """The whole file through ``reader``, as the job writes it."""
+    writer = reader.writer
+    parts = [writer.header()]
+    processed, last_key = 0, None
+    while True:
+        chunk = reader.read(last_key, chunk_size, first=processed == 0)
+        if chunk.count:
+            parts.append(chunk.data)
+            processed += chunk.count
+            last_key = chunk.last_key
+        if chunk.count < chunk_size:
+            break
+    parts.append(writer.footer(empty=processed == 0))
+    return b"".join(parts)
+
+
+def both_readers(service_name: str, export_format: str) -> tuple[ChunkReader, ChunkReader]:
+    service = site.get(service_name)
+    fields = list(service.fields)
+    queryset = service.get_queryset().order_by("pk")
+    writer = get_writer_class(export_format)(service_name, fields)
+    fast = postgres_reader(queryset, fields, writer, ALL_FORMATS)
+    assert fast is not None, f"{service_name}/{export_format} is not on the fast path"
+    return OrmChunkReader(
+        queryset, fields, get_writer_class(export_format)(service_name, fields)
+    ), fast
+
+
+SERVICES = [service.name for service in site]
+
+
+@pytest.mark.parametrize("export_format", FORMATS)
+def test_every_service_same_bytes(shop: Any, export_format: str) -> None:
+    for service_name in SERVICES:
+        orm, fast = both_readers(service_name, export_format)
+        for chunk_size in (7, 100, 5000):
+            expected = export_bytes(orm, chunk_size)
+            assert export_bytes(fast, chunk_size) == expected, (service_name, chunk_size)
+
+
+@pytest.mark.parametrize("export_format", ["csv", "json", "xml"])
+def test_chunk_boundaries_and_segments(shop: Any, export_format: str, monkeypatch: Any) -> None:
+    """Chunks that end exactly at the last row, segments of a few chunks, a chunk of one."""
+    import django_report_export.readers.postgres as postgres
+
+    monkeypatch.setattr(postgres, "SEGMENT_CHUNKS", 3)
+    orm, fast = both_readers("order", export_format)
+    rows = Order.objects.count()
+    for chunk_size in (1, 2, rows, rows - 1, rows + 1, rows // 3):
+        assert export_bytes(fast, chunk_size) == export_bytes(orm, chunk_size), chunk_size
+
+
+def test_formula_guard_off(shop: Any) -> None:
+    with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": False}):
+        for service_name in ("order", "inquiry", "category", "customerAccount"):
+            orm, fast = both_readers(service_name, "csv")
+            assert not fast.writer.formula_guard  # type: ignore[attr-defined]
+            assert export_bytes(fast, 50) == export_bytes(orm, 50)
+
+
+def test_filtered_and_subset_exports(shop: Any) -> None:
+    service = site.get("inquiry")
+    queryset = service.get_queryset().filter(customer__isnull=False).order_by("pk")
+    for fields in (["message", "id"], ["customer__email", "answered_at"], ["subject", "status"]):
+        for export_format in FORMATS:
+            writer = get_writer_class(export_format)("inquiry", fields)
+            fast = postgres_reader(queryset, fields, writer, ALL_FORMATS)
+            assert fast is not None
+            orm = OrmChunkReader(
+                queryset, fields, get_writer_class(export_format)("inquiry", fields)
+            )
+            assert export_bytes(fast, 9) == export_bytes(orm, 9), (fields, export_format)
+
+
+def test_resume_on_a_new_reader_and_read_again(shop: Any) -> None:
+    """A paused export continues from its checkpoint in another reader (another worker); a
+    reader asked for an earlier key than it streamed to starts a new stream there."""
+    orm, fast = both_readers("order", "json")
+    expected = export_bytes(orm, 25)
+    writer = fast.writer
+    parts = [writer.header()]
+    first = fast.read(None, 25, first=True)
+    second = fast.read(first.last_key, 25, first=False)
+    again = fast.read(first.last_key, 25, first=False)  # a retried read
+    assert again == second
+    fast.close()
+    parts += [first.data, second.data]
+    resumed = both_readers("order", "json")[1]
+    processed, last_key = first.count + second.count, second.last_key
+    while True:
+        chunk = resumed.read(last_key, 25, first=False)
+        parts.append(chunk.data)
+        processed += chunk.count
+        last_key = chunk.last_key
+        if chunk.count < 25:
+            break
+    parts.append(writer.footer(empty=False))
+    assert b"".join(parts) == expected
+
+
+def test_empty_export(shop: Any) -> None:
+    for export_format in FORMATS:
+        service = site.get("order")
+        fields = list(service.fields)
+        queryset = service.get_queryset().filter(pk__lt=0).order_by("pk")
+        fast = postgres_reader(
+            queryset, fields, get_writer_class(export_format)("order", fields), ALL_FORMATS
+        )
+        orm = OrmChunkReader(queryset, fields, get_writer_class(export_format)("order", fields))
+        assert fast is not None
+        assert export_bytes(fast, 10) == export_bytes(orm, 10)
+
+
+# --- The job, end to end ----------------------------------------------------------------------
+
+
+def run_job(worker: Any, service_name: str, export_format: str, compression: str) -> bytes:
+    service = site.get(service_name)
+    request = control.ExportRequest(
+        format=export_format, fields=list(service.fields), compression=compression
+    )
+    status = control.start(service, request)
+    worker()
+    export = ReportExport.objects.get(pk=status["id"])
+    assert export.status == Status.FINISHED, export.error
+    with get_storage().open(export.file_name, "rb") as file:
+        return file.read()
+
+
+@pytest.mark.parametrize("export_format", FORMATS)
+def test_job_gzip_same_bytes_on_both_paths(shop: Any, worker: Any, export_format: str) -> None:
+    with override_settings(REPORT_EXPORT={"QUEUE": "default", "CHUNK_SIZE": 37}):
+        fast = run_job(worker, "inquiry", export_format, "gzip")
+    with override_settings(
+        REPORT_EXPORT={"QUEUE": "default", "CHUNK_SIZE": 37, "FAST_PATH": False}
+    ):
+        slow = run_job(worker, "inquiry", export_format, "gzip")
+    assert fast == slow
+    assert gzip.decompress(fast).count(b"\n") > 10
+
+
+# --- When the fast path steps aside ----------------------------------------------------------
+
+
+def order_reader(**kwargs: Any) -> ChunkReader:
+    service = site.get("order")
+    fields = kwargs.pop("fields", list(service.fields))
+    queryset = kwargs.pop("queryset", service.get_queryset().order_by("pk"))
+    writer = kwargs.pop("writer", None) or JSONWriter("order", fields)
+    return get_reader(queryset, fields, writer)
+
+
+def test_get_reader_picks_the_fast_path(db: Any) -> None:
+    assert isinstance(order_reader(), PostgresChunkReader)
+    with override_settings(REPORT_EXPORT={"FAST_PATH": False}):
+        assert isinstance(order_reader(), OrmChunkReader)
+
+
+def test_fallbacks(db: Any) -> None:
+    service = site.get("order")
+    queryset = service.get_queryset().order_by("pk")
+
+    class ProjectCSV(CSVWriter):
+        pass
+
+    assert isinstance(order_reader(writer=ProjectCSV("order", service.fields)), OrmChunkReader)
+    # One-column CSV: Python writes "" for an empty record, COPY quotes a lone "\.".
+    assert isinstance(
+        order_reader(fields=["note"], writer=CSVWriter("order", ["note"])), OrmChunkReader
+    )
+    assert isinstance(
+        order_reader(fields=["id", "note"], writer=CSVWriter("order", ["id", "note"])),
+        PostgresChunkReader,
+    )
+    assert isinstance(order_reader(queryset=queryset.distinct()), OrmChunkReader)
+    # JSON, UUID keys: ReportExport's own table.
+    exports = ReportExport.objects.order_by("pk")
+    writer = XMLWriter("exports", ["service", "fields"])
+    assert isinstance(get_reader(exports, ["service", "fields"], writer), OrmChunkReader)
+    # Inside a transaction the reader's own connection would not see its rows.
+    with transaction.atomic():
+        assert isinstance(order_reader(), OrmChunkReader)
+
+
+def test_export_queryset_of_the_job_is_on_the_fast_path(shop: Any) -> None:
+    export = ReportExport(service="order", format="csv", fields=list(site.get("order").fields))
+    queryset = export_queryset(site.get("order"), export)
+    writer = CSVWriter("order", export.fields)
+    assert isinstance(get_reader(queryset, export.fields, writer), PostgresChunkReader)
+
+
+def backend_gone(pid: int) -> bool:
+    """Whether the server session ``pid`` has ended (a closed client's ends shortly after)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            if not cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def stream_pid(reader: Any) -> int:
+    return int(reader._stream.connection.connection.info.backend_pid)
+
+
+def test_the_stream_ends_with_the_export_or_the_reader(shop: Any) -> None:
+    """No reader leaves a connection or an open transaction behind: not at the end of an
+    export, not when the job stops reading (pause, cancel) and drops the reader."""
+    fast = both_readers("order", "csv")[1]
+    first = fast.read(None, 50, first=True)
+    pid = stream_pid(fast)
+    while (chunk := fast.read(first.last_key, 50, first=False)).count == 50:
+        first = chunk
+    assert fast._stream.connection is None  # type: ignore[attr-defined]
+    assert backend_gone(pid)
+    fast = both_readers("order", "xml")[1]
+    fast.read(None, 50, first=True)
+    pid = stream_pid(fast)
+    del fast
+    assert backend_gone(pid)
