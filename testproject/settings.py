@@ -2,11 +2,16 @@
 
 SQLite by default; ``DATABASE_URL`` (``postgres://...``) switches to PostgreSQL.
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) serves django-rq and the status store.
+``REPLICA_DATABASE_URL`` adds a ``replica`` database (``REPORT_EXPORT["DATABASE_ALIAS"]``), and
+``EXPORT_STORAGE_S3_BUCKET`` an ``exports`` storage on S3 (``REPORT_EXPORT["STORAGE"]``); see
+docs/deployment.md.
 """
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -75,6 +80,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
+if os.environ.get("REPLICA_DATABASE_URL"):
+    # A read replica for the export queries: REPORT_EXPORT_SETTINGS='{"DATABASE_ALIAS": "replica"}'.
+    # Nothing is ever written to it, and under test it mirrors "default" (no test database).
+    DATABASES["replica"] = dj_database_url.parse(os.environ["REPLICA_DATABASE_URL"])
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "Europe/Berlin"
@@ -87,6 +98,37 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+
+def s3_export_storage(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``exports`` storage on S3 (django-storages) from ``EXPORT_STORAGE_S3_*`` variables.
+
+    ``EXPORT_STORAGE_S3_BUCKET`` (required), ``_ENDPOINT`` (an S3-compatible server; AWS when
+    empty), ``_REGION``, ``_ACCESS_KEY`` and ``_SECRET_KEY`` (boto3's own lookup when empty)
+    and ``_URL_EXPIRE``: seconds a pre-signed download URL stays valid (default 300).
+    """
+    endpoint = env.get("EXPORT_STORAGE_S3_ENDPOINT") or None
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env["EXPORT_STORAGE_S3_BUCKET"],
+            "endpoint_url": endpoint,
+            "region_name": env.get("EXPORT_STORAGE_S3_REGION") or "us-east-1",
+            "access_key": env.get("EXPORT_STORAGE_S3_ACCESS_KEY") or None,
+            "secret_key": env.get("EXPORT_STORAGE_S3_SECRET_KEY") or None,
+            "addressing_style": "path" if endpoint else None,
+            "signature_version": "s3v4",
+            "querystring_auth": True,
+            "querystring_expire": int(env.get("EXPORT_STORAGE_S3_URL_EXPIRE") or 300),
+            # A part read back to publish the file spills to a temporary file past 16 MiB.
+            "max_memory_size": 16 * 1024 * 1024,
+        },
+    }
+
+
+if os.environ.get("EXPORT_STORAGE_S3_BUCKET"):
+    # REPORT_EXPORT_SETTINGS='{"STORAGE": "exports"}' puts parts and files in the bucket.
+    STORAGES["exports"] = s3_export_storage(os.environ)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
