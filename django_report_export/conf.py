@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "DOWNLOAD": "stream",
     # HTTP status for an authenticated caller without the service's read permission.
     "PERMISSION_DENIED_STATUS": 401,
+    "PERMISSION_CACHE_SECONDS": 5,  # a granted read permission is trusted this long (API)
     # Database alias the export queries read from (a read replica, say).
     "DATABASE_ALIAS": "default",
     # Socket timeout, in seconds, of every Redis call made by the API and the job.

@@ -27,7 +27,7 @@ from django_report_export import control
 from django_report_export.api.exceptions import NotFound, exception_handler
 from django_report_export.api.negotiation import ExportContentNegotiation
 from django_report_export.api.parsers import BoundedJSONParser
-from django_report_export.api.permissions import ServiceReadPermission
+from django_report_export.api.permissions import ServiceReadPermission, may_read
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
 from django_report_export.api.serializers import history_body, status_body
@@ -93,7 +93,7 @@ class ReportViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         services = []
         for service in site:
-            if not service.has_permission(request.user):
+            if not may_read(service, request.user):
                 continue
             status = control.get_status(service, request.user)
             url = reverse("django_report_export:report-status", kwargs={"service": service.name})
