@@ -75,7 +75,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         value = getattr(export_settings, name)
         if not isinstance(value, int | float) or value < key or value is True:
             errors.append(_error(f"{SETTING_NAME}[{name!r}] must be a number >= {key}.", 7))
+    shard_rows, max_shards = export_settings.SHARD_ROWS, export_settings.MAX_SHARDS
+    if shard_rows is not None and (not _is_int(shard_rows) or shard_rows < 1):
+        errors.append(_error(f"{SETTING_NAME}['SHARD_ROWS'] must be None or an integer >= 1.", 7))
+    if not _is_int(max_shards) or max_shards < 1:
+        errors.append(_error(f"{SETTING_NAME}['MAX_SHARDS'] must be an integer >= 1.", 7))
     return errors
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @checks.register()

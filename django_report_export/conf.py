@@ -59,6 +59,11 @@ DEFAULTS: dict[str, Any] = {
     # On PostgreSQL, let the database write the built-in formats (COPY, string_agg): the same
     # bytes as the Python writers, several times faster. False: always the ORM reader.
     "FAST_PATH": True,
+    # Exports of more rows than this are split into key-range shards run by parallel jobs
+    # (ceil(rows / SHARD_ROWS) shards, at most MAX_SHARDS); None: only when asked for.
+    "SHARD_ROWS": 1_000_000,
+    # Most shards one export is split into, whoever asks.
+    "MAX_SHARDS": 4,
 }
 
 CHOICES: dict[str, tuple[Any, ...]] = {

@@ -57,6 +57,8 @@ class ExportRequest:
     filters: dict[str, Any] = field(default_factory=dict)
     #: Primary keys to restrict the export to (from ``clean_keys``); ``None``: every row.
     keys: list[Any] | None = None
+    #: Key-range shards to split the export into (``None``: the service's, else automatic).
+    shards: int | None = None
 
 
 def get_store() -> StatusStore:
@@ -266,6 +268,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             fields=request.fields,
             filters=request.filters,
             keys=request.keys,
+            shards=request.shards,
             status=Status.STARTING,
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])
@@ -386,10 +389,11 @@ def finish_stop(export_id: Any, target: int, reason: str, now: Any, lost_run: bo
     if target == Status.PAUSED:
         values: dict[str, Any] = {"status": target, "run_token": ""}
         if lost_run:
-            values["processed"] = export.checkpoint.get("processed", 0)
+            values["processed"] = export.durable_processed()
         export.update_fields(**values)
         return
     export.update_fields(status=target, run_token="", error=reason, finished_at=now, checkpoint={})
+    export.shard_set.all().delete()
     delete_parts(get_storage(), export)
     signals.export_canceled.send(sender=ReportExport, export=export)
 

@@ -32,8 +32,10 @@ from django_report_export.formats.base import FormatWriter
 from django_report_export.models import ReportExport, Status
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
+from django_report_export.shards import plan
 from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
+    Piece,
     delete_parts,
     delete_quietly,
     final_name,
@@ -85,27 +87,45 @@ class Superseded(ExportCanceled):
 
 
 class Heartbeat(threading.Thread):
-    """Marks the run alive every ``HEARTBEAT_INTERVAL`` seconds, even inside a long chunk."""
+    """Calls ``beat`` every ``HEARTBEAT_INTERVAL`` seconds, even inside a long chunk."""
 
-    def __init__(self, run: ExportRun) -> None:
-        super().__init__(name=f"report-export-heartbeat-{run.export.pk}", daemon=True)
-        self.run_ = run
+    def __init__(self, name: str, beat: Callable[[], Any]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.beat = beat
         self.stopped = threading.Event()
 
     def run(self) -> None:
         interval = export_settings.HEARTBEAT_INTERVAL
         while not self.stopped.wait(interval):
             with contextlib.suppress(StatusUnavailable):
-                self.run_.store.transition(
-                    self.run_.slot,
-                    {"heartbeat": now_ts()},
-                    expect_id=self.run_.export.pk,
-                    expect_run=self.run_.token,
-                    allowed=[Status.RUNNING],
-                )
+                self.beat()
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def reconnecting(export_id: Any, action: Callable[[], T], *, alias: str, what: str) -> T:
+    """``action()``, retried on a reopened connection if the database dropped it.
+
+    Only for idempotent work: a chunk read, or a checkpoint write guarded by the run token.
+    """
+    for attempt in range(1, DB_ATTEMPTS + 1):
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as exc:
+            if attempt == DB_ATTEMPTS:
+                raise
+            logger.warning(
+                "Export %s: %s failed (%s); reconnecting, attempt %s of %s.",
+                export_id,
+                what,
+                exc,
+                attempt + 1,
+                DB_ATTEMPTS,
+            )
+            connections[alias].close()
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 class ExportRun:
@@ -140,7 +160,7 @@ class ExportRun:
             self.processed,
             self.slot,
         )
-        heartbeat = Heartbeat(self)
+        heartbeat = Heartbeat(f"report-export-heartbeat-{self.export.pk}", self.beat)
         heartbeat.start()
         try:
             self.export_rows()
@@ -160,6 +180,15 @@ class ExportRun:
                 self.processed,
                 self.slot,
             )
+
+    def beat(self) -> None:
+        self.store.transition(
+            self.slot,
+            {"heartbeat": now_ts()},
+            expect_id=self.export.pk,
+            expect_run=self.token,
+            allowed=[Status.RUNNING],
+        )
 
     def begin(self) -> bool:
         """Take the slot from Starting to Running under this run's token."""
@@ -203,6 +232,16 @@ class ExportRun:
         if self.export.total is None:
             total = self.reconnecting(queryset.count, alias=alias, what="counting the rows")
             self.export.update_fields(total=total)
+        shards = self.reconnecting(
+            lambda: plan(self.export, self.service, queryset, self.writer, self.export.total or 0),
+            alias=alias,
+            what="planning the shards",
+        )
+        if shards:
+            from django_report_export.sharded import ShardedRun
+
+            ShardedRun(self, shards).execute()
+            return
         if self.processed == 0 and not self.parts:
             self.buffer.write(self.writer.header())
         reader = self.reconnecting(
@@ -255,27 +294,7 @@ class ExportRun:
         )
 
     def reconnecting(self, action: Callable[[], T], *, alias: str, what: str) -> T:
-        """``action()``, retried on a reopened connection if the database dropped it.
-
-        Only for idempotent work: a chunk read, or a checkpoint write guarded by the run token.
-        """
-        for attempt in range(1, DB_ATTEMPTS + 1):
-            try:
-                return action()
-            except (OperationalError, InterfaceError) as exc:
-                if attempt == DB_ATTEMPTS:
-                    raise
-                logger.warning(
-                    "Export %s: %s failed (%s); reconnecting, attempt %s of %s.",
-                    self.export.pk,
-                    what,
-                    exc,
-                    attempt + 1,
-                    DB_ATTEMPTS,
-                )
-                connections[alias].close()
-                time.sleep(attempt)
-        raise AssertionError("unreachable")
+        return reconnecting(self.export.pk, action, alias=alias, what=what)
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.run_started
@@ -353,11 +372,12 @@ class ExportRun:
         self.store_end_state(Status.CANCELED, {"finished_at": now})
         signals.export_canceled.send(sender=ReportExport, export=self.export)
 
-    def finish(self) -> None:
+    def finish(self, pieces: list[Piece] | None = None) -> None:
+        """Publish the file, from this run's parts or the given ``pieces`` (a sharded export)."""
         self.flush_part()
         name, size = publish(
             self.storage,
-            self.parts,
+            self.parts if pieces is None else pieces,
             final_name(self.export, self.writer.extension),
             self.export.compression,
         )

@@ -72,6 +72,8 @@ class ReportExport(models.Model):
     #: Primary keys the export is restricted to (the admin action's selected rows), validated
     #: by ``control.clean_keys``; ``None`` exports every row that matches the filters.
     keys = models.JSONField(_("selected keys"), null=True, blank=True, default=None)
+    #: Shards asked for at start (``None``: the service's ``shards``, else ``SHARD_ROWS``).
+    shards = models.PositiveSmallIntegerField(_("shards requested"), null=True, blank=True)
     status = models.PositiveSmallIntegerField(
         _("status"), choices=Status.choices, default=Status.STARTING
     )
@@ -105,9 +107,48 @@ class ReportExport(models.Model):
     def is_active(self) -> bool:
         return self.status in Status.active()
 
+    def durable_processed(self) -> int:
+        """Rows saved by checkpoints: where a continuation of the export starts from."""
+        shards = self.shard_set.all()
+        if shards:
+            return sum(shard.checkpoint.get("processed", 0) for shard in shards)
+        return int(self.checkpoint.get("processed", 0))
+
     def update_fields(self, **values: Any) -> int:
         """Write ``values`` to this row (and this instance) without a read-modify-write race."""
         values.setdefault("updated_at", timezone.now())
         for name, value in values.items():
             setattr(self, name, value)
         return type(self).objects.filter(pk=self.pk).update(**values)
+
+
+class ReportExportShard(models.Model):
+    """One contiguous key range of a sharded export, exported by whichever worker claims it.
+
+    The range is ``after_key < pk <= last_key`` (``None``: open-ended). Each shard keeps its
+    own checkpoint, so a lost worker costs only the rows of its shard since its last one;
+    the export's file is assembled from every shard's parts, in ``index`` order.
+    """
+
+    export = models.ForeignKey(ReportExport, on_delete=models.CASCADE, related_name="shard_set")
+    index = models.PositiveSmallIntegerField(_("index"))
+    after_key = models.JSONField(_("after key"), null=True, blank=True, default=None)
+    last_key = models.JSONField(_("last key"), null=True, blank=True, default=None)
+    #: ``{"last_key": ..., "parts": [storage names], "processed": n}``, as on ``ReportExport``.
+    checkpoint = models.JSONField(_("checkpoint"), default=dict, blank=True)
+    processed = models.BigIntegerField(_("processed rows"), default=0)
+    done = models.BooleanField(_("done"), default=False)
+    run_token = models.CharField(max_length=32, blank=True, default="")
+    retries = models.PositiveSmallIntegerField(_("lost-worker continuations"), default=0)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("report export shard")
+        verbose_name_plural = _("report export shards")
+        ordering = ["export", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["export", "index"], name="report_export_shard_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.export_id} shard {self.index}"

@@ -51,12 +51,13 @@ def recover_lost_run(store: StatusStore, slot: str, status: Mapping[str, Any]) -
             export.update_fields(
                 status=Status.ERROR, error=error, finished_at=now, run_token="", checkpoint={}
             )
+            export.shard_set.all().delete()
             delete_parts(get_storage(), export)
             signals.export_failed.send(sender=ReportExport, export=export)
             logger.error("Export %s: %s", export.pk, error)
         return taken.written
 
-    processed = export.checkpoint.get("processed", 0)
+    processed = export.durable_processed()
     taken = store.transition(
         slot,
         {

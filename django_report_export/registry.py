@@ -49,6 +49,8 @@ class ExportService:
     permission: str | None = None
     #: A short human description, shown in the listing and the admin.
     description: str = ""
+    #: Key-range shards an export is split into (parallel jobs); ``None``: by ``SHARD_ROWS``.
+    shards: int | None = None
 
     def get_queryset(self) -> models.QuerySet[Any]:
         """The base queryset, before the caller's filters; override to narrow it."""

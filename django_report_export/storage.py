@@ -3,7 +3,8 @@
 Everything goes through the Django storage named by ``STORAGE``, so a worker on another host
 can continue an export from the parts and checkpoint another worker left. Storage backends
 cannot append, so an export is written as a sequence of part objects, each ending on a chunk
-boundary; publishing concatenates them (gzip-compressing when asked) into the final name. The
+boundary (a sharded export: a sequence per shard); publishing streams them, one after another
+and gzip-compressed when asked, into the final name. The
 file is only referenced by its ``ReportExport`` once it is complete.
 """
 
@@ -12,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import inspect
-import shutil
-import tempfile
-from collections.abc import Iterable
-from typing import IO, cast
+import io
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, cast
 
 from django.core.files import File
 from django.core.files.storage import Storage, storages
@@ -35,8 +35,9 @@ def export_folder(export: ReportExport) -> str:
     return f"{export_settings.STORAGE_PREFIX}/{export.service}/{export.pk}"
 
 
-def part_name(export: ReportExport, sequence: int, run: str) -> str:
-    return f"{export_folder(export)}/parts/{sequence:05d}-{run}.part"
+def part_name(export: ReportExport, sequence: int, run: str, shard: int | None = None) -> str:
+    prefix = "" if shard is None else f"s{shard:03d}-"
+    return f"{export_folder(export)}/parts/{prefix}{sequence:05d}-{run}.part"
 
 
 def final_name(export: ReportExport, extension: str) -> str:
@@ -50,21 +51,69 @@ def save_part(storage: Storage, name: str, content: IO[bytes]) -> str:
     return storage.save(name, File(content, name=name))
 
 
-def publish(storage: Storage, parts: Iterable[str], name: str, compression: str) -> tuple[str, int]:
-    """Concatenate ``parts`` into the file ``name``; returns the stored name and its size."""
-    with tempfile.TemporaryFile() as assembled:
-        sink: IO[bytes] = assembled
-        if compression == "gzip":
-            sink = cast(IO[bytes], gzip.GzipFile(fileobj=assembled, mode="wb", mtime=0))
-        for part in parts:
-            with storage.open(part, "rb") as source:
-                shutil.copyfileobj(source, sink, COPY_BUFFER)
-        if sink is not assembled:
-            sink.close()
-        size = assembled.tell()
-        assembled.seek(0)
-        stored = storage.save(name, File(assembled, name=name))
-    return stored, size
+#: What a file is assembled from: the names of stored parts, and literal bytes between them.
+Piece = str | bytes
+
+
+def publish(
+    storage: Storage, pieces: Iterable[Piece], name: str, compression: str
+) -> tuple[str, int]:
+    """Write ``pieces`` one after another into the file ``name``; returns its stored name and
+    size. The bytes stream from the parts into storage, never held whole in memory or on disk.
+    """
+    stream = StreamedFile(_compressed(_read_pieces(storage, pieces), compression))
+    stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
+    return stored, stream.size
+
+
+def _read_pieces(storage: Storage, pieces: Iterable[Piece]) -> Iterator[bytes]:
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            yield piece
+            continue
+        with storage.open(piece, "rb") as source:
+            while data := source.read(COPY_BUFFER):
+                yield data
+
+
+def _compressed(blocks: Iterator[bytes], compression: str) -> Iterator[bytes]:
+    if compression != "gzip":
+        yield from blocks
+        return
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as sink:
+        for data in blocks:
+            sink.write(data)
+            if buffer.tell() >= COPY_BUFFER:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+class StreamedFile(io.RawIOBase):
+    """A read-only, unseekable file over an iterator of byte blocks, counting what it gives."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self.blocks = blocks
+        self.block = memoryview(b"")
+        self.offset = 0
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while self.offset >= len(self.block):
+            block = next(self.blocks, None)
+            if block is None:
+                return 0
+            self.block, self.offset = memoryview(block), 0
+        count = min(len(target), len(self.block) - self.offset)
+        target[:count] = self.block[self.offset : self.offset + count]
+        self.offset += count
+        self.size += count
+        return count
 
 
 def delete_quietly(storage: Storage, names: Iterable[str]) -> None:

@@ -3,6 +3,8 @@ RQ workers in this process, users with and without a service's read permission."
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,9 @@ from rq import SimpleWorker
 
 from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
+from testproject.settings import s3_export_storage
+
+from .s3server import S3Server
 
 OWN_KEY_PREFIXES = (b"report_export:", b"rq:")
 
@@ -148,3 +153,30 @@ def while_running(service: str, at_least: int, action: Any) -> Poller:
     poller = Poller(service, at_least, action)
     poller.start()
     return poller
+
+
+#: Seconds a pre-signed URL of the S3 test storage stays valid.
+S3_URL_EXPIRE = 120
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: Any) -> Iterator[S3Server]:
+    """moto's S3 server on a free port of 55300-55399, with an empty bucket."""
+    missing = [name for name in ("storages", "boto3", "moto") if not importlib.util.find_spec(name)]
+    if missing:
+        reason = f"{', '.join(missing)} not installed (pip install -e '.[test]')"
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"CI=true, and the object storage tests cannot run: {reason}")
+        pytest.skip(reason)
+    with S3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        print(f"moto S3 server :{server.port}, up in {server.startup_seconds:.1f} s")
+        yield server
+
+
+@pytest.fixture
+def exports_storage(s3: S3Server, settings: Any) -> dict[str, str]:
+    """``STORAGE = "exports"``, the S3 alias, here and (the variables returned) in workers."""
+    env = s3.env(EXPORT_STORAGE_S3_URL_EXPIRE=str(S3_URL_EXPIRE))
+    settings.STORAGES = {**settings.STORAGES, "exports": s3_export_storage(env)}
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "STORAGE": "exports"}
+    return env

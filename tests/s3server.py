@@ -138,3 +138,11 @@ class S3Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def host(tmp_path: Path, name: str, s3_env: dict[str, str]) -> dict[str, str]:
+    """The environment of a worker on a host of its own: empty media and temporary folders."""
+    media, tmp = tmp_path / name / "media", tmp_path / name / "tmp"
+    media.mkdir(parents=True)
+    tmp.mkdir()
+    return {**s3_env, "MEDIA_ROOT": str(media), "TMPDIR": str(tmp)}

@@ -26,6 +26,9 @@ OTHER_VALUES = {
     "JOB_TIMEOUT": 60,
     "FORMATS": {"x": "y.Z"},
     "FAST_PATH": False,
+    "SHARD_ROWS": None,
+    "MAX_SHARDS": 8,
+    "PERMISSION_CACHE_SECONDS": 0,
 }
 
 

@@ -10,10 +10,7 @@ shared disk. What users see is documented in docs/deployment.md ("Object storage
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,41 +21,17 @@ from django.core.management import call_command
 
 from django_report_export.models import ReportExport, Status
 from django_report_export.storage import export_folder
-from testproject.settings import s3_export_storage
 
-from .s3server import S3Server
+from .conftest import S3_URL_EXPIRE
+from .s3server import host
 from .workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ORDERS = 1500
-URL_EXPIRE = 120
 #: Many small chunks and a checkpoint (a part in the bucket) after each, so a pause finds
 #: several parts there.
 SMALL_PARTS = {"CHUNK_SIZE": 10, "CHECKPOINT_INTERVAL": 0}
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: Any) -> Iterator[S3Server]:
-    """moto's S3 server on a free port of 55300-55399, with an empty bucket."""
-    missing = [name for name in ("storages", "boto3", "moto") if not importlib.util.find_spec(name)]
-    if missing:
-        reason = f"{', '.join(missing)} not installed (pip install -e '.[test]')"
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true, and the object storage tests cannot run: {reason}")
-        pytest.skip(reason)
-    with S3Server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
-        print(f"moto S3 server :{server.port}, up in {server.startup_seconds:.1f} s")
-        yield server
-
-
-@pytest.fixture
-def exports_storage(s3: S3Server, settings: Any) -> dict[str, str]:
-    """``STORAGE = "exports"``, the S3 alias, here and (the variables returned) in workers."""
-    env = s3.env(EXPORT_STORAGE_S3_URL_EXPIRE=str(URL_EXPIRE))
-    settings.STORAGES = {**settings.STORAGES, "exports": s3_export_storage(env)}
-    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "STORAGE": "exports"}
-    return env
 
 
 def run_worker(log: Path, s3_env: dict[str, str]) -> None:
@@ -80,14 +53,6 @@ def download(api: Any) -> bytes:
 
 def local_files(*folders: Path) -> list[Path]:
     return [path for folder in folders for path in folder.rglob("*") if path.is_file()]
-
-
-def host(tmp_path: Path, name: str, s3_env: dict[str, str]) -> dict[str, str]:
-    """The environment of a worker on a host of its own: empty media and temporary folders."""
-    media, tmp = tmp_path / name / "media", tmp_path / name / "tmp"
-    media.mkdir(parents=True)
-    tmp.mkdir()
-    return {**s3_env, "MEDIA_ROOT": str(media), "TMPDIR": str(tmp)}
 
 
 def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
@@ -151,7 +116,7 @@ def test_redirect_download_is_a_short_lived_presigned_url(
     assert url.path == f"/{s3.bucket}/{export.file_name}"
     query = parse_qs(url.query)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
-    assert query["X-Amz-Expires"] == [str(URL_EXPIRE)]
+    assert query["X-Amz-Expires"] == [str(S3_URL_EXPIRE)]
     assert query["X-Amz-Signature"]
     # Anyone holding the URL gets the file until it expires: no credentials, no session.
     fetched = requests.get(response["Location"], timeout=10)

@@ -159,7 +159,17 @@ def test_unknown_database_is_E006(settings):
 
 
 @pytest.mark.parametrize(
-    "value", [{"CHUNKSIZE": 10}, {"CHUNK_SIZE": 0}, {"SLOT_SCOPE": "team"}, {"DOWNLOAD": 1}]
+    "value",
+    [
+        {"CHUNKSIZE": 10},
+        {"CHUNK_SIZE": 0},
+        {"SLOT_SCOPE": "team"},
+        {"DOWNLOAD": 1},
+        {"SHARD_ROWS": 0},
+        {"SHARD_ROWS": "many"},
+        {"MAX_SHARDS": 0},
+        {"MAX_SHARDS": True},
+    ],
 )
 def test_invalid_settings_are_E007(value):
     with override_settings(REPORT_EXPORT=value):

@@ -136,6 +136,13 @@ class Command(BaseCommand):
         start.add_argument("--fields", help="Comma-separated subset of the service's fields.")
         start.add_argument("--compression", help="gzip or none.")
         start.add_argument(
+            "--shards",
+            type=int,
+            metavar="K",
+            help="Split the export into K key ranges run by parallel jobs (1: never; default: "
+            "the service's shards, else by SHARD_ROWS).",
+        )
+        start.add_argument(
             "--filter",
             action="append",
             default=[],
@@ -260,6 +267,10 @@ class Command(BaseCommand):
                 )
             params.setdefault(key.strip(), []).append(value)
         request = control.parse_request(service, params)
+        if options["shards"] is not None:
+            if options["shards"] < 1:
+                raise CommandError("--shards must be 1 or more.", returncode=EXIT_USAGE)
+            request.shards = options["shards"]
         status = control.start(service, request, user=user)
         self.show(service, status, progress=not options["wait"])
         return self.wait(service, user, status, options) if options["wait"] else None
