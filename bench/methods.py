@@ -12,6 +12,9 @@ Methods:
   started through ``control.start`` (as the API does) and run by a forking RQ worker in burst
   mode; its work horse reports the job's time, from taking the job to the file published, and
   its own peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path.
+* ``shards-csv``, ...: the same job with ``BENCH_WORKERS`` (2) forking workers side by side
+  and the export split into as many shards; its time runs from the start to the file
+  published.
 * ``loop-csv``, ...: the same reader and writer loop without the job's machinery (no Redis
   progress, no pause/cancel checks, no checkpoints, no parts, no publishing).
 * ``copy-psycopg``: ``COPY (<the service's SQL>) TO STDOUT (FORMAT csv)`` through Django's
@@ -78,7 +81,8 @@ def service_sql(inline: bool = True) -> str:
 
 
 def job(out: Path, export_format: str) -> dict[str, Any]:
-    """Start an export as the API does and run it with a forking RQ worker."""
+    """Start an export as the API does and run it with forking RQ workers: one in burst mode,
+    or ``BENCH_WORKERS`` of them side by side with the export split into as many shards."""
     import django_rq
 
     from bench.worker import RESULT_ENV, MeasuringWorker
@@ -90,18 +94,25 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     from django_report_export.storage import get_storage
 
     service = site.get(SERVICE)
+    workers = int(os.environ.get("BENCH_WORKERS", "1"))
     # A clean slot: nothing left running by an interrupted earlier run.
     ReportExport.objects.filter(service=SERVICE, status__in=Status.active()).update(
         status=Status.CANCELED
     )
     get_redis().flushdb()
     horse_result = out.with_suffix(".horse.json")
+    horse_result.unlink(missing_ok=True)
     os.environ[RESULT_ENV] = str(horse_result)
-    request = control.ExportRequest(format=export_format, fields=list(service.fields))
+    request = control.ExportRequest(
+        format=export_format, fields=list(service.fields), shards=workers
+    )
     started = time.perf_counter()
     status = control.start(service, request)
-    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=MeasuringWorker)
-    worker.work(burst=True, logging_level="WARNING")
+    if workers == 1:
+        worker = django_rq.get_worker(export_settings.QUEUE, worker_class=MeasuringWorker)
+        worker.work(burst=True, logging_level="WARNING")
+    else:
+        run_workers(workers, status["id"])
     seconds = time.perf_counter() - started
     export = ReportExport.objects.get(pk=status["id"])
     if export.status != Status.FINISHED:
@@ -109,16 +120,54 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     storage = get_storage()
     Path(storage.path(export.file_name)).replace(out)
     storage.delete(export.file_name)
-    figures = json.loads(horse_result.read_text())
+    horses = [json.loads(line) for line in horse_result.read_text().splitlines()]
     horse_result.unlink()
     return {
-        "seconds": figures["job_seconds"],
+        # One worker: the job itself; several: from the start to the file published.
+        "seconds": horses[0]["job_seconds"] if workers == 1 else seconds,
         "start_to_end_seconds": seconds,
-        "horse_rss_kib": figures["horse_rss_kib"],
-        "horse_rss_at_start_kib": figures["horse_rss_at_start_kib"],
+        "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
+        "horse_rss_at_start_kib": horses[0]["horse_rss_at_start_kib"],
+        "jobs": len(horses),
         "rows": export.processed,
         "fast_path": bool(export_settings.FAST_PATH),
     }
+
+
+def run_workers(count: int, export_id: Any) -> None:
+    """Fork ``count`` RQ workers and stop them once the export has ended."""
+    import signal
+
+    import django_rq
+    from django.db import connections
+
+    from bench.worker import MeasuringWorker
+    from django_report_export.conf import export_settings
+    from django_report_export.models import ReportExport, Status
+
+    connections.close_all()
+    children = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker process
+            code = 0
+            try:
+                worker = django_rq.get_worker(export_settings.QUEUE, worker_class=MeasuringWorker)
+                worker.work(logging_level="WARNING")
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    try:
+        active = ReportExport.objects.filter(pk=export_id, status__in=Status.active())
+        while active.exists():
+            time.sleep(0.02)
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
 
 
 def loop(out: Path, export_format: str) -> dict[str, Any]:
@@ -333,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         parser.error("OUT is required")
     kind, _, export_format = method.rpartition("-")
-    if kind == "job":
+    if kind in ("job", "shards"):  # BENCH_WORKERS tells them apart
         result = job(args.out, export_format)
     elif kind == "loop":
         result = loop(args.out, export_format)

@@ -89,6 +89,9 @@ class Outcome:
     def median(self, attribute: str) -> float:
         return statistics.median(getattr(run, attribute) for run in self.runs)
 
+    def median_extra(self, name: str) -> float:
+        return statistics.median(float(run.extra[name]) for run in self.runs)
+
 
 # --- Helpers --------------------------------------------------------------------------------
 
@@ -265,6 +268,7 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
     methods: list[Method] = []
     fast_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": True})}
     slow_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": False})}
+    sharded = {"BENCH_WORKERS": str(args.workers)}
     names = {"csv": "CSV", "json": "JSON", "xml": "XML"}
     if vendor == "postgresql":
         if shutil.which("psql"):
@@ -287,6 +291,23 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
                 label = "export job, XML, FAST_PATH on (XML: generic reader)"
             methods.append(
                 Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
+            )
+            methods[-1].group = "job"
+    for path, env in paths if args.workers > 1 else []:
+        for export_format in FORMATS:
+            label = (
+                f"export job, {names[export_format]}, {path} path, "
+                f"{args.workers} shards on {args.workers} workers"
+            )
+            methods.append(
+                Method(
+                    f"shards-{export_format}",
+                    label,
+                    vendor,
+                    export_format,
+                    env={**env, **sharded},
+                    path=path,
+                )
             )
             methods[-1].group = "job"
     for path, env in paths:
@@ -588,7 +609,7 @@ def goals(
                     lower=True,
                 )
     for vendor, outcomes in results.items():
-        for job in (o for o in outcomes if o.method.group == "job" and o.runs):
+        for job in (o for o in outcomes if o.method.key.startswith("job-") and o.runs):
             loop = find(outcomes, job.method.key.replace("job-", "loop-"), job.method.path)
             if loop:
                 overhead = job.median("seconds") / loop.median("seconds") - 1
@@ -607,6 +628,29 @@ def goals(
             0.8,
             f"{load['status_rps']:,.0f} vs {load['constant_rps']:,.0f} req/s = {value:.2f}x",
         )
+    yield ""
+
+
+def sharding(results: dict[str, list[Outcome]], workers: int) -> Iterator[str]:
+    """One export on one worker against the same export in shards on several, start to end."""
+    rows = [
+        (vendor, one, many)
+        for vendor, outcomes in results.items()
+        for many in outcomes
+        if many.method.key.startswith("shards-") and many.runs
+        if (one := find(outcomes, many.method.key.replace("shards-", "job-"), many.method.path))
+    ]
+    if not rows:
+        return
+    yield f"### One worker and {workers} workers (start to file published)"
+    yield ""
+    yield f"| database | format, path | 1 worker s | {workers} workers s | speed-up |"
+    yield "|---|---|---:|---:|---:|"
+    for vendor, one, many in rows:
+        single = one.median_extra("start_to_end_seconds")
+        several = many.median("seconds")
+        what = f"{many.method.export_format.upper()}, {many.method.path}"
+        yield f"| {vendor} | {what} | {single:.2f} | {several:.2f} | {single / several:.2f}x |"
     yield ""
 
 
@@ -668,6 +712,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="runs of django-import-export, minutes a run at a million rows (default 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="workers (and shards) of the sharded export job; 1 skips it (default 2)",
     )
     parser.add_argument("--reseed", action="store_true", help="seed the databases again")
     parser.add_argument("--no-memory", action="store_true", help="skip the N/10-row memory runs")
@@ -792,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{database.title} ({args.rows:,} rows)", results[database.vendor], copy_seconds
         )
     lines += goals(results, small_results, load, copy_seconds)
+    lines += sharding(results, args.workers)
     lines += identity(results)
     for vendor, text in profiles.items():
         lines += ["", f"### Profile of the generic path ({vendor}, CSV)", "", "```", text, "```"]

@@ -23,8 +23,9 @@ def peak_rss_kib() -> int:
 
 
 class MeasuringWorker(Worker):
-    """A forking RQ worker: its work horse (the process running the export job) writes the
-    job's duration and its own peak RSS to the file named by ``BENCH_HORSE_RESULT``."""
+    """A forking RQ worker: its work horse (the process running the export job) appends the
+    job's duration and its own peak RSS, one JSON line per job, to the file named by
+    ``BENCH_HORSE_RESULT``."""
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
         started = time.perf_counter()
@@ -40,5 +41,5 @@ class MeasuringWorker(Worker):
             }
             path = os.environ.get(RESULT_ENV)
             if path:
-                with open(path, "w", encoding="utf-8") as result:
-                    json.dump(figures, result)
+                with open(path, "a", encoding="utf-8") as result:
+                    result.write(json.dumps(figures) + "\n")

@@ -65,10 +65,11 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     assert "failed" not in report
     assert "### Goals" in report
     assert "Byte identity broken" not in report
-    assert "sqlite csv: 1 job/loop variants" not in report  # job and loop both ran
-    assert "sqlite csv: 2 job/loop variants, identical files" in report
+    # job, job in 2 shards on 2 workers, and the loop alone all ran, and wrote the same bytes
+    assert "sqlite csv: 3 job/loop variants, identical files" in report
+    assert "### One worker and 2 workers" in report
     if on_postgres:
         assert "psql COPY" in report or "psycopg 3 cursor.copy()" in report
         assert "export job, CSV, fast path" in report
-        assert "postgresql xml: 4 job/loop variants, identical files" in report
+        assert "postgresql xml: 6 job/loop variants, identical files" in report
     assert (tmp_path / "results.json").exists()
