@@ -13,7 +13,7 @@ import sys
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -105,6 +105,17 @@ def test_a_revocation_in_this_process_is_honoured_at_once(bound):
     response = client.get(STATUS)
     assert response.status_code == 401
     assert response.json()["type"] == "permission_denied"
+
+
+def test_a_revocation_is_forgotten_again_when_its_transaction_commits(bound):
+    user = make_user("clerk", "shop.view_product")
+    client = logged_in(user)
+    assert client.get(STATUS).status_code == 200
+    with transaction.atomic():
+        user.user_permissions.remove(view_product())
+        # Another thread, whose connection still sees the grant, remembers it meanwhile.
+        permissions._grants[(user._meta.label_lower, user.pk)] = {"shop.view_product": 2000.0}
+    assert client.get(STATUS).status_code == 401
 
 
 def test_a_group_change_in_this_process_is_honoured_at_once(bound):

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 from django.utils.translation import gettext_lazy as _
@@ -71,28 +72,35 @@ def forget_grants(user: Any = None) -> None:
         _grants.pop(_user_key(user), None)
 
 
+def _forget_now_and_on_commit(using: str | None, user: Any = None) -> None:
+    # Again after the commit: until then another thread may still read, and remember, the
+    # grant being revoked.
+    forget_grants(user)
+    transaction.on_commit(lambda: forget_grants(user), using=using)
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 @receiver(post_delete, sender=settings.AUTH_USER_MODEL)
-def _user_changed(*, instance: Any, **kwargs: Any) -> None:
-    forget_grants(instance)  # is_superuser may have changed; a reused pk is a new user
+def _user_changed(*, instance: Any, using: str, **kwargs: Any) -> None:
+    _forget_now_and_on_commit(using, instance)  # is_superuser may have changed; a reused pk is new
 
 
 @receiver(post_delete, sender="auth.Group")
 @receiver(post_delete, sender="auth.Permission")
-def _grant_source_deleted(**kwargs: Any) -> None:
-    forget_grants()
+def _grant_source_deleted(*, using: str, **kwargs: Any) -> None:
+    _forget_now_and_on_commit(using)
 
 
 GRANT_MODELS = ("auth.permission", "auth.group")
 
 
 @receiver(m2m_changed)
-def _relation_changed(*, instance: Any, model: Any, **kwargs: Any) -> None:
+def _relation_changed(*, instance: Any, model: Any, using: str, **kwargs: Any) -> None:
     # A user's permissions or groups, or a group's permissions, from either side: rare
     # enough to forget everything.
     labels = (type(instance)._meta.label_lower, model._meta.label_lower)
     if any(label in GRANT_MODELS for label in labels):
-        forget_grants()
+        _forget_now_and_on_commit(using)
 
 
 @receiver(setting_changed)
