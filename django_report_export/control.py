@@ -36,6 +36,7 @@ from django_report_export.exceptions import (
 from django_report_export.formats import format_names
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
+from django_report_export.shards import forget_shards, release_shards
 from django_report_export.status import MISSING, StatusStore, now_ts, snapshot
 from django_report_export.storage import COMPRESSIONS, delete_parts, get_storage
 
@@ -390,10 +391,11 @@ def finish_stop(export_id: Any, target: int, reason: str, now: Any, lost_run: bo
         values: dict[str, Any] = {"status": target, "run_token": ""}
         if lost_run:
             values["processed"] = export.durable_processed()
+            release_shards(export)
         export.update_fields(**values)
         return
     export.update_fields(status=target, run_token="", error=reason, finished_at=now, checkpoint={})
-    export.shard_set.all().delete()
+    forget_shards(export, get_redis())
     delete_parts(get_storage(), export)
     signals.export_canceled.send(sender=ReportExport, export=export)
 

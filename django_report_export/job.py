@@ -32,7 +32,7 @@ from django_report_export.formats.base import FormatWriter
 from django_report_export.models import ReportExport, Status
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
-from django_report_export.shards import plan
+from django_report_export.shards import forget_shards, plan
 from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
     Piece,
@@ -431,6 +431,7 @@ class ExportRun:
             logger.exception("Export %s: the failure could not be recorded.", self.export.pk)
         if owned:
             delete_parts(self.storage, self.export)
+            forget_shards(self.export, self.store.redis)
         delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
         try:
             self.store_end_state(Status.ERROR, {"error": error, "finished_at": now})

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_report_export import signals
 from django_report_export.conf import export_settings
 from django_report_export.models import ReportExport, Status
+from django_report_export.shards import forget_shards
 from django_report_export.status import StatusStore
 from django_report_export.storage import delete_parts, get_storage
 
@@ -51,7 +52,7 @@ def recover_lost_run(store: StatusStore, slot: str, status: Mapping[str, Any]) -
             export.update_fields(
                 status=Status.ERROR, error=error, finished_at=now, run_token="", checkpoint={}
             )
-            export.shard_set.all().delete()
+            forget_shards(export, store.redis)
             delete_parts(get_storage(), export)
             signals.export_failed.send(sender=ReportExport, export=export)
             logger.error("Export %s: %s", export.pk, error)

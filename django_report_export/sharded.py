@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import IO, Any
 
+from django.db import router
 from django.db.models import F
 from redis.exceptions import RedisError
 
@@ -41,8 +42,10 @@ from django_report_export.shards import (
     PENDING,
     RUN_PREFIX,
     Beat,
+    ShardState,
     ShardStore,
     chunk_separator,
+    forget_shards,
     shard_queryset,
 )
 from django_report_export.status import now_ts
@@ -118,6 +121,8 @@ class ShardRun:
         self.checkpoint_processed = 0
         self.last_key: Any = None
         self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        #: Set when the coordinator's own check failed and this run already let its shard go.
+        self.released = False
 
     @property
     def mine(self) -> Any:
@@ -138,7 +143,8 @@ class ShardRun:
         except StatusUnavailable:
             raise
         except Exception as exc:
-            self.record_failure(exc)
+            if not self.released:
+                self.record_failure(exc)
             raise
         finally:
             heartbeat.stop()
@@ -156,11 +162,13 @@ class ShardRun:
         )
 
     def begin(self) -> bool:
-        if not ReportExportShard.objects.filter(pk=self.shard.pk, done=False).update(
-            run_token=self.token
-        ):
-            # Done already (a lease rebuilt from a stale read): say so, and take no rows.
-            self.store.move(self.shard.index, RUN_PREFIX + self.token, DONE)
+        """Take the shard in the database too; refused if it is done or another run has it."""
+        free = ReportExportShard.objects.filter(pk=self.shard.pk, done=False, run_token="")
+        if not free.update(run_token=self.token):
+            # The lease was out of date: put back what the database says, and take no rows.
+            self.shard.refresh_from_db()
+            state = DONE if self.shard.done else RUN_PREFIX + self.shard.run_token
+            self.store.move(self.shard.index, RUN_PREFIX + self.token, state)
             return False
         self.shard.refresh_from_db()
         checkpoint = self.shard.checkpoint or {}
@@ -217,12 +225,23 @@ class ShardRun:
     def check(self) -> str:
         """``pause`` or ``cancel`` if the shard must stop now, else ``""``."""
         beat = self.store.beat(self.shard.index, self.token, now_ts(), self.processed)
-        if not beat.held:
-            raise Superseded(export_id=self.export.pk)
         request = slot_request(beat, self.export)
-        if not request and self.between_chunks is not None:
-            request = self.between_chunks()
-        return request
+        if request:
+            return request
+        if not beat.held and not beat.lost_hash:
+            raise Superseded(export_id=self.export.pk)
+        # A lost hash is rebuilt by the coordinator from the database, with this run's token.
+        if self.between_chunks is not None:
+            try:
+                return str(self.between_chunks())
+            except StatusUnavailable:
+                raise  # paused like any shard run, by export_chunks
+            except BaseException:
+                # The export stops for a reason of its own, not this shard's: let go of it.
+                self.released = True
+                self.stop(CANCELED)
+                raise
+        return ""
 
     def beat(self) -> None:
         self.store.beat(self.shard.index, self.token, now_ts())
@@ -244,7 +263,7 @@ class ShardRun:
         saved = reconnecting(
             self.export.pk,
             lambda: self.mine.update(**values),
-            alias=ReportExportShard.objects.db,
+            alias=router.db_for_write(ReportExportShard),
             what=f"saving shard {self.shard.index}'s checkpoint",
         )
         if not saved:
@@ -303,7 +322,7 @@ class ShardedRun:
         self.export = run.export
         self.shards = {shard.index: shard for shard in shards}
         self.store = ShardStore(run.store.redis, self.export)
-        self.states: dict[int, Any] = {}
+        self.states: dict[int, ShardState] = {}
         self.first_processed: int | None = None
 
     def execute(self) -> None:
@@ -315,11 +334,6 @@ class ShardedRun:
         except StatusUnavailable as exc:
             self.stop(PAUSED, error=f"Paused: Redis could not be reached ({exc}).")
             return
-        except Superseded:
-            raise
-        except Exception:
-            self.release_shards()
-            raise
         if request:
             self.stop(request)
         else:
@@ -346,7 +360,7 @@ class ShardedRun:
                 if outcome in (PAUSED, CANCELED):
                     return outcome
                 continue
-            if all(state.state == DONE for state in self.states.values()):
+            if self.states and all(state.state == DONE for state in self.states.values()):
                 return ""
             time.sleep(POLL_SECONDS)
 
@@ -373,9 +387,12 @@ class ShardedRun:
         return self.run.report_progress()
 
     def take_lost(self, index: int, state: str) -> None:
-        if not self.store.move(index, state, PENDING):
-            return
         shard = ReportExportShard.objects.get(pk=self.shards[index].pk)
+        if shard.done:  # its run finished but could not say so in Redis
+            self.store.move(index, state, DONE, n=shard.processed)
+            return
+        if not self.store.move(index, state, PENDING, n=shard.checkpoint.get("processed", 0)):
+            return
         ReportExportShard.objects.filter(pk=shard.pk, done=False).update(
             run_token="", retries=F("retries") + 1
         )
@@ -405,9 +422,13 @@ class ShardedRun:
                     if now_ts() - state.heartbeat > export_settings.STALE_AFTER:
                         self.store.move(index, state.state, PENDING)
                 time.sleep(POLL_SECONDS)
-        # From here on no shard run can save a checkpoint: one that did not stop in time
-        # finds itself superseded at its next one.
+        # From here on no shard run can save a checkpoint or hold a lease: one that did not
+        # stop in time finds itself superseded at its next chunk.
         ReportExportShard.objects.filter(export=self.export, done=False).update(run_token="")
+        with contextlib.suppress(StatusUnavailable):
+            for index, state in self.store.read().items():
+                if state.token:
+                    self.store.move(index, state.state, PENDING)
         if request == CANCELED:
             self.run.cancel()
             self.forget()
@@ -440,14 +461,5 @@ class ShardedRun:
         self.run.finish(pieces)
         self.forget()
 
-    def release_shards(self) -> None:
-        """On failure: stop every shard run (they find their lease gone) and keep no lease."""
-        with contextlib.suppress(Exception):
-            ReportExportShard.objects.filter(export=self.export).update(run_token="")
-        with contextlib.suppress(StatusUnavailable):
-            self.store.delete()
-
     def forget(self) -> None:
-        ReportExportShard.objects.filter(export=self.export).delete()
-        with contextlib.suppress(StatusUnavailable):
-            self.store.delete()
+        forget_shards(self.export, self.store.redis)

@@ -11,17 +11,19 @@ so a shard is never exported by two jobs and no job starts one once a pause or c
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import QuerySet
 from redis import Redis
 from redis.exceptions import RedisError
 
 from django_report_export.conf import export_settings
+from django_report_export.connection import get_redis
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.formats.base import FormatWriter
 from django_report_export.models import ReportExport, ReportExportShard, Status
@@ -57,11 +59,12 @@ return -1
 """
 
 # KEYS[1] slot hash, KEYS[2] shard hash. ARGV: index, token, now, processed ('' to keep).
-# Marks the shard alive if ``token`` still holds it. Returns {held 1/0, slot status, slot id,
-# slot request}.
+# Marks the shard alive if ``token`` still holds it. Returns {held: 1, 0, or -1 when the shard
+# hash is gone, slot status, slot id, slot request}.
 BEAT = """
 local key = ARGV[1]
-local held = redis.call('HGET', KEYS[2], key) == ('run:' .. ARGV[2])
+local state = redis.call('HGET', KEYS[2], key)
+local held = state == ('run:' .. ARGV[2])
 if held then
   redis.call('HSET', KEYS[2], key .. ':hb', ARGV[3])
   if ARGV[4] ~= '' then
@@ -69,7 +72,26 @@ if held then
   end
 end
 local slot = redis.call('HMGET', KEYS[1], 'status', 'id', 'request')
-return {held and 1 or 0, slot[1] or 'missing', slot[2] or '', slot[3] or ''}
+local answer = held and 1 or 0
+if not state and redis.call('EXISTS', KEYS[2]) == 0 then
+  answer = -1
+end
+return {answer, slot[1] or 'missing', slot[2] or '', slot[3] or ''}
+"""
+
+# KEYS[1] shard hash. ARGV: ttl, now, then (index, state, processed) triples. Writes the state
+# of every shard that has none (all of them after Redis lost the hash), never overwriting one
+# a job wrote meanwhile. Returns how many it wrote.
+REBUILD = """
+local written = 0
+for i = 3, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i] .. ':hb', ARGV[2], ARGV[i] .. ':n', ARGV[i + 2])
+    written = written + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return written
 """
 
 # KEYS[1] shard hash. ARGV: index, expected state, new state, then field/value pairs.
@@ -103,7 +125,10 @@ def chunk_separator(writer: FormatWriter) -> bytes | None:
     """The bytes a writer puts between two chunks (a JSON comma), read off the writer itself;
     ``None`` if its chunks differ by more than a prefix, which sharding cannot assemble."""
     row = [(None,) * len(writer.columns)]
-    later, first = writer.encode_rows(row, first=False), writer.encode_rows(row, first=True)
+    try:
+        later, first = writer.encode_rows(row, first=False), writer.encode_rows(row, first=True)
+    except Exception:  # a writer that refuses an all-NULL row: export unsharded
+        return None
     if not later.endswith(first):
         return None
     return later[: len(later) - len(first)]
@@ -132,7 +157,7 @@ def plan(
     except IndexError:  # rows were deleted since they were counted: export them unsharded
         return []
     bounds = [None, *ends, None]
-    with transaction.atomic(using=ReportExportShard.objects.db):
+    with transaction.atomic(using=router.db_for_write(ReportExportShard)):
         return ReportExportShard.objects.bulk_create(
             ReportExportShard(
                 export=export, index=index, after_key=bounds[index], last_key=bounds[index + 1]
@@ -171,6 +196,8 @@ class ShardState:
 @dataclass(frozen=True)
 class Beat:
     held: bool
+    #: The export's shard hash is gone (Redis flushed or restarted): nobody holds anything.
+    lost_hash: bool
     slot_status: str
     slot_id: str
     request: str
@@ -187,6 +214,7 @@ class ShardStore:
         self._claim = connection.register_script(CLAIM)
         self._beat = connection.register_script(BEAT)
         self._move = connection.register_script(MOVE)
+        self._rebuild = connection.register_script(REBUILD)
 
     def call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
@@ -208,7 +236,8 @@ class ShardStore:
             [self.slot_key, self.key],
             [index, token, now, "" if processed is None else processed],
         )
-        return Beat(bool(held), _text(status), _text(slot_id), _text(request))
+        held = int(held)
+        return Beat(held == 1, held == -1, _text(status), _text(slot_id), _text(request))
 
     def move(self, index: int, expected: str, state: str, **values: Any) -> bool:
         args: list[Any] = [index, expected, state]
@@ -234,8 +263,9 @@ class ShardStore:
         }
 
     def rebuild(self, shards: list[ReportExportShard], now: float) -> None:
-        """Write every shard's state from the database (a new export, or Redis lost them)."""
-        mapping: dict[str, str | float] = {}
+        """Give every shard without a state in Redis its state from the database: all of them
+        for a new export or after Redis lost the hash; a state a job wrote is never replaced."""
+        args: list[Any] = [KEY_TTL_SECONDS, now]
         for shard in shards:
             if shard.done:
                 state = DONE
@@ -243,16 +273,8 @@ class ShardStore:
                 state = RUN_PREFIX + shard.run_token
             else:
                 state = PENDING
-            mapping[str(shard.index)] = state
-            mapping[f"{shard.index}:hb"] = now
-            mapping[f"{shard.index}:n"] = shard.checkpoint.get("processed", 0)
-        try:
-            pipe = self.redis.pipeline()
-            pipe.hset(self.key, mapping=cast(Any, mapping))
-            pipe.expire(self.key, KEY_TTL_SECONDS)
-            pipe.execute()
-        except RedisError as exc:
-            raise StatusUnavailable(f"Redis did not answer for the export's shards: {exc}") from exc
+            args += [shard.index, state, shard.checkpoint.get("processed", 0)]
+        self.call(self._rebuild, [self.key], args)
 
     def delete(self) -> None:
         try:
@@ -263,3 +285,18 @@ class ShardStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def forget_shards(export: ReportExport, connection: Redis) -> None:
+    """Delete an ended export's shards: their rows and their hash in Redis."""
+    ReportExportShard.objects.filter(export=export).delete()
+    with contextlib.suppress(RedisError):
+        connection.delete(shards_key(export.pk))
+
+
+def release_shards(export: ReportExport) -> None:
+    """After the export's own run was taken from a lost worker: no shard run may save any more,
+    and the leases are rebuilt from the database when the export runs again."""
+    ReportExportShard.objects.filter(export=export, done=False).update(run_token="")
+    with contextlib.suppress(RedisError):
+        get_redis().delete(shards_key(export.pk))

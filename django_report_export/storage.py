@@ -14,6 +14,7 @@ import contextlib
 import gzip
 import inspect
 import io
+import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, cast
 
@@ -55,15 +56,43 @@ def save_part(storage: Storage, name: str, content: IO[bytes]) -> str:
 Piece = str | bytes
 
 
+#: Storages known to save from a stream they can neither rewind nor size (by class path,
+#: subclasses included); any other gets the file assembled in a temporary file first.
+STREAMING_STORAGES = (
+    "django.core.files.storage.filesystem.FileSystemStorage",
+    "storages.backends.s3.S3Storage",
+)
+
+
 def publish(
     storage: Storage, pieces: Iterable[Piece], name: str, compression: str
 ) -> tuple[str, int]:
     """Write ``pieces`` one after another into the file ``name``; returns its stored name and
-    size. The bytes stream from the parts into storage, never held whole in memory or on disk.
+    size. On the storages that allow it the bytes stream from the parts into storage, never
+    held whole in memory or on disk. A file left at ``name`` by a publish that was killed is
+    replaced, and a publish that fails leaves nothing behind.
     """
-    stream = StreamedFile(_compressed(_read_pieces(storage, pieces), compression))
-    stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
-    return stored, stream.size
+    blocks = _compressed(_read_pieces(storage, pieces), compression)
+    delete_quietly(storage, [name])  # only ever a half-written file of this same export
+    try:
+        if can_stream(storage):
+            stream = StreamedFile(blocks)
+            stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
+            return stored, stream.bytes_read
+        with tempfile.TemporaryFile() as assembled:
+            for block in blocks:
+                assembled.write(block)
+            size = assembled.tell()
+            assembled.seek(0)
+            return storage.save(name, File(assembled, name=name)), size
+    except BaseException:
+        delete_quietly(storage, [name])
+        raise
+
+
+def can_stream(storage: Storage) -> bool:
+    paths = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(storage).__mro__}
+    return not paths.isdisjoint(STREAMING_STORAGES)
 
 
 def _read_pieces(storage: Storage, pieces: Iterable[Piece]) -> Iterator[bytes]:
@@ -92,13 +121,16 @@ def _compressed(blocks: Iterator[bytes], compression: str) -> Iterator[bytes]:
 
 
 class StreamedFile(io.RawIOBase):
-    """A read-only, unseekable file over an iterator of byte blocks, counting what it gives."""
+    """A read-only, unseekable file over an iterator of byte blocks, counting what it gives.
+
+    It has no ``size``: Django's ``File.size`` must not mistake the count so far for one.
+    """
 
     def __init__(self, blocks: Iterator[bytes]) -> None:
         self.blocks = blocks
         self.block = memoryview(b"")
         self.offset = 0
-        self.size = 0
+        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -112,7 +144,7 @@ class StreamedFile(io.RawIOBase):
         count = min(len(target), len(self.block) - self.offset)
         target[:count] = self.block[self.offset : self.offset + count]
         self.offset += count
-        self.size += count
+        self.bytes_read += count
         return count
 
 

@@ -1,0 +1,208 @@
+"""Faults around sharded exports and publishing, injected in this process: a storage
+failing mid-publish, storages that rewind their content, leases racing a rebuild, Redis
+losing the export's keys mid-export, a shard whose run fails."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, InMemoryStorage
+from django.core.management import call_command
+
+from django_report_export.connection import get_redis
+from django_report_export.formats import get_writer_class
+from django_report_export.job import export_queryset
+from django_report_export.models import ReportExport, ReportExportShard, Status
+from django_report_export.registry import site
+from django_report_export.sharded import ShardRun
+from django_report_export.shards import ShardStore, plan, shards_key
+from django_report_export.status import now_ts, slot_key
+from django_report_export.storage import StreamedFile, publish
+
+from .conftest import while_running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORDERS = 120
+SHARDED = {"SHARD_ROWS": 40, "CHUNK_SIZE": 7, "CHECKPOINT_INTERVAL": 0}
+
+
+@pytest.fixture
+def shop(transactional_db: Any) -> None:
+    call_command("seed_shop", orders=ORDERS, seed=7, verbosity=0)
+
+
+def use(settings: Any, **values: Any) -> None:
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **values}
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# --- Publishing: nothing half-written stays behind -----------------------------------------
+
+
+def test_failed_publish_leaves_no_partial_file(tmp_path):
+    storage = FileSystemStorage(location=tmp_path)
+    with pytest.raises(FileNotFoundError):
+        publish(storage, [b"<header>", "exports/missing.part", b"<footer>"], "out.xml", "")
+    assert not storage.exists("out.xml"), storage.open("out.xml").read()
+
+
+def test_export_whose_publish_fails_leaves_no_orphan_file(
+    api, worker, shop, settings, media_root, monkeypatch
+):
+    use(settings, **SHARDED)
+    real_open = FileSystemStorage.open
+    parts_read: list[str] = []
+
+    def flaky_open(self: Any, name: str, mode: str = "rb") -> Any:
+        if name.endswith(".part"):
+            parts_read.append(name)
+            if len(parts_read) == 3:  # a transient storage error mid-publish
+                raise OSError("storage read timed out")
+        return real_open(self, name, mode)
+
+    monkeypatch.setattr(FileSystemStorage, "open", flaky_open)
+    api.post("/api/report/order/start?format=xml")
+    worker()
+    export = ReportExport.objects.get()
+    assert export.status == Status.ERROR
+    assert files_under(Path(media_root)) == []
+
+
+# --- Storages that rewind or size what they save ------------------------------------------
+
+
+def test_publish_into_a_storage_that_sizes_its_content_first():
+    class SizingStorage(InMemoryStorage):
+        """What django-storages' GCS and Dropbox backends do: pass content.size along."""
+
+        def _save(self, name: str, content: Any) -> str:
+            self.announced = content.size
+            return super()._save(name, content)
+
+    storage = SizingStorage()
+    name, size = publish(storage, [b"abc", b"def"], "out.csv", "")
+    assert storage.open(name).read() == b"abcdef"
+    assert storage.announced == size == 6
+
+
+def test_a_stream_has_no_size_to_mistake():
+    # Django's File.size would take a ``size`` attribute (the count so far) at its word.
+    with pytest.raises(io.UnsupportedOperation):
+        File(StreamedFile(iter([b"abc", b"def"])), name="x").size  # noqa: B018
+
+
+def test_streamed_file_saves_into_a_storage_that_rewinds(tmp_path):
+    class RewindingStorage(InMemoryStorage):
+        """What django-storages' Azure and GCS backends do first: content.seek(0)."""
+
+        def _save(self, name: str, content: Any) -> str:
+            content.seek(0)
+            return super()._save(name, content)
+
+    storage = RewindingStorage()
+    name, size = publish(storage, [b"abc", b"def"], "out.csv", "")
+    assert storage.open(name).read() == b"abcdef"
+    assert size == 6
+
+
+# --- Leases: a shard is never held by two runs -------------------------------------------
+
+
+def test_rebuild_does_not_free_a_shard_claimed_but_not_yet_begun(api, shop, settings):
+    use(settings, **SHARDED)
+    api.post("/api/report/order/start?format=xml")
+    export = ReportExport.objects.get()
+    service = site.get("order")
+    writer = get_writer_class("xml")("order", export.fields)
+    export.shards = 3
+    shards = plan(export, service, export_queryset(service, export), writer, total=ORDERS)
+    assert len(shards) == 3
+    redis = get_redis()
+    # The coordinator (a continuation) has just taken the slot to Running ...
+    redis.hset(slot_key(export.slot), mapping={"status": int(Status.RUNNING), "request": ""})
+    store = ShardStore(redis, export)
+    store.rebuild(shards, now_ts())
+    # ... an old helper, its shard done, claims the next pending one (shard 0) ...
+    assert store.claim("a" * 32, 3, now_ts()) == 0
+    # ... before it wrote its token to the database, the coordinator's execute() rebuilds:
+    store.rebuild(list(export.shard_set.order_by("index")), now_ts())
+    second = store.claim("b" * 32, 3, now_ts())
+    assert second != 0, "shard 0 leased to two runs at once"
+
+
+def test_shard_begin_does_not_steal_a_running_shard(api, shop, settings):
+    use(settings, **SHARDED)
+    api.post("/api/report/order/start?format=xml")
+    export = ReportExport.objects.get()
+    service = site.get("order")
+    writer = get_writer_class("xml")("order", export.fields)
+    export.shards = 3
+    shards = plan(export, service, export_queryset(service, export), writer, total=ORDERS)
+    store = ShardStore(get_redis(), export)
+    first = ShardRun(export, shards[0], store, "a" * 32)
+    second = ShardRun(export, shards[0], store, "b" * 32)
+    assert first.begin()
+    assert not second.begin(), "a second run took over shard 0 while the first holds it"
+
+
+# --- Redis losing the export's keys mid-export is not a lost worker ----------------------
+
+
+def lose_redis_keys(service: Any) -> None:
+    export = ReportExport.objects.get(status=Status.RUNNING)
+    get_redis().delete(slot_key(export.slot), shards_key(export.pk))
+
+
+@pytest.mark.parametrize("max_retries", [3, 0])
+def test_redis_losing_keys_mid_export_is_not_a_lost_worker(
+    api, worker, shop, settings, caplog, max_retries
+):
+    use(
+        settings,
+        **SHARDED,
+        STALE_AFTER=1,
+        HEARTBEAT_INTERVAL=0.2,
+        MAX_RETRIES=max_retries,
+    )
+    api.post("/api/report/order/start?format=json")
+    poller = while_running("order", 20, lose_redis_keys)
+    with caplog.at_level(logging.INFO, logger="django_report_export"):
+        worker()
+    poller.join()
+    assert poller.error is None, poller.error
+    export = ReportExport.objects.get()
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert export.status == Status.FINISHED, (export.error, lost)
+    assert export.processed == ORDERS
+    assert not lost, lost
+
+
+# --- An export that ends in Error forgets its shards -------------------------------------
+
+
+def test_failed_sharded_export_forgets_its_shards(api, worker, shop, settings, monkeypatch):
+    use(settings, **SHARDED)
+    real = ShardRun.export_rows
+
+    def failing(self: ShardRun) -> str:
+        if self.shard.index == 1:
+            raise RuntimeError("boom")
+        return real(self)
+
+    monkeypatch.setattr(ShardRun, "export_rows", failing)
+    api.post("/api/report/order/start?format=xml")
+    worker()
+    export = ReportExport.objects.get()
+    assert export.status == Status.ERROR
+    shards = list(ReportExportShard.objects.filter(export=export))
+    assert not shards, [(s.index, s.checkpoint.get("parts")) for s in shards]
+    assert not get_redis().exists(shards_key(export.pk))
