@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
@@ -35,14 +34,13 @@ from django_report_export.registry import ExportService, site
 from django_report_export.shards import forget_shards, plan
 from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
+    PartSequence,
     Piece,
     delete_parts,
     delete_quietly,
     final_name,
     get_storage,
-    part_name,
     publish,
-    save_part,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,12 +137,9 @@ class ExportRun:
         self.slot = export.slot
         self.token = uuid.uuid4().hex
         self.writer: FormatWriter = get_writer_class(export.format)(export.service, export.fields)
-        self.parts: list[str] = []
-        self.checkpoint_parts: list[str] = []
+        self.parts = PartSequence(self.storage, export, self.token)
         self.processed = 0
         self.last_key: Any = None
-        # Bytes written since the last part was stored; closed in execute() or flush_part().
-        self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         self.run_started = time.monotonic()
         self.run_processed = 0
 
@@ -166,13 +161,13 @@ class ExportRun:
             self.export_rows()
         except Superseded:
             logger.warning("Export %s: run %s was superseded.", self.export.pk, self.token)
-            delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+            self.parts.discard_unsaved()
         except Exception as exc:
             self.fail(exc)
             raise
         finally:
             heartbeat.stop()
-            self.buffer.close()
+            self.parts.close()
             logger.info(
                 "Export %s run %s ended at row %s on %s.",
                 self.export.pk,
@@ -220,8 +215,7 @@ class ExportRun:
         # Read the checkpoint only now: a run that lost the slot can no longer move it.
         export.refresh_from_db()
         checkpoint = export.checkpoint or {}
-        self.checkpoint_parts = list(checkpoint.get("parts", []))
-        self.parts = list(self.checkpoint_parts)
+        self.parts.resume(checkpoint.get("parts", []))
         self.processed = checkpoint.get("processed", 0)
         self.last_key = checkpoint.get("last_key")
         return True
@@ -242,8 +236,8 @@ class ExportRun:
 
             ShardedRun(self, shards).execute()
             return
-        if self.processed == 0 and not self.parts:
-            self.buffer.write(self.writer.header())
+        if self.processed == 0 and not self.parts.names:
+            self.parts.write(self.writer.header())
         reader = self.reconnecting(
             lambda: get_reader(queryset, self.export.fields, self.writer),
             alias=alias,
@@ -260,12 +254,12 @@ class ExportRun:
         while True:
             chunk = self.read_chunk(reader, chunk_size)
             if chunk.count:
-                self.buffer.write(chunk.data)
+                self.parts.write(chunk.data)
                 self.processed += chunk.count
                 self.run_processed += chunk.count
                 self.last_key = chunk.last_key
             if chunk.count < chunk_size:
-                self.buffer.write(self.writer.footer(empty=self.processed == 0))
+                self.parts.write(self.writer.footer(empty=self.processed == 0))
                 self.finish()
                 return
             try:
@@ -326,20 +320,12 @@ class ExportRun:
     def live_values(self) -> dict[str, Any]:
         return {"status": Status.RUNNING, "run": self.token, "processed": self.processed}
 
-    def flush_part(self) -> None:
-        if self.buffer.tell() == 0:
-            return
-        name = part_name(self.export, len(self.parts), self.token)
-        self.parts.append(save_part(self.storage, name, self.buffer))
-        self.buffer.close()
-        self.buffer = tempfile.TemporaryFile()  # noqa: SIM115
-
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, "parts": self.parts, "processed": self.processed}
+        return {"last_key": self.last_key, "parts": self.parts.names, "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
         """Make the rows written so far durable; a superseded run cannot do it."""
-        self.flush_part()
+        self.parts.flush()
         values.setdefault("updated_at", timezone.now())
         mine = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token)
         values.update(checkpoint=self.checkpoint(), processed=self.processed)
@@ -350,7 +336,7 @@ class ExportRun:
         )
         if not saved:
             raise Superseded(export_id=self.export.pk)
-        self.checkpoint_parts = list(self.parts)
+        self.parts.mark_saved()
 
     def pause(self, error: str = "") -> None:
         self.save_checkpoint(status=Status.PAUSED, run_token="", error=error)
@@ -368,16 +354,16 @@ class ExportRun:
         )
         self.export.refresh_from_db()
         delete_parts(self.storage, self.export)
-        delete_quietly(self.storage, self.parts)
+        self.parts.delete_all()
         self.store_end_state(Status.CANCELED, {"finished_at": now})
         signals.export_canceled.send(sender=ReportExport, export=self.export)
 
     def finish(self, pieces: list[Piece] | None = None) -> None:
         """Publish the file, from this run's parts or the given ``pieces`` (a sharded export)."""
-        self.flush_part()
+        self.parts.flush()
         name, size = publish(
             self.storage,
-            self.parts if pieces is None else pieces,
+            self.parts.names if pieces is None else pieces,
             final_name(self.export, self.writer.extension),
             self.export.compression,
         )
@@ -399,7 +385,7 @@ class ExportRun:
             raise Superseded(export_id=self.export.pk)
         self.export.refresh_from_db()
         delete_parts(self.storage, self.export)
-        delete_quietly(self.storage, self.parts)
+        self.parts.delete_all()
         self.store_end_state(
             Status.FINISHED,
             {
@@ -432,7 +418,7 @@ class ExportRun:
         if owned:
             delete_parts(self.storage, self.export)
             forget_shards(self.export, self.store.redis)
-        delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+        self.parts.discard_unsaved()
         try:
             self.store_end_state(Status.ERROR, {"error": error, "finished_at": now})
         except StatusUnavailable:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import time
 import uuid
-from typing import IO, Any
+from typing import Any
 
 from django.db import router
 from django.db.models import F
@@ -49,7 +48,7 @@ from django_report_export.shards import (
     shard_queryset,
 )
 from django_report_export.status import now_ts
-from django_report_export.storage import Piece, delete_quietly, get_storage, part_name, save_part
+from django_report_export.storage import PartSequence, Piece, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +114,10 @@ class ShardRun:
         self.between_chunks = between_chunks
         self.storage = get_storage()
         self.writer = get_writer_class(export.format)(export.service, export.fields)
-        self.parts: list[str] = []
-        self.checkpoint_parts: list[str] = []
+        self.parts = PartSequence(self.storage, export, token, shard=shard.index)
         self.processed = 0
         self.checkpoint_processed = 0
         self.last_key: Any = None
-        self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         #: Set when the coordinator's own check failed and this run already let its shard go.
         self.released = False
 
@@ -138,7 +135,7 @@ class ShardRun:
             return self.export_rows()
         except Superseded:
             logger.warning("Export %s shard %s: run superseded.", self.export.pk, self.shard.index)
-            delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+            self.parts.discard_unsaved()
             return LOST
         except StatusUnavailable:
             raise
@@ -148,7 +145,7 @@ class ShardRun:
             raise
         finally:
             heartbeat.stop()
-            self.buffer.close()
+            self.parts.close()
             self.log("ended")
 
     def log(self, event: str) -> None:
@@ -172,8 +169,7 @@ class ShardRun:
             return False
         self.shard.refresh_from_db()
         checkpoint = self.shard.checkpoint or {}
-        self.checkpoint_parts = list(checkpoint.get("parts", []))
-        self.parts = list(self.checkpoint_parts)
+        self.parts.resume(checkpoint.get("parts", []))
         self.processed = self.checkpoint_processed = checkpoint.get("processed", 0)
         self.last_key = checkpoint.get("last_key")
         return True
@@ -204,7 +200,7 @@ class ShardRun:
                 what=f"reading shard {self.shard.index} after key {self.last_key!r}",
             )
             if chunk.count:
-                self.buffer.write(chunk.data)
+                self.parts.write(chunk.data)
                 self.processed += chunk.count
                 self.last_key = chunk.last_key
             if chunk.count < chunk_size:
@@ -246,19 +242,11 @@ class ShardRun:
     def beat(self) -> None:
         self.store.beat(self.shard.index, self.token, now_ts())
 
-    def flush_part(self) -> None:
-        if self.buffer.tell() == 0:
-            return
-        name = part_name(self.export, len(self.parts), self.token, shard=self.shard.index)
-        self.parts.append(save_part(self.storage, name, self.buffer))
-        self.buffer.close()
-        self.buffer = tempfile.TemporaryFile()  # noqa: SIM115
-
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, "parts": self.parts, "processed": self.processed}
+        return {"last_key": self.last_key, "parts": self.parts.names, "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
-        self.flush_part()
+        self.parts.flush()
         values.update(checkpoint=self.checkpoint(), processed=self.processed)
         saved = reconnecting(
             self.export.pk,
@@ -268,7 +256,7 @@ class ShardRun:
         )
         if not saved:
             raise Superseded(export_id=self.export.pk)
-        self.checkpoint_parts = list(self.parts)
+        self.parts.mark_saved()
         self.checkpoint_processed = self.processed
 
     def finish(self) -> None:
@@ -283,7 +271,7 @@ class ShardRun:
         if request == PAUSED:
             self.save_checkpoint(run_token="")
         else:
-            delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+            self.parts.discard_unsaved()
             self.mine.update(run_token="")
             self.processed = self.checkpoint_processed
         with contextlib.suppress(StatusUnavailable):
@@ -292,7 +280,7 @@ class ShardRun:
     def record_failure(self, exc: BaseException) -> None:
         logger.exception("Export %s shard %s failed.", self.export.pk, self.shard.index)
         with contextlib.suppress(Exception):
-            delete_quietly(self.storage, self.parts[len(self.checkpoint_parts) :])
+            self.parts.discard_unsaved()
             self.mine.update(run_token="")
         with contextlib.suppress(StatusUnavailable):
             self.store.move(

@@ -52,6 +52,51 @@ def save_part(storage: Storage, name: str, content: IO[bytes]) -> str:
     return storage.save(name, File(content, name=name))
 
 
+class PartSequence:
+    """What one run has written: its parts in storage, those of the checkpoint it began from
+    first, and the bytes written since the last part, in a temporary file."""
+
+    def __init__(
+        self, storage: Storage, export: ReportExport, token: str, shard: int | None = None
+    ) -> None:
+        self.storage = storage
+        self.export = export
+        self.token = token
+        self.shard = shard
+        self.names: list[str] = []
+        #: The parts of the last durable checkpoint.
+        self.saved: list[str] = []
+        self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def resume(self, names: Iterable[str]) -> None:
+        self.names = list(names)
+        self.saved = list(self.names)
+
+    def write(self, data: bytes) -> None:
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        """Store the bytes written since the last part as the next part."""
+        if self.buffer.tell() == 0:
+            return
+        name = part_name(self.export, len(self.names), self.token, self.shard)
+        self.names.append(save_part(self.storage, name, self.buffer))
+        self.buffer.close()
+        self.buffer = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def mark_saved(self) -> None:
+        self.saved = list(self.names)
+
+    def discard_unsaved(self) -> None:
+        delete_quietly(self.storage, self.names[len(self.saved) :])
+
+    def delete_all(self) -> None:
+        delete_quietly(self.storage, self.names)
+
+    def close(self) -> None:
+        self.buffer.close()
+
+
 #: What a file is assembled from: the names of stored parts, and literal bytes between them.
 Piece = str | bytes
 
