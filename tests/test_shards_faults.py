@@ -117,8 +117,8 @@ def test_streamed_file_saves_into_a_storage_that_rewinds(tmp_path):
 # --- Leases: a shard is never held by two runs -------------------------------------------
 
 
-def test_rebuild_does_not_free_a_shard_claimed_but_not_yet_begun(api, shop, settings):
-    use(settings, **SHARDED)
+def planned_export(api: Any) -> tuple[ReportExport, list[ReportExportShard]]:
+    """A started XML export of the orders, planned into 3 shards, that no job has run."""
     api.post("/api/report/order/start?format=xml")
     export = ReportExport.objects.get()
     service = site.get("order")
@@ -126,6 +126,11 @@ def test_rebuild_does_not_free_a_shard_claimed_but_not_yet_begun(api, shop, sett
     export.shards = 3
     shards = plan(export, service, export_queryset(service, export), writer, total=ORDERS)
     assert len(shards) == 3
+    return export, shards
+
+
+def test_rebuild_does_not_free_a_shard_claimed_but_not_yet_begun(api, shop):
+    export, shards = planned_export(api)
     redis = get_redis()
     # The coordinator (a continuation) has just taken the slot to Running ...
     redis.hset(slot_key(export.slot), mapping={"status": int(Status.RUNNING), "request": ""})
@@ -139,14 +144,8 @@ def test_rebuild_does_not_free_a_shard_claimed_but_not_yet_begun(api, shop, sett
     assert second != 0, "shard 0 leased to two runs at once"
 
 
-def test_shard_begin_does_not_steal_a_running_shard(api, shop, settings):
-    use(settings, **SHARDED)
-    api.post("/api/report/order/start?format=xml")
-    export = ReportExport.objects.get()
-    service = site.get("order")
-    writer = get_writer_class("xml")("order", export.fields)
-    export.shards = 3
-    shards = plan(export, service, export_queryset(service, export), writer, total=ORDERS)
+def test_shard_begin_does_not_steal_a_running_shard(api, shop):
+    export, shards = planned_export(api)
     store = ShardStore(get_redis(), export)
     first = ShardRun(export, shards[0], store, "a" * 32)
     second = ShardRun(export, shards[0], store, "b" * 32)
