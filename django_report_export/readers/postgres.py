@@ -2,28 +2,30 @@
 
 For a built-in writer on PostgreSQL with psycopg 3, the export's rows are turned into the
 writer's exact bytes by SQL built around the queryset's own SQL (so filters and relation joins
-are Django's), streamed by ``COPY`` and cut into keyset chunks as they arrive:
-
-* CSV: ``COPY (SELECT <cells> FROM (<rows>) t) TO STDOUT WITH (FORMAT csv)``. PostgreSQL quotes
-  a cell exactly when RFC 4180 needs it (a comma, a quote, ``\\r`` or ``\\n``) and ends records
-  with ``\\n``, like ``CSVWriter``.
-* JSON (and XML, see ``FAST_FORMATS``): ``COPY (SELECT <record text> ...) TO STDOUT WITH
-  (FORMAT binary)``, one text value per record, nothing to unescape.
+are Django's): each record's text is built in SQL (CSV cells quoted as RFC 4180 needs, JSON
+objects, XML elements), and the records of a *piece* (up to ``PIECE_ROWS`` consecutive rows)
+are joined into one value by ``string_agg``, streamed by ``COPY ... TO STDOUT (FORMAT
+binary)``: a chunk is a few values, not thousands of rows to receive and join one by one.
 
 One ``COPY`` reads a *segment* of up to ``SEGMENT_CHUNKS`` chunks, planned as a whole (a chunk
 alone gets a nested loop or a hash join over a whole related table, three to five times
-slower), on a connection of the reader's own; the keys where its chunks end are read first in
-the same repeatable-read snapshot. Progress, pause and cancel still act between chunks.
+slower), on a connection of the reader's own; the keys where its pieces end are read first in
+the same repeatable-read snapshot, and each piece comes back with its row count and last key,
+which are checked. The queryset's SQL is wrapped without its ``ORDER BY``, so that PostgreSQL
+can build the records in its parallel workers, before the sort. Progress, pause and cancel
+still act between chunks.
 
 Every cell is written in SQL exactly as the Python writer writes the value Django returns:
 booleans ``true``/``false``, datetimes ``isoformat()`` of the UTC value (microseconds only when
 not zero), decimals as their digits, JSON strings escaped as orjson escapes them, XML text
-escaped as ``formats/xml.py`` does (its forbidden characters replaced in each chunk's bytes).
-A column of any other type (floats, JSON, durations, times, arrays, ...), a queryset whose SQL
-cannot be wrapped safely (``distinct()``, aggregates, ``extra()``, unions), a project's own
-writer, a connection inside a transaction, or one whose datetimes Django does not return in
-UTC: ``postgres_reader`` returns ``None`` and the ORM reader does the export, with the same
-bytes, only slower.
+escaped as ``formats/xml.py`` does. Two rare escapes are cheaper over a chunk's bytes in
+Python than over every value in SQL, and are done there: JSON's escapes of control characters
+other than line feeds, and XML's ``&#13;`` for carriage returns and U+FFFD for the characters
+XML forbids (``fix_json``, ``fix_xml``). A column of any other type (floats, JSON, durations,
+times, arrays, ...), a queryset whose SQL cannot be wrapped safely (``distinct()``,
+aggregates, ``extra()``, unions), a project's own writer, a connection inside a transaction,
+or one whose datetimes Django does not return in UTC: ``postgres_reader`` returns ``None`` and
+the ORM reader does the export, with the same bytes, only slower.
 
 ``tests/test_readers.py`` proves the byte identity with the ORM reader for every built-in
 format and every demo service, with awkward values; the benchmark (``python -m bench``) checks
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import struct
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -75,10 +78,10 @@ KINDS: dict[int, str] = {
 
 #: ``isoformat()`` of a UTC datetime; ``.000000`` (no microseconds) is removed afterwards.
 _ISO_DATETIME = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
-#: Characters XML 1.0 forbids that a PostgreSQL text can hold (it cannot hold NUL or lone
-#: surrogates), as an E'' literal, and as many U+FFFD to replace them with.
 #: First characters the CSV formula guard prefixes with ``'``: = + - @ tab CR.
 _FORMULA_CODES = "61, 43, 45, 64, 9, 13"
+#: Characters that make a CSV cell quoted, as SQL literals.
+_CSV_SPECIAL = ("','", "'\"'", "E'\\r'", "E'\\n'")
 
 
 def literal(text: str) -> str:
@@ -112,54 +115,41 @@ def plain_text(kind: str, column: str) -> str:
     return f"{column}::text"
 
 
-def xml_escape(column: str) -> str:
-    """SQL for ``formats.xml.escape_text`` but for the characters XML forbids, which are
-    replaced in the chunk's bytes afterwards (``replace_forbidden``): one pass over a chunk in
-    Python is much cheaper than ``translate()`` of every value in SQL."""
-    return (
-        f"replace(replace(replace(replace({column}, '&', '&amp;'), '<', '&lt;'), "
-        f"'>', '&gt;'), E'\\r', '&#13;')"
-    )
-
-
-#: The UTF-8 of the characters XML 1.0 forbids that PostgreSQL text can hold: control bytes
-#: (never part of a longer sequence in UTF-8), U+FFFE and U+FFFF. No tag holds any of them.
-_FORBIDDEN_BYTES = bytes([*range(1, 9), 0x0B, 0x0C, *range(0x0E, 0x20)])
-_FORBIDDEN_RE = re.compile(b"[\x01-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
-_REPLACEMENT = "\ufffd".encode()
-
-
-def replace_forbidden(data: bytes) -> bytes:
-    """``data`` with every character XML forbids replaced by U+FFFD, as ``escape_text`` does."""
-    if (
-        len(data.translate(None, _FORBIDDEN_BYTES)) == len(data)
-        and b"\xef\xbf\xbe" not in data
-        and b"\xef\xbf\xbf" not in data
-    ):
-        return data
-    return _FORBIDDEN_RE.sub(_REPLACEMENT, data)
-
-
 def csv_cell(kind: str, column: str, guard: bool) -> str:
-    """SQL for a cell as ``CSVWriter`` writes it, before COPY's quoting.
+    """SQL for a cell as ``CSVWriter`` writes it, ``NULL`` for an empty cell.
 
-    ``NULL`` and ``''`` both come out as an empty unquoted cell (COPY would quote ``''``)."""
-    if kind in ("int", "decimal", "uuid"):
-        return column  # COPY writes these exactly as ``str()`` of the Python value.
-    if kind == "text":
-        if not guard:
-            return f"NULLIF({column}, '')"
-        return (
-            f"CASE WHEN ascii({column}) IN ({_FORMULA_CODES}) THEN '''' || {column} "
-            f"ELSE NULLIF({column}, '') END"
-        )
-    return plain_text(kind, column)
+    A text is quoted when it holds a comma, a quote, CR or LF (its quotes doubled), and gets
+    a leading ``'`` when the formula guard is on and it starts like a formula."""
+    if kind != "text":
+        return plain_text(kind, column)
+    special = " OR ".join(f"strpos({column}, {char}) > 0" for char in _CSV_SPECIAL)
+    formula = f"ascii({column}) IN ({_FORMULA_CODES})"
+    opening = f"CASE WHEN {formula} THEN '\"''' ELSE '\"' END" if guard else "'\"'"
+    quoted = f"{opening} || replace({column}, '\"', '\"\"') || '\"'"
+    guarded = f" WHEN {formula} THEN '''' || {column}" if guard else ""
+    return f"CASE WHEN {special} THEN {quoted}{guarded} ELSE {column} END"
+
+
+def csv_record(kinds: Sequence[str], columns: Sequence[str], guard: bool) -> str:
+    """SQL for a CSV record and its line end (``concat`` writes ``NULL`` as nothing)."""
+    cells = [csv_cell(kind, column, guard) for kind, column in zip(kinds, columns, strict=True)]
+    if len(cells) == 1:
+        # A record of one empty cell is written "", not as an empty line.
+        cells = [f"COALESCE(NULLIF({cells[0]}, ''), '\"\"')"]
+    return "concat(" + ", ',', ".join(cells) + ", E'\\n')"
+
+
+def json_string(column: str) -> str:
+    """SQL for a JSON string as orjson writes it, but for control characters other than line
+    feeds, which stay raw until ``fix_json``."""
+    escaped = f"replace(replace(replace({column}, '\\', '\\\\'), '\"', '\\\"'), E'\\n', '\\n')"
+    return f"'\"' || {escaped} || '\"'"
 
 
 def json_value(kind: str, column: str) -> str:
     """SQL for the JSON of a value as ``JSONWriter`` writes it (``null`` for ``NULL``)."""
     if kind == "text":
-        text = f"to_json({column})::text"  # Escapes exactly as orjson does (tested).
+        text = json_string(column)
     elif kind in ("int", "bool"):
         text = f"{column}::text"
     else:  # decimal (a string, as DRF writes it), datetime, date, uuid: strings.
@@ -167,10 +157,81 @@ def json_value(kind: str, column: str) -> str:
     return f"COALESCE({text}, 'null')"
 
 
+def json_record(names: Sequence[str], kinds: Sequence[str], columns: Sequence[str]) -> str:
+    """SQL for a JSON object, its keys ``names``."""
+    parts = []
+    for index, (name, kind, column) in enumerate(zip(names, kinds, columns, strict=True)):
+        key = ("{" if index == 0 else ",") + orjson.dumps(name).decode() + ":"
+        parts += [literal(key), json_value(kind, column)]
+    parts.append("'}'")
+    return " || ".join(parts)
+
+
+def xml_escape(column: str) -> str:
+    """SQL for ``formats.xml.escape_text`` but for ``\\r`` and the characters XML forbids,
+    which ``fix_xml`` replaces in the chunk's bytes."""
+    return f"replace(replace(replace({column}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+
+
 def xml_element(kind: str, column: str, tag: str) -> str:
     """SQL for a column's XML element, ``NULL`` (so left out) when the value is ``NULL``."""
     text = xml_escape(column) if kind == "text" else plain_text(kind, column)
     return f"{literal(f'<{tag}>')} || {text} || {literal(f'</{tag}>')}"
+
+
+def xml_record(writer: XMLWriter, kinds: Sequence[str], columns: Sequence[str]) -> str:
+    """SQL for an XML record and its line end (``concat`` leaves out ``NULL`` elements)."""
+    elements = [
+        xml_element(kind, column, tag)
+        for kind, column, tag in zip(kinds, columns, writer.element_names, strict=True)
+    ]
+    record_start = literal(f"<{writer.record_name}>")
+    record_end = literal(f"</{writer.record_name}>\n")
+    return f"concat({record_start}, {', '.join(elements)}, {record_end})"
+
+
+# --- The escapes done in Python ---------------------------------------------------------------
+# Each looks for the bytes it changes in one ``translate`` pass that keeps only those (the
+# common case: none), then replaces each one found over the whole chunk.
+
+_ALL_BYTES = bytes(range(256))
+#: orjson's escape of each control character but line feed (escaped in SQL: every line feed
+#: of a JSON chunk separates two records): ``\\t``, ``\\u0001``...
+_JSON_ESCAPES = {code: orjson.dumps(chr(code))[1:-1] for code in range(0x20) if code != 0x0A}
+_JSON_OTHER_BYTES = _ALL_BYTES.translate(None, bytes(_JSON_ESCAPES))
+
+#: What ``escape_text`` writes for the characters XML forbids (the control characters but
+#: tab, LF and CR; U+FFFE and U+FFFF, whose UTF-8 starts with EF) and for CR.
+_REPLACEMENT = "\ufffd".encode()
+_XML_FORBIDDEN = bytes([*range(1, 9), 0x0B, 0x0C, *range(0x0E, 0x20)])
+_XML_ESCAPES = {**dict.fromkeys(_XML_FORBIDDEN, _REPLACEMENT), 0x0D: b"&#13;"}
+_XML_OTHER_BYTES = _ALL_BYTES.translate(None, bytes([*_XML_ESCAPES, 0xEF]))
+_XML_NONCHARACTERS = re.compile(b"\xef\xbf[\xbe\xbf]")  # U+FFFE, U+FFFF
+
+
+def _replace_bytes(data: bytes, found: bytes, escapes: dict[int, bytes]) -> bytes:
+    for code in set(found):
+        if code in escapes:
+            data = data.replace(bytes([code]), escapes[code])
+    return data
+
+
+def fix_json(data: bytes) -> bytes:
+    """``data`` with the control characters the SQL left raw escaped as orjson escapes them."""
+    found = data.translate(None, _JSON_OTHER_BYTES)
+    return _replace_bytes(data, found, _JSON_ESCAPES) if found else data
+
+
+def fix_xml(data: bytes) -> bytes:
+    """``data`` with ``\\r`` as ``&#13;`` and the characters XML forbids as U+FFFD, as
+    ``escape_text`` writes them (no tag holds any of them)."""
+    found = data.translate(None, _XML_OTHER_BYTES)
+    if not found:
+        return data
+    data = _replace_bytes(data, found, _XML_ESCAPES)
+    if 0xEF in found:
+        data = _XML_NONCHARACTERS.sub(_REPLACEMENT, data)
+    return data
 
 
 # --- Choosing the fast path -----------------------------------------------------------------
@@ -206,13 +267,9 @@ def _uses_psycopg3() -> bool:
     return bool(is_psycopg3)
 
 
-#: The writers whose exports the fast path takes by default. XML is left to the generic path:
-#: the record text built in SQL (an escape chain and four concatenations a column) measured
-#: slower than the column-wise Python writer on the benchmark's machine (13.8 s against
-#: 11.9 s for a million orders); ``postgres_reader(..., formats=ALL_FORMATS)`` still writes
-#: it, byte for byte (``tests/test_readers.py``).
-FAST_FORMATS: tuple[type[FormatWriter], ...] = (CSVWriter, JSONWriter)
-ALL_FORMATS: tuple[type[FormatWriter], ...] = (CSVWriter, JSONWriter, XMLWriter)
+#: The writers whose exports the fast path takes by default: all the built-in ones.
+FAST_FORMATS: tuple[type[FormatWriter], ...] = (CSVWriter, JSONWriter, XMLWriter)
+ALL_FORMATS = FAST_FORMATS
 
 
 def postgres_reader(
@@ -228,9 +285,6 @@ def postgres_reader(
     if connection.vendor != "postgresql" or not _uses_psycopg3():
         return None
     if writer_class not in formats or writer_class not in ALL_FORMATS or not fields:
-        return None
-    if writer_class is CSVWriter and len(fields) < 2:
-        # One-column CSV: Python writes "" for an empty record and COPY quotes a lone "\.".
         return None
     if writer_class is JSONWriter and len(set(writer.columns)) != len(writer.columns):
         return None  # Equal keys collapse into one in the Python writer.
@@ -266,12 +320,15 @@ def postgres_reader(
 #: segment at once (a hash join, where a chunk alone would get a nested loop), and the first
 #: chunk of a segment still comes within about a second.
 SEGMENT_CHUNKS = 100
+#: Rows per ``string_agg`` value: a chunk is one or more pieces, so that no value nears
+#: PostgreSQL's 1 GB limit and each piece's sort in the aggregate stays in memory.
+PIECE_ROWS = 1000
 
 #: The start of a ``COPY ... (FORMAT binary)`` stream: signature, flags, header extension.
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_HEADER_SIZE = len(_BINARY_SIGNATURE) + 8
-#: Each row of a one-column binary COPY starts with its field count (int16) and length (int32).
-_BINARY_ROW_PREFIX = 6
+#: A piece's row: 3 fields; the row count (int8), the last key (int8), then the text.
+_PIECE_HEADER = struct.Struct(">hiqiqi")
 #: The end of a binary COPY stream: a field count of -1.
 _BINARY_TRAILER = b"\xff\xff"
 
@@ -321,13 +378,14 @@ class _Plan:
     queryset: QuerySet[Any]
     fields: tuple[str, ...]
     alias: str
-    #: The formatted column(s) over ``t(c0, c1, ...)``: CSV cells, or one record's text.
-    select: str
+    #: One record's text over ``t(c0, c1, ...)``, its line end included for CSV and XML.
+    record: str
     names: str
-    binary: bool
+    #: What ``string_agg`` puts between two records, as SQL, and between two pieces.
+    separator_sql: str
     separator: bytes
-    #: XML: the characters XML forbids are replaced in each chunk's bytes.
-    xml: bool = False
+    #: The escapes done on a chunk's bytes (``fix_json``, ``fix_xml``), if any.
+    fix: Callable[[bytes], bytes] | None
 
     def values_sql(
         self, queryset: QuerySet[Any], *fields: str, limit: int | None = None
@@ -342,15 +400,32 @@ class _Plan:
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)
 
+    def pieces_sql(self, after: Any, upper: Any, lower_bounds: list[int]) -> tuple[str, tuple]:
+        """``COPY`` of the pieces of the key range ``(after, upper]``: for each, its row count,
+        last key and records. The rows are not ordered inside, so that the records can be
+        built below the sort (by parallel workers); ``ORDER BY k`` keeps ``string_agg``'s
+        order exact whatever the plan."""
+        inner, params = self.values_sql(
+            self.after(after).filter(pk__lte=upper).order_by(), "pk", *self.fields
+        )
+        sql = (
+            "COPY (SELECT count(*), max(x.k)::int8, "
+            f"string_agg(x.r, {self.separator_sql} ORDER BY x.k) "
+            f"FROM (SELECT {self.record} AS r, t.c0 AS k, width_bucket(t.c0, %s::int8[]) AS b "
+            f"FROM ({inner}) t({self.names}) ORDER BY b, t.c0) x "
+            "GROUP BY x.b ORDER BY x.b) TO STDOUT WITH (FORMAT binary)"
+        )
+        return sql, (lower_bounds, *params)
+
 
 class PostgresChunkReader(ChunkReader):
     """Chunks formatted by PostgreSQL, streamed by ``COPY`` on a connection of its own.
 
     Each *segment* of up to ``SEGMENT_CHUNKS`` chunks is one ``COPY`` of the key range
-    ``(after, upper]`` in a repeatable-read transaction; the keys where its chunks end are read
-    first in the same transaction, so every chunk holds exactly ``limit`` rows (the last one of
-    the export fewer) and ends at a known key. Between two ``read()`` calls the stream waits
-    (the socket's backpressure holds the server back) while the job reports progress and
+    ``(after, upper]`` in a repeatable-read transaction; the keys where its pieces end are
+    read first in the same transaction, so every chunk holds exactly ``limit`` rows (the last
+    one of the export fewer) and ends at a known key. Between two ``read()`` calls the stream
+    waits (the socket's backpressure holds the server back) while the job reports progress and
     saves checkpoints on Django's connection. A ``read()`` after any other key than the last
     one returned (a retry, a resumed export) starts a new stream from there. The stream ends
     with the export's last chunk, on ``close()``, or when the reader is freed.
@@ -367,42 +442,28 @@ class PostgresChunkReader(ChunkReader):
         self.kinds = list(kinds)
         names = ", ".join(f"c{index}" for index in range(len(kinds) + 1))
         columns = [f"t.c{index}" for index in range(1, len(kinds) + 1)]
-        separator = b""
-        binary = True
+        fix: Callable[[bytes], bytes] | None = None
         if isinstance(writer, CSVWriter):
-            guard = writer.formula_guard
-            select = ", ".join(
-                csv_cell(kind, column, guard) for kind, column in zip(kinds, columns, strict=True)
-            )
-            binary = False
+            record = csv_record(kinds, columns, writer.formula_guard)
+            separator = b""
         elif isinstance(writer, JSONWriter):
-            parts = []
-            for index, (name, kind, column) in enumerate(
-                zip(writer.columns, kinds, columns, strict=True)
-            ):
-                key = ("{" if index == 0 else ",") + orjson.dumps(name).decode() + ":"
-                parts += [literal(key), json_value(kind, column)]
-            parts.append("'}'")
-            select = " || ".join(parts)
+            record = json_record(writer.columns, kinds, columns)
             separator = b",\n"
+            fix = fix_json
         else:
             assert isinstance(writer, XMLWriter)
-            elements = [
-                xml_element(kind, column, tag)
-                for kind, column, tag in zip(kinds, columns, writer.element_names, strict=True)
-            ]
-            record_start = literal(f"<{writer.record_name}>")
-            record_end = literal(f"</{writer.record_name}>\n")
-            select = f"concat({record_start}, {', '.join(elements)}, {record_end})"
+            record = xml_record(writer, kinds, columns)
+            separator = b""
+            fix = fix_xml
         self.plan = _Plan(
             queryset,
             tuple(self.fields),
             queryset.db,
-            select,
+            record,
             names,
-            binary,
+            literal(separator.decode()),
             separator,
-            xml=isinstance(writer, XMLWriter),
+            fix,
         )
         self._stream = _Stream(queryset.db)
         self._resume_key: Any = None
@@ -436,64 +497,95 @@ class PostgresChunkReader(ChunkReader):
         self._stream.close()
 
 
+@dataclass(frozen=True)
+class _Segment:
+    """Where the pieces of a segment end, and how many of them make each chunk."""
+
+    #: Each piece's last key and row count, in key order.
+    ends: list[int]
+    sizes: list[int]
+    #: Pieces per chunk, in order.
+    chunk_pieces: list[int]
+
+
+def _segment(ends: list[int], count: int, limit: int, piece: int) -> _Segment:
+    """The ``count`` rows of a segment cut into chunks of ``limit`` rows and those into
+    pieces of ``piece``; ``ends`` are the keys of the rows that end a piece."""
+    sizes: list[int] = []
+    chunk_pieces: list[int] = []
+    for start in range(0, count, limit):
+        rows = min(limit, count - start)
+        pieces = [piece] * (rows // piece) + ([rows % piece] if rows % piece else [])
+        sizes += pieces
+        chunk_pieces.append(len(pieces))
+    if len(sizes) != len(ends):
+        raise StreamError("The segment's piece ends do not match its row count.")
+    return _Segment(ends, sizes, chunk_pieces)
+
+
 def _stream_chunks(
     plan: _Plan, stream: _Stream, after: Any, limit: int
 ) -> Generator[Chunk, None, None]:
     """Chunks of ``limit`` rows after the key ``after``, segment by segment."""
     raw = stream.raw_connection()
+    piece = min(limit, PIECE_ROWS)
     while True:
         with raw.transaction(), raw.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             keys, params = plan.values_sql(plan.after(after), "pk", limit=limit * SEGMENT_CHUNKS)
+            # A row ends a piece where its place in its chunk is a multiple of the piece
+            # size (0 for a chunk's last row), and the segment's last row does.
             cursor.execute(
-                "SELECT array_agg(w.k ORDER BY w.n) FILTER (WHERE w.n %% %s = 0), "
+                "SELECT array_agg(w.k ORDER BY w.n) FILTER (WHERE w.n %% %s %% %s = 0), "
                 "count(*), max(w.k) FROM (SELECT q.k, row_number() OVER (ORDER BY q.k) "
                 f"FROM ({keys}) q(k)) w(k, n)",
-                (limit, *params),
+                (limit, piece, *params),
             )
             ends, count, upper = cursor.fetchone()
             if not count:
                 yield Chunk(b"", 0, None)
                 return
             ends = list(ends or ())
-            sizes = [limit] * len(ends)
-            if count % limit:
+            if count % limit % piece:
                 ends.append(upper)
-                sizes.append(count % limit)
-            inner, params = plan.values_sql(
-                plan.after(after).filter(pk__lte=upper), "pk", *plan.fields
-            )
-            copy_format = "binary" if plan.binary else "csv"
-            sql = (
-                f"COPY (SELECT {plan.select} FROM ({inner}) t({plan.names}) ORDER BY t.c0) "
-                f"TO STDOUT WITH (FORMAT {copy_format})"
-            )
+            segment = _segment(ends, count, limit, piece)
+            sql, params = plan.pieces_sql(after, ends[-1], [end + 1 for end in ends[:-1]])
             with cursor.copy(sql, params) as copy:
-                yield from _split(plan, copy.read, ends, sizes)
-                rest = copy.read()
-                if plan.binary and bytes(rest) == _BINARY_TRAILER:
-                    rest = copy.read()
+                yield from _chunks(plan, copy.read, segment)
+                rest = bytes(copy.read())
+                if rest == _BINARY_TRAILER:
+                    rest = bytes(copy.read())
                 if rest:
                     raise StreamError(f"COPY returned more than the {count} rows counted.")
-        after = upper
+        after = ends[-1]
 
 
-def _split(
-    plan: _Plan, read: Callable[[], Any], ends: list[Any], sizes: list[int]
-) -> Iterator[Chunk]:
-    """The stream's rows (one per ``read()``), ``sizes[i]`` rows per chunk."""
-    for index, (end, size) in enumerate(zip(ends, sizes, strict=True)):
-        rows = [read() for _ in range(size)]
-        if not rows[-1]:
-            raise StreamError("COPY returned fewer rows than were counted.")
-        if plan.binary:
-            if index == 0:
-                if bytes(rows[0][: len(_BINARY_SIGNATURE)]) != _BINARY_SIGNATURE:
-                    raise StreamError("COPY (FORMAT binary) did not start with its header.")
-                rows[0] = rows[0][_BINARY_HEADER_SIZE:]
-            data = plan.separator.join([row[_BINARY_ROW_PREFIX:] for row in rows])
-            if plan.xml:
-                data = replace_forbidden(data)
-        else:
-            data = b"".join(rows)
-        yield Chunk(data, size, end)
+def _chunks(plan: _Plan, read: Callable[[], Any], segment: _Segment) -> Iterator[Chunk]:
+    """The segment's chunks, from its pieces (one per ``read()``)."""
+    pieces = iter(zip(segment.ends, segment.sizes, strict=True))
+    header = bytes(read())
+    if header[: len(_BINARY_SIGNATURE)] != _BINARY_SIGNATURE:
+        raise StreamError("COPY (FORMAT binary) did not start with its header.")
+    pending = header[_BINARY_HEADER_SIZE:]  # The header may come with the first piece.
+    for count in segment.chunk_pieces:
+        texts, rows = [], 0
+        for _ in range(count):
+            end, size = next(pieces)
+            row = pending or read()
+            pending = b""
+            texts.append(_piece_text(row, end, size))
+            rows += size
+        data = plan.separator.join(texts)
+        if plan.fix is not None:
+            data = plan.fix(data)
+        yield Chunk(data, rows, end)
+
+
+def _piece_text(row: Any, end: int, size: int) -> bytes:
+    """The records of a piece's row, checked against the piece expected."""
+    if len(row) < _PIECE_HEADER.size:
+        raise StreamError("COPY returned fewer pieces than were counted.")
+    fields, _, rows, _, last_key, length = _PIECE_HEADER.unpack_from(row)
+    if fields != 3 or rows != size or last_key != end or length != len(row) - _PIECE_HEADER.size:
+        raise StreamError("A piece does not hold the rows that were counted.")
+    return bytes(row[_PIECE_HEADER.size :])
