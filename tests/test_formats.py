@@ -35,6 +35,8 @@ from django_report_export.formats import (
     register_format,
     unregister_format,
 )
+from django_report_export.formats.base import ChunkRows
+from django_report_export.formats.values import decimal_texts
 from django_report_export.formats.xml import xml_name
 
 UTC = dt.UTC
@@ -759,3 +761,110 @@ def test_random_rows(seed: int) -> None:
             else:
                 assert cell == children[column] == expected_text(value)
                 assert record[column] == expected_json(value)
+
+
+# --- Chunks as readers hold them --------------------------------------------------------------
+
+
+def as_chunk(rows: Sequence[Sequence[Any]], width: int, seed: int) -> ChunkRows:
+    """``rows`` as a reader may hold them: each raw row with a key in front, and some columns
+    replaced (their raw values scrambled, as before a converter ran)."""
+    rnd = random.Random(seed)
+    replaced = {index: [row[index] for row in rows] for index in range(width) if rnd.random() < 0.4}
+    raw = [
+        ("key", *("raw" if index in replaced else value for index, value in enumerate(row)))
+        for row in rows
+    ]
+    return ChunkRows(raw, width, replaced, skip=1)
+
+
+def test_chunk_rows_shapes() -> None:
+    raw = [(10, "a", 1), (11, "b", 2)]
+    chunk = ChunkRows(raw, 2, {1: [True, None]}, skip=1)
+    assert len(chunk) == 2
+    assert chunk.rows() == [("a", True), ("b", None)]
+    assert chunk.columns() == [["a", "b"], [True, None]]
+    assert list(chunk.values(0)) == ["a", "b"]
+    assert chunk.records(["x", "y"]) == [{"x": "a", "y": True}, {"x": "b", "y": None}]
+    assert list(chunk.records(["x", "y"])[0]) == ["x", "y"]  # keys in column order
+    assert chunk.records(["x", "x"]) == [{"x": True}, {"x": None}]  # the last one, as dict()
+    more = chunk.replace({0: ["c", "d"]})
+    assert more.rows() == [("c", True), ("d", None)]
+    assert chunk.rows() == [("a", True), ("b", None)]  # unchanged
+    plain = ChunkRows(raw, 3)
+    assert plain.rows() is raw
+    assert ChunkRows(raw, 2, skip=1).rows() == [("a", 1), ("b", 2)]
+    assert ChunkRows([(1,), (2,)], 0, {}, skip=1).rows() == [(), ()]
+    assert ChunkRows([(1,), (2,)], 0, {0: [1, 2]}, skip=1).rows() == [(), ()]
+
+
+@pytest.mark.parametrize("writer_class", WRITERS)
+def test_encode_chunk_is_encode_rows(writer_class: type[FormatWriter]) -> None:
+    rows = mixed_rows()
+    for seed in range(6):
+        start = seed * 9
+        part = rows[start : start + 30]
+        chunk = as_chunk(part, len(COLUMNS), seed)
+        assert chunk.rows() == part
+        expected = writer_class("order", COLUMNS).encode_rows(part, first=seed == 0)
+        assert writer_class("order", COLUMNS).encode_chunk(chunk, first=seed == 0) == expected
+    assert writer_class("order", COLUMNS).encode_chunk(ChunkRows([], 14), first=True) == b""
+    with pytest.raises(ValueError, match="2 values"):
+        writer_class("order", ["a", "b"]).encode_chunk(ChunkRows([(1, 2, 3)], 3), first=True)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_chunks(seed: int) -> None:
+    rnd = random.Random(seed)
+    columns = [f"c{i}" for i in range(rnd.randrange(1, 6))]
+    kinds = [rnd.randrange(-1, 10) for _ in columns]
+    rows = [
+        tuple(
+            None
+            if rnd.random() < 0.2
+            else random_value(rnd, kind if kind >= 0 else rnd.randrange(10))
+            for kind in kinds
+        )
+        for _ in range(rnd.randrange(1, 30))
+    ]
+    for writer_class in WRITERS:
+        expected = writer_class("svc", columns).encode_rows(rows, first=False)
+        chunk = as_chunk(rows, len(columns), seed)
+        assert writer_class("svc", columns).encode_chunk(chunk, first=False) == expected
+
+
+@pytest.mark.parametrize("writer_class", WRITERS)
+def test_a_subclass_that_changes_encode_rows_gets_the_chunks(
+    writer_class: type[FormatWriter],
+) -> None:
+    class Upper(writer_class):  # type: ignore[misc, valid-type]
+        def encode_rows(self, rows: Sequence[Sequence[Any]], *, first: bool) -> bytes:
+            rows = [tuple(str(value).upper() for value in row) for row in rows]
+            return super().encode_rows(rows, first=first)
+
+    rows = [(1, "a"), (2, "b")]
+    chunk = as_chunk(rows, 2, 0)
+    expected = Upper("svc", ["n", "t"]).encode_rows(rows, first=True)
+    assert b"A" in expected
+    assert Upper("svc", ["n", "t"]).encode_chunk(chunk, first=True) == expected
+
+
+def test_json_decimal_texts() -> None:
+    decimals = [Decimal("1.50"), None, Decimal("0E-8"), Decimal("1E+3"), Decimal("-0.00")]
+    assert decimal_texts(decimals, {Decimal, type(None)}) == [
+        "1.50",
+        None,
+        "0.00000000",
+        "1000",
+        "-0.00",
+    ]
+    assert decimal_texts([Decimal("2.5"), 3, "x"], {Decimal, int, str}) == ["2.5", 3, "x"]
+    assert decimal_texts([Decimal("NaN"), Decimal("-Infinity")], {Decimal}) == [
+        "NaN",
+        "-Infinity",
+    ]
+    writer = JSONWriter("svc", ["d", "t"])
+    rows = [(Decimal("1E+3"), "1E+3"), (Decimal("0.10"), "e")]
+    assert writer.encode_rows(rows, first=True) == (
+        b'{"d":"1000","t":"1E+3"},\n{"d":"0.10","t":"e"}'
+    )

@@ -13,10 +13,98 @@ Rows are tuples of Python values in the order of ``columns``: ``None``, ``str``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, repeat
+from operator import itemgetter, setitem
 from typing import Any, ClassVar
 
 Row = Sequence[Any]
+
+
+class ChunkRows:
+    """One chunk's rows as a reader fetched them, with some columns replaced by converted
+    values; writers read it as rows, as columns or as records, whichever suits them.
+
+    ``raw`` rows hold ``skip`` leading values that are not exported (a key the reader needed),
+    then one value per column; ``replaced`` maps a column's position (among the exported
+    columns) to the values that stand in that column instead of the raw ones. Nothing is
+    copied until asked for, so a writer pays only for the shape it reads.
+    """
+
+    __slots__ = ("_columns", "_raw", "_replaced", "_skip", "width")
+
+    def __init__(
+        self,
+        raw: Sequence[Sequence[Any]],
+        width: int,
+        replaced: Mapping[int, list[Any]] | None = None,
+        *,
+        skip: int = 0,
+    ) -> None:
+        self._raw = raw
+        self.width = width
+        self._replaced = dict(replaced or {})
+        self._skip = skip
+        self._columns: dict[int, list[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def replace(self, replaced: Mapping[int, list[Any]]) -> ChunkRows:
+        """The same chunk with more columns replaced (this one is not changed)."""
+        return ChunkRows(self._raw, self.width, {**self._replaced, **replaced}, skip=self._skip)
+
+    def column(self, index: int) -> list[Any]:
+        """The values of column ``index`` (a list the caller must not change)."""
+        values = self._replaced.get(index)
+        if values is None:
+            values = self._columns.get(index)
+            if values is None:
+                values = list(map(itemgetter(index + self._skip), self._raw))
+                self._columns[index] = values
+        return values
+
+    def values(self, index: int) -> Iterable[Any]:
+        """The values of column ``index``, once, without keeping them."""
+        values = self._replaced.get(index) or self._columns.get(index)
+        if values is None:
+            return map(itemgetter(index + self._skip), self._raw)
+        return values
+
+    def replaced(self) -> list[int]:
+        """Positions of the replaced columns."""
+        return list(self._replaced)
+
+    def raw_types(self) -> set[type]:
+        """The ``type()`` of every raw value: those of the columns not replaced, and more."""
+        return set(map(type, chain.from_iterable(self._raw)))
+
+    def columns(self) -> list[list[Any]]:
+        return [self.column(index) for index in range(self.width)]
+
+    def rows(self) -> Sequence[Row]:
+        """The rows, each a sequence of one value per column."""
+        if self._replaced:
+            return list(zip(*self.columns(), strict=True)) if self.width else self._empty_rows()
+        if self._skip:
+            return list(map(itemgetter(slice(self._skip, None)), self._raw))
+        return self._raw
+
+    def records(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """One ``dict`` a row, ``names`` (one a column) as keys, in column order."""
+        if len(set(names)) != len(names):
+            return [dict(zip(names, row, strict=True)) for row in self.rows()]
+        raw: Any = self._raw
+        if self._skip:
+            raw = map(itemgetter(slice(self._skip, None)), raw)
+        records = list(map(dict, map(zip, repeat(names), raw)))
+        for index, values in self._replaced.items():
+            deque(map(setitem, records, repeat(names[index]), values), maxlen=0)
+        return records
+
+    def _empty_rows(self) -> list[tuple[()]]:
+        return [()] * len(self._raw)
 
 
 class FormatWriter:
@@ -37,6 +125,16 @@ class FormatWriter:
     def encode_rows(self, rows: Sequence[Row], *, first: bool) -> bytes:
         """Bytes for one chunk of rows; ``first`` is true when no row has been written yet."""
         raise NotImplementedError
+
+    def encode_chunk(self, chunk: ChunkRows, *, first: bool) -> bytes:
+        """Bytes for one chunk as a reader holds it: ``encode_rows`` of its rows. Writers that
+        work column by column read its columns instead, without building its rows."""
+        return self.encode_rows(chunk.rows(), first=first)
+
+    def _rows_overridden(self, owner: type[FormatWriter]) -> bool:
+        """Whether a subclass of ``owner`` changed ``encode_rows`` (so that ``encode_chunk``
+        must go through it)."""
+        return type(self).encode_rows is not owner.encode_rows
 
     def footer(self, *, empty: bool) -> bytes:
         """Bytes that close the file; ``empty`` is true when no row was written at all."""

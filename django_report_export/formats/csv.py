@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 from django_report_export.conf import export_settings
-from django_report_export.formats.base import FormatWriter, Row
+from django_report_export.formats.base import ChunkRows, FormatWriter, Row
 from django_report_export.formats.values import (
     NoneType,
     check_width,
@@ -139,9 +139,17 @@ class CSVWriter(FormatWriter):
             return b""
         width = len(self.columns)
         check_width(rows, width)
+        columns = [list(map(getter, rows)) for getter in column_getters(width)]
+        return self._encode(columns, len(rows))
+
+    def encode_chunk(self, chunk: ChunkRows, *, first: bool) -> bytes:
+        if self._rows_overridden(CSVWriter) or chunk.width != len(self.columns):
+            return self.encode_rows(chunk.rows(), first=first)
+        return self._encode(chunk.columns(), len(chunk)) if len(chunk) else b""
+
+    def _encode(self, columns: list[list[Any]], count: int) -> bytes:
         guard = self.formula_guard
-        columns = [_cells(list(map(getter, rows)), guard) for getter in column_getters(width)]
-        return _records(columns, len(rows))
+        return _records([_cells(column, guard) for column in columns], count)
 
     def footer(self, *, empty: bool) -> bytes:
         return b""

@@ -15,18 +15,18 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from django_report_export.formats.base import FormatWriter, Row
+from django_report_export.formats.base import ChunkRows, FormatWriter, Row
 from django_report_export.formats.values import (
     JSON_PASSTHROUGH,
     NoneType,
     check_width,
-    column_getters,
     decimal_format,
+    decimal_texts,
     fallback_json_bytes,
     json_default,
     orjson_writes_isoformat,
@@ -58,24 +58,30 @@ class JSONWriter(FormatWriter):
     def header(self) -> bytes:
         return b"[\n"
 
-    def _plan(self, rows: Sequence[Row]) -> tuple[int, Callable[[Any], Any]]:
-        """orjson's option and default for a chunk, from the types in its columns.
+    def _plan(self, chunk: ChunkRows) -> tuple[ChunkRows, int, Callable[[Any], Any]]:
+        """The chunk to write, and orjson's option and default for it, from the types in
+        its columns.
 
-        In the common case (numbers, text, decimals, datetimes in UTC) orjson writes all but
-        the decimals itself and ``default`` is the C-level ``format(d, "f")``; datetimes are
-        passed through to ``json_default`` when orjson would not write them exactly as
-        ``isoformat()``, and so are JSON values, which may nest anything.
+        In the common case (numbers, text, decimals, datetimes in UTC) orjson writes every
+        value itself, the decimals having been replaced by their texts, column by column;
+        datetimes are passed through to ``json_default`` when orjson would not write them
+        exactly as ``isoformat()``, and so are JSON values, which may nest anything.
         """
-        for getter in column_getters(len(self.columns)):
-            types = set(map(type, map(getter, rows)))
+        texts: dict[int, list[Any]] = {}
+        indices: Iterable[int] = range(chunk.width)
+        if chunk.replaced() and chunk.raw_types() <= _NATIVE_TYPES:
+            indices = chunk.replaced()  # The others need nothing; one pass found that.
+        for index in indices:
+            types = set(map(type, chunk.values(index)))
             if types <= _NATIVE_TYPES:
                 continue
             if types <= _DECIMAL_TYPES:
+                texts[index] = decimal_texts(chunk.column(index), types)
                 continue
-            if types <= _DATETIME_TYPES and orjson_writes_isoformat(map(getter, rows)):
+            if types <= _DATETIME_TYPES and orjson_writes_isoformat(chunk.values(index)):
                 continue
-            return JSON_PASSTHROUGH, json_default
-        return 0, decimal_format
+            return chunk, JSON_PASSTHROUGH, json_default
+        return chunk.replace(texts), 0, decimal_format
 
     def _encode_row(self, row: Row) -> bytes:
         record = dict(zip(self.columns, row, strict=True))
@@ -87,21 +93,26 @@ class JSONWriter(FormatWriter):
     def encode_rows(self, rows: Sequence[Row], *, first: bool) -> bytes:
         if not rows:
             return b""
-        columns = self.columns
-        check_width(rows, len(columns))
-        body: bytes | None = None
-        option, default = self._plan(rows)
+        check_width(rows, len(self.columns))
+        return self._encode(ChunkRows(rows, len(self.columns)), first=first)
+
+    def encode_chunk(self, chunk: ChunkRows, *, first: bool) -> bytes:
+        if self._rows_overridden(JSONWriter) or chunk.width != len(self.columns):
+            return self.encode_rows(chunk.rows(), first=first)
+        return self._encode(chunk, first=first) if len(chunk) else b""
+
+    def _encode(self, chunk: ChunkRows, *, first: bool) -> bytes:
+        planned, option, default = self._plan(chunk)
         try:
-            # Widths were checked above.
-            records = [dict(zip(columns, row, strict=False)) for row in rows]
-            data = orjson.dumps(records, default=default, option=option)
+            data = orjson.dumps(planned.records(self.columns), default=default, option=option)
         except TypeError:
             pass
         else:
-            if data.count(self._between) == len(rows) - 1:
-                body = data[1:-1].replace(self._between, self._between_lines)
-        if body is None:
-            body = b",\n".join(map(self._encode_row, rows))
+            if data.count(self._between) == len(chunk) - 1:
+                data = data.replace(self._between, self._between_lines)
+                # Without the list's brackets, copied once.
+                return b"".join((b"" if first else b",\n", memoryview(data)[1:-1]))
+        body = b",\n".join(map(self._encode_row, chunk.rows()))
         return body if first else b",\n" + body
 
     def footer(self, *, empty: bool) -> bytes:

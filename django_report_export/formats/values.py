@@ -243,6 +243,26 @@ def token_text(column: Sequence[Any], types: set[type]) -> str | None:
 #: ``format(d, "f")`` as a C callable, for orjson's ``default`` on columns of decimals.
 decimal_format: Callable[[Any], str] = "{:f}".format
 
+
+def decimal_texts(column: Sequence[Any], types: set[type]) -> list[Any]:
+    """``column`` with each ``Decimal`` replaced by its ``decimal_text``, other values kept.
+
+    ``types`` is the set of ``type()`` of the column's values.
+    """
+    if not types <= {decimal.Decimal, NoneType}:
+        return [
+            decimal_text(value) if type(value) is decimal.Decimal else value for value in column
+        ]
+    present = [value for value in column if value is not None] if NoneType in types else column
+    texts = list(map(str, present))
+    if "E" in "".join(texts):  # str() used exponent notation somewhere (``0E-8``, ``1E+3``).
+        texts = list(map(decimal_format, present))
+    if present is column:
+        return texts
+    replacements = iter(texts)
+    return [None if value is None else next(replacements) for value in column]
+
+
 _NULL_TOKEN_TO_NONE = {"null": None}
 
 
