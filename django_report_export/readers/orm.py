@@ -5,17 +5,23 @@ exactly the values ``values_list`` would return, with less work per row:
 
 * the whole chunk is fetched at once (``fetchall``), not 100 rows at a time through Django's
   iterator chain;
-* the key is taken from the exported fields when the primary key is one of them (``id``), so
-  rows need no copy without their first value;
-* database converters (SQLite's datetimes, decimals, booleans...) run column by column over
-  the chunk rather than row by row;
+* the writer gets the fetched rows with only the converted columns replaced (``ChunkRows``):
+  no row is copied, and the key is taken from the exported fields when the primary key is one
+  of them (``id``);
+* database converters run column by column over the chunk rather than row by row; SQLite's
+  (datetimes, decimals, booleans, UUIDs, dates) are computed for a whole column by C-level
+  ``map`` calls that give what the converter gives value by value;
+* on SQLite, rows are read on a connection of the reader's own without the ``sqlite3``
+  module's per-value converters, which are applied column by column instead
+  (``readers/sqlite.py``);
 * on PostgreSQL with Django's connection in UTC, ``timestamptz`` values are loaded by psycopg's
   C loader instead of Django's Python wrapper around it; both return the same aware UTC
   datetimes;
-* the next chunk's query runs on a second connection in a background thread while this chunk
-  is encoded, so the database works while Python does (a chunk's query is known as soon as
-  the previous chunk's last key is). Not inside a transaction (the second connection would not
-  see its rows) nor on an in-memory SQLite database.
+* except on SQLite, the next chunk's query runs on a second connection in a background thread
+  while this chunk is encoded, so the database works while Python does (a chunk's query is
+  known as soon as the previous chunk's last key is). Not inside a transaction (the second
+  connection would not see its rows). SQLite's engine runs inside this process and the
+  reading thread needs the GIL for every row, so there the two threads would take turns.
 
 Querysets this cannot run exactly so (``extra(select=...)``, composite keys) go through
 Django's own ``values_list`` iteration.
@@ -25,10 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import decimal
+import sys
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from django.conf import settings
@@ -36,12 +47,15 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
+from django.db.models.expressions import Col
 
-from django_report_export.formats.base import FormatWriter
+from django_report_export.formats.base import ChunkRows, FormatWriter
 from django_report_export.readers.base import Chunk, ChunkReader
+from django_report_export.readers.sqlite import Source, SqliteRows
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 Rows = Sequence[Sequence[Any]]
+NoneType = type(None)
 
 
 class _Query:
@@ -61,6 +75,14 @@ class _Query:
         #: Whether Django's own iteration is needed (its results need more than converters).
         self.django_only = compiler.has_extra_select or compiler.has_composite_fields(expressions)
         self.converters = compiler.get_converters(expressions)
+        #: The table and column of each result column, when all are plain table columns.
+        self.sources: list[Source] | None = None
+        if all(type(expression) is Col for expression in expressions):
+            alias_map = values.query.alias_map
+            self.sources = [
+                (alias_map[expression.alias].table_name, expression.target.column)
+                for expression in expressions
+            ]
 
     def fetch(self) -> list[Any]:
         """The raw rows, on the calling thread's connection to the database."""
@@ -71,15 +93,22 @@ class _Query:
             cursor.execute(self.sql, self.params)
             return list(cursor.fetchall())
 
-    def convert(self, rows: list[Any]) -> Rows:
-        """``rows`` as ``values_list`` returns them: each column through its converters."""
+    def convert(
+        self, rows: list[Any], columns: dict[int, list[Any]] | None = None
+    ) -> dict[int, list[Any]]:
+        """The converted values of each column that has converters, by position in the
+        select: with the rest of ``rows``, what ``values_list`` returns. ``columns`` holds
+        the values of some columns that stand instead of those in ``rows``."""
+        converted = dict(columns or {})
         if not rows or not self.converters:
-            return rows
+            return converted
         connection = connections[self.alias]
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
         for position, (functions, expression) in self.converters.items():
-            columns[position] = _convert(columns[position], functions, expression, connection)
-        return list(zip(*columns, strict=True))
+            values = converted.get(position)
+            if values is None:
+                values = list(map(itemgetter(position), rows))
+            converted[position] = _convert(values, functions, expression, connection)
+        return converted
 
 
 class _Prefetcher:
@@ -116,8 +145,13 @@ class _Prefetcher:
             self.pending = None
         if executor is not None:
             with contextlib.suppress(RuntimeError):
-                executor.submit(connections[self.alias].close)
+                executor.submit(_close_connection, self.alias)
             executor.shutdown(wait=False, cancel_futures=False)
+
+
+def _close_connection(alias: str) -> None:
+    """Close the calling thread's connection to ``alias`` (``connections`` is per thread)."""
+    connections[alias].close()
 
 
 class OrmChunkReader(ChunkReader):
@@ -133,36 +167,47 @@ class OrmChunkReader(ChunkReader):
         )
         self.select = list(fields) if self.key_index is not None else ["pk", *fields]
         self._prefetcher = _Prefetcher(queryset.db)
+        self._sqlite = SqliteRows(queryset.db)
         weakref.finalize(self, self._prefetcher.close)
+        weakref.finalize(self, self._sqlite.close)
 
     def read(self, after: Any, limit: int, *, first: bool) -> Chunk:
         query = self._query(after, limit)
-        rows = self._rows(query, after, limit)
+        rows, converted = self._rows(query, after, limit)
         if len(rows) < limit:
             self.close()  # The export's last chunk.
         if not rows:
             return Chunk(b"", 0, None)
-        last_key = rows[-1][0 if self.key_index is None else self.key_index]
+        key = 0 if self.key_index is None else self.key_index
+        key_values = converted.get(key)
+        last_key = rows[-1][key] if key_values is None else key_values[-1]
         if len(rows) == limit and self._may_prefetch():
             self._prefetcher.start(last_key, limit, self._query(last_key, limit))
-        if self.key_index is None:
-            rows = [row[1:] for row in rows]
-        data = self.writer.encode_rows(rows, first=first)
-        return Chunk(data, len(rows), last_key)
+        skip = 1 if self.key_index is None else 0
+        replaced = {position - skip: values for position, values in converted.items()}
+        replaced.pop(-1, None)  # The key that is not exported.
+        chunk = ChunkRows(rows, len(self.fields), replaced, skip=skip)
+        return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
 
     def close(self) -> None:
-        """Stop reading ahead and close the reading thread's connection."""
+        """Stop reading ahead and close the connections of the reader's own."""
         self._prefetcher.close()
+        self._sqlite.close()
 
     def _query(self, after: Any, limit: int) -> _Query:
         return _Query(self.after(after).values_list(*self.select)[:limit])
 
-    def _rows(self, query: _Query, after: Any, limit: int) -> Rows:
-        """The chunk's rows as ``list(values)`` would give them."""
+    def _rows(self, query: _Query, after: Any, limit: int) -> tuple[Rows, dict[int, list[Any]]]:
+        """The chunk's rows as fetched, and the converted values of the columns that need
+        converting (by position in the select): together, what ``list(values)`` gives."""
         if query.empty:
-            return []
+            return [], {}
         if query.django_only:
-            return list(query.values)
+            return list(query.values), {}
+        if query.sources is not None and self._sqlite.usable():
+            fetched = self._sqlite.fetch(query.sql, query.params, query.sources)
+            if fetched is not None:
+                return fetched[0], query.convert(*fetched)
         future = self._prefetcher.take(after, limit)
         if future is not None:
             try:
@@ -172,64 +217,178 @@ class OrmChunkReader(ChunkReader):
                 raise
         else:
             raw = query.fetch()
-        return query.convert(raw)
+        return raw, query.convert(raw)
 
     def _may_prefetch(self) -> bool:
-        """Whether another connection sees what this thread's connection sees."""
+        """Whether to run the next chunk's query on a second connection while this chunk is
+        encoded: where another connection sees what this thread's connection sees, and the
+        database does its work outside the interpreter (not SQLite: its engine runs in this
+        process, a row at a time between which the reading thread needs the GIL, so the two
+        threads would take turns, not overlap)."""
         connection = connections[self.queryset.db]
-        if connection.in_atomic_block:
-            return False
-        if connection.vendor == "sqlite":
-            name = str(connection.settings_dict.get("NAME") or "")
-            return not (name in ("", ":memory:") or "mode=memory" in name)
-        return True
+        return not connection.in_atomic_block and connection.vendor != "sqlite"
 
 
 def _convert(
-    column: Sequence[Any],
+    values: list[Any],
     functions: Sequence[Converter],
     expression: Any,
     connection: BaseDatabaseWrapper,
 ) -> list[Any]:
     """Apply a column's converters in order, as ``SQLCompiler.apply_converters`` does."""
-    values = list(column)
     for function in functions:
-        aware = _make_aware_column(function, values, connection)
-        if aware is not None:
-            values = aware
-            continue
-        values = [function(value, expression, connection) for value in values]
+        converted = _convert_column(function, values, expression)
+        if converted is None:
+            converted = [function(value, expression, connection) for value in values]
+        values = converted
     return values
 
 
-def _make_aware_column(
-    function: Converter, values: list[Any], connection: BaseDatabaseWrapper
-) -> list[Any] | None:
-    """SQLite's ``convert_datetimefield_value`` over a whole column, or ``None`` when the
-    column does not go this way.
+def _convert_column(function: Converter, values: list[Any], expression: Any) -> list[Any] | None:
+    """What ``function`` gives for each of ``values``, computed for the whole column at once,
+    or ``None`` when the column does not go this way.
 
-    For a column of ``datetime`` values (SQLite's ``datetime`` type converter parsed them),
-    that converter does, per value: ``make_aware(value, connection.timezone)`` unless
-    ``USE_TZ`` is off or the value is aware (``utcoffset()`` is not ``None``), which is
-    ``value.replace(tzinfo=connection.timezone)``. The same, without its five calls a value.
+    Only the converters of Django's SQLite backend are known here (it converts most column
+    types in Python); each is done with C-level ``map`` calls, for the types of values the
+    ``sqlite3`` module returns, and gives exactly what the converter gives value by value.
     """
-    if connection.vendor != "sqlite" or not settings.USE_TZ:
-        return None
-    if getattr(function, "__func__", None) is not _sqlite_datetime_converter():
-        return None
-    if not set(map(type, values)) <= {datetime.datetime, type(None)}:
-        return None
-    tz = connection.timezone
-    return [
-        value.replace(tzinfo=tz) if value is not None and value.utcoffset() is None else value
-        for value in values
-    ]
+    types = set(map(type, values))
+    types.discard(NoneType)
+    method = getattr(function, "__func__", None)
+    if method is not None:
+        return _sqlite_method_column(method, getattr(function, "__self__", None), values, types)
+    if types <= {int, float}:
+        decimals = _sqlite_decimal_converter(function)
+        if decimals is not None:
+            return decimals(values, expression)
+    return None
 
 
-def _sqlite_datetime_converter() -> Any:
-    from django.db.backends.sqlite3.operations import DatabaseOperations
+def _sqlite_method_column(
+    method: Any, ops: Any, values: list[Any], types: set[type]
+) -> list[Any] | None:
+    """``_convert_column`` for the converters that are methods of SQLite's operations."""
+    sqlite = _sqlite_operations()
+    if sqlite is None:
+        return None
+    if method is sqlite.convert_datetimefield_value:
+        return _sqlite_datetimes(values, types, ops.connection.timezone)
+    if method is sqlite.convert_booleanfield_value:
+        return list(map(_BOOLEANS.get, values, values))
+    if method is sqlite.convert_uuidfield_value and types <= {str}:
+        return _present_mapped(uuid.UUID, values)
+    if method is sqlite.convert_datefield_value and _all_subclasses(types, datetime.date):
+        return values
+    if method is sqlite.convert_timefield_value and _all_subclasses(types, datetime.time):
+        return values
+    return None
 
-    return DatabaseOperations.convert_datetimefield_value
+
+#: ``bool(value) if value in (1, 0) else value`` as a look-up (equal values hash alike).
+_BOOLEANS: dict[Any, bool] = {1: True, 0: False}
+_tzinfo = attrgetter("tzinfo")
+_combine = datetime.datetime.combine
+
+
+def _sqlite_datetimes(values: list[Any], types: set[type], tz: Any) -> list[Any] | None:
+    """SQLite's ``convert_datetimefield_value`` for a column of ``datetime`` values (the
+    ``sqlite3`` module's ``datetime`` converter parsed them).
+
+    Per value, that converter does ``make_aware(value, connection.timezone)`` unless
+    ``USE_TZ`` is off or the value is aware, which is ``value.replace(tzinfo=tz)``. When every
+    value is naive, ``combine(value.date(), value.time(), tz)`` is the same datetime (``time()``
+    keeps ``fold``), made in C.
+    """
+    if not types <= {datetime.datetime}:
+        return None
+    present = _present(values)
+    if not settings.USE_TZ or not present:
+        return values
+    if set(map(_tzinfo, present)) != {None}:
+        return None
+    aware = list(
+        map(
+            _combine,
+            map(datetime.datetime.date, present),
+            map(datetime.datetime.time, present),
+            repeat(tz),
+        )
+    )
+    return aware if present is values else _with_nones(values, aware)
+
+
+def _sqlite_decimal_converter(function: Converter) -> Callable[[list[Any], Any], list[Any]] | None:
+    """SQLite's decimal converter over a whole column of ``float`` and ``int`` values, or
+    ``None`` when ``function`` is not that converter.
+
+    The converter is a closure made by ``get_decimalfield_converter``:
+    ``create_decimal(value).quantize(quantize_value, context=expression.output_field.context)``
+    (``create_decimal(value)`` alone for an expression that is not a column). The same
+    functions, taken from the closure, are mapped over the column.
+    """
+    if getattr(function, "__module__", None) != "django.db.backends.sqlite3.operations":
+        return None
+    if not getattr(function, "__qualname__", "").endswith(
+        "get_decimalfield_converter.<locals>.converter"
+    ):
+        return None
+    code = getattr(function, "__code__", None)
+    closure = getattr(function, "__closure__", None) or ()
+    if code is None or len(code.co_freevars) != len(closure):
+        return None
+    cells = dict(zip(code.co_freevars, (cell.cell_contents for cell in closure), strict=True))
+    create_decimal = cells.get("create_decimal")
+    if create_decimal is None or set(cells) - {"create_decimal", "quantize_value"}:
+        return None
+    quantize_value = cells.get("quantize_value")
+
+    def convert(values: list[Any], expression: Any) -> list[Any]:
+        present = _present(values)
+        decimals: Any = map(create_decimal, present)
+        if quantize_value is not None:
+            context = expression.output_field.context
+            decimals = map(
+                decimal.Decimal.quantize,
+                decimals,
+                repeat(quantize_value),
+                repeat(None),
+                repeat(context),
+            )
+        converted = list(decimals)
+        return converted if present is values else _with_nones(values, converted)
+
+    return convert
+
+
+def _present(values: list[Any]) -> list[Any]:
+    """``values`` without its ``None``s (``values`` itself when it has none)."""
+    if None not in values:
+        return values
+    return [value for value in values if value is not None]
+
+
+def _with_nones(values: list[Any], present: list[Any]) -> list[Any]:
+    """``present`` (the converted values that are not ``None``) with the ``None``s of
+    ``values`` back in their places."""
+    replacements = iter(present)
+    return [None if value is None else next(replacements) for value in values]
+
+
+def _present_mapped(function: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    present = _present(values)
+    converted = list(map(function, present))
+    return converted if present is values else _with_nones(values, converted)
+
+
+def _all_subclasses(types: set[type], base: type) -> bool:
+    return all(issubclass(cls, base) for cls in types)
+
+
+def _sqlite_operations() -> Any:
+    """Django's SQLite ``DatabaseOperations`` class, or ``None`` while the SQLite backend is
+    not loaded (then no converter can be one of its methods)."""
+    module = sys.modules.get("django.db.backends.sqlite3.operations")
+    return getattr(module, "DatabaseOperations", None)
 
 
 def _loads_utc_natively(connection: BaseDatabaseWrapper) -> bool:
