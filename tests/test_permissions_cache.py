@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from django_report_export.api import permissions
+from django_report_export.registry import site
 
 from .conftest import make_user
 from .workers import ROOT, worker_env
@@ -88,6 +89,20 @@ def test_without_the_memory_each_poll_also_reads_the_permissions(settings):
     assert len(queries) == 4  # session, user, user permissions, group permissions
 
 
+def test_grants_are_remembered_by_service(bound, clock):
+    class StaffOnly(site.get("product").__class__):
+        def has_permission(self, user):
+            return super().has_permission(user) and user.is_staff
+
+    site.register("staffProduct", StaffOnly)
+    try:
+        client = logged_in(make_user("clerk", "shop.view_product"))
+        assert client.get(STATUS).status_code == 200
+        assert client.get("/api/report/staffProduct/status").status_code == 401
+    finally:
+        site.unregister("staffProduct")
+
+
 def test_a_grant_is_honoured_at_once(bound):
     user = make_user("clerk")
     client = logged_in(user)
@@ -114,7 +129,7 @@ def test_a_revocation_is_forgotten_again_when_its_transaction_commits(bound):
     with transaction.atomic():
         user.user_permissions.remove(view_product())
         # Another thread, whose connection still sees the grant, remembers it meanwhile.
-        permissions._grants[(user._meta.label_lower, user.pk)] = {"shop.view_product": 2000.0}
+        permissions._grants[(user._meta.label_lower, user.pk)] = {"product": 2000.0}
     assert client.get(STATUS).status_code == 401
 
 

@@ -36,7 +36,7 @@ MAX_USERS = 10_000
 _clock = time.monotonic
 
 UserKey = tuple[str, Any]
-# user -> {permission: monotonic time until which the grant is trusted}
+# user -> {service name: monotonic time until which its read grant is trusted}
 _grants: dict[UserKey, dict[str, float]] = {}
 
 
@@ -51,16 +51,16 @@ def may_read(service: ExportService, user: Any) -> bool:
     lifetime = export_settings.PERMISSION_CACHE_SECONDS
     if not lifetime:
         return service.has_permission(user)
-    permission = service.get_permission()
     key = _user_key(user)
     now = _clock()
-    if _grants.get(key, {}).get(permission, 0.0) > now:
+    # By service, not permission: a service may override has_permission().
+    if _grants.get(key, {}).get(service.name, 0.0) > now:
         return True
     if not service.has_permission(user):
         return False
     if len(_grants) >= MAX_USERS and key not in _grants:
         _grants.clear()
-    _grants.setdefault(key, {})[permission] = now + lifetime
+    _grants.setdefault(key, {})[service.name] = now + lifetime
     return True
 
 
