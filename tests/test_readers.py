@@ -298,6 +298,19 @@ def test_any_time_zone(shop: Any) -> None:
                 assert export_bytes(fast, 40) == export_bytes(orm, 40), (zone, export_format)
 
 
+def pieces_plan(reader: Any) -> str:
+    """``EXPLAIN`` of the query of a segment holding every row, on the stream's connection."""
+    sql, params = reader.plan.pieces_sql(None, Order.objects.order_by("-pk")[0].pk, [3, 70])
+    select = sql.removeprefix("COPY (").removesuffix(") TO STDOUT WITH (FORMAT binary)")
+    stream_connection = connection.copy()
+    try:
+        with stream_connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {select}", params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        stream_connection.close()
+
+
 def test_parallel_plans(shop: Any) -> None:
     """Records built by parallel workers, below the sort, come out in key order all the same."""
     options = dict(connection.settings_dict.get("OPTIONS") or {})
@@ -312,6 +325,7 @@ def test_parallel_plans(shop: Any) -> None:
     try:
         for export_format in FORMATS:
             orm, fast = both_readers("order", export_format)
+            assert "Gather Merge" in pieces_plan(fast), export_format
             for chunk_size in (3, 100):
                 assert export_bytes(fast, chunk_size) == export_bytes(orm, chunk_size)
             fast.close()
