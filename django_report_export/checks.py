@@ -71,7 +71,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 6,
             )
         )
-    for name, key in (("CHUNK_SIZE", 1), ("CANCEL_TIMEOUT", 0), ("STALE_AFTER", 0)):
+    for name, key in (
+        ("CHUNK_SIZE", 1),
+        ("CANCEL_TIMEOUT", 0),
+        ("STALE_AFTER", 0),
+        ("PERMISSION_CACHE_SECONDS", 0),
+    ):
         value = getattr(export_settings, name)
         if not isinstance(value, int | float) or value < key or value is True:
             errors.append(_error(f"{SETTING_NAME}[{name!r}] must be a number >= {key}.", 7))

@@ -169,6 +169,7 @@ def test_unknown_database_is_E006(settings):
         {"SHARD_ROWS": "many"},
         {"MAX_SHARDS": 0},
         {"MAX_SHARDS": True},
+        {"PERMISSION_CACHE_SECONDS": -1},
     ],
 )
 def test_invalid_settings_are_E007(value):
