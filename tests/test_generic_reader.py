@@ -374,6 +374,9 @@ def test_sqlite_datetime_column(values: list[Any], time_zone: str | None, settin
         [0.1 + 0.2, 1 / 3],
         [2.5, 2**52 + 0.5],
         [1.5, math.nan],
+        [2.675, 7, 7.0, 2.675, None, 80.96, 80.96, 7, 1e-7, 1e-7, 2.675],
+        [0.0, -0.0, 0, -0.0, 0.0, 0.0, 1.5],
+        [math.nan, math.nan, math.nan, 1.0],
     ],
 )
 def test_sqlite_decimal_column(values: list[Any]) -> None:

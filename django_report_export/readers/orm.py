@@ -342,19 +342,30 @@ def _sqlite_decimal_converter(function: Converter) -> Callable[[list[Any], Any],
         return None
     quantize_value = cells.get("quantize_value")
 
-    def convert(values: list[Any], expression: Any) -> list[Any]:
-        present = _present(values)
-        decimals: Any = map(create_decimal, present)
+    def decimals(numbers: list[Any], expression: Any) -> list[Any]:
+        converted: Any = map(create_decimal, numbers)
         if quantize_value is not None:
             context = expression.output_field.context
-            decimals = map(
+            converted = map(
                 decimal.Decimal.quantize,
-                decimals,
+                converted,
                 repeat(quantize_value),
                 repeat(None),
                 repeat(context),
             )
-        converted = list(decimals)
+        return list(converted)
+
+    def convert(values: list[Any], expression: Any) -> list[Any]:
+        present = _present(values)
+        distinct = set(present)
+        # Amounts repeat: convert each once. Equal numbers give equal decimals, except
+        # 0.0 and -0.0 ("0.00", "-0.00"), so not with a zero.
+        if len(distinct) * 2 <= len(present) and 0 not in distinct:
+            numbers = list(distinct)
+            table = dict(zip(numbers, decimals(numbers, expression), strict=True))
+            converted = list(map(table.__getitem__, present))
+        else:
+            converted = decimals(present, expression)
         return converted if present is values else _with_nones(values, converted)
 
     return convert
