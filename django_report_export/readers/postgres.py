@@ -131,12 +131,13 @@ def csv_cell(kind: str, column: str, guard: bool) -> str:
 
 
 def csv_record(kinds: Sequence[str], columns: Sequence[str], guard: bool) -> str:
-    """SQL for a CSV record and its line end (``concat`` writes ``NULL`` as nothing)."""
+    """SQL for a CSV record and its line end (a ``NULL`` cell empty)."""
     cells = [csv_cell(kind, column, guard) for kind, column in zip(kinds, columns, strict=True)]
     if len(cells) == 1:
         # A record of one empty cell is written "", not as an empty line.
-        cells = [f"COALESCE(NULLIF({cells[0]}, ''), '\"\"')"]
-    return "concat(" + ", ',', ".join(cells) + ", E'\\n')"
+        return f"COALESCE(NULLIF({cells[0]}, ''), '\"\"') || E'\\n'"
+    # ``||`` rather than ``concat()``, which looks up each argument's output function per row.
+    return " || ',' || ".join(f"COALESCE({cell}, '')" for cell in cells) + " || E'\\n'"
 
 
 def json_string(column: str) -> str:
@@ -180,14 +181,14 @@ def xml_element(kind: str, column: str, tag: str) -> str:
 
 
 def xml_record(writer: XMLWriter, kinds: Sequence[str], columns: Sequence[str]) -> str:
-    """SQL for an XML record and its line end (``concat`` leaves out ``NULL`` elements)."""
+    """SQL for an XML record and its line end (a ``NULL`` element left out)."""
     elements = [
-        xml_element(kind, column, tag)
+        f"COALESCE({xml_element(kind, column, tag)}, '')"
         for kind, column, tag in zip(kinds, columns, writer.element_names, strict=True)
     ]
     record_start = literal(f"<{writer.record_name}>")
     record_end = literal(f"</{writer.record_name}>\n")
-    return f"concat({record_start}, {', '.join(elements)}, {record_end})"
+    return " || ".join([record_start, *elements, record_end])
 
 
 # --- The escapes done in Python ---------------------------------------------------------------
