@@ -287,8 +287,6 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
     for path, env in paths:
         for export_format in FORMATS:
             label = f"export job, {names[export_format]}, {path} path"
-            if path == "fast" and export_format == "xml":
-                label = "export job, XML, FAST_PATH on (XML: generic reader)"
             methods.append(
                 Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
             )
@@ -313,8 +311,6 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
     for path, env in paths:
         for export_format in FORMATS:
             label = f"reader+writer loop alone, {names[export_format]}, {path} path"
-            if path == "fast" and export_format == "xml":
-                label = "reader+writer loop alone, XML, FAST_PATH on (generic reader)"
             methods.append(
                 Method(f"loop-{export_format}", label, vendor, export_format, env=env, path=path)
             )
