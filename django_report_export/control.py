@@ -391,7 +391,7 @@ def finish_stop(export_id: Any, target: int, reason: str, now: Any, lost_run: bo
         values: dict[str, Any] = {"status": target, "run_token": ""}
         if lost_run:
             values["processed"] = export.durable_processed()
-            release_shards(export)
+            release_shards(export, get_redis())
         export.update_fields(**values)
         return
     export.update_fields(status=target, run_token="", error=reason, finished_at=now, checkpoint={})

@@ -45,6 +45,7 @@ from django_report_export.shards import (
     ShardStore,
     chunk_separator,
     forget_shards,
+    release_shards,
     shard_queryset,
 )
 from django_report_export.status import now_ts
@@ -315,7 +316,7 @@ class ShardedRun:
 
     def execute(self) -> None:
         try:
-            self.store.rebuild(self.load_shards(), now_ts())
+            self.store.rebuild(list(self.shards.values()), now_ts())
             pending = sum(1 for shard in self.shards.values() if not shard.done)
             enqueue_shard_jobs(self.export, pending - 1)
             request = self.export_shards()
@@ -402,21 +403,10 @@ class ShardedRun:
         """Pause or cancel the export once no shard run writes any more."""
         deadline = time.monotonic() + export_settings.CANCEL_TIMEOUT / 2
         with contextlib.suppress(StatusUnavailable):
-            while time.monotonic() < deadline:
-                running = {i: s for i, s in self.store.read().items() if s.token}
-                if not running:
-                    break
-                for index, state in running.items():
-                    if now_ts() - state.heartbeat > export_settings.STALE_AFTER:
-                        self.store.move(index, state.state, PENDING)
+            while time.monotonic() < deadline and self.live_shard_runs():
                 time.sleep(POLL_SECONDS)
-        # From here on no shard run can save a checkpoint or hold a lease: one that did not
-        # stop in time finds itself superseded at its next chunk.
-        ReportExportShard.objects.filter(export=self.export, done=False).update(run_token="")
-        with contextlib.suppress(StatusUnavailable):
-            for index, state in self.store.read().items():
-                if state.token:
-                    self.store.move(index, state.state, PENDING)
+        # A shard run that did not stop in time finds itself superseded at its next chunk.
+        release_shards(self.export, self.store.redis)
         if request == CANCELED:
             self.run.cancel()
             self.forget()
@@ -426,6 +416,15 @@ class ShardedRun:
         self.run.pause(error=error)
         with contextlib.suppress(StatusUnavailable):
             self.store.rebuild(shards, now_ts())
+
+    def live_shard_runs(self) -> list[ShardState]:
+        """Shard runs holding a lease whose heartbeat is recent."""
+        now = now_ts()
+        return [
+            state
+            for state in self.store.read().values()
+            if state.token and now - state.heartbeat <= export_settings.STALE_AFTER
+        ]
 
     def finish(self) -> None:
         shards = self.load_shards()

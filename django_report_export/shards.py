@@ -23,7 +23,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from django_report_export.conf import export_settings
-from django_report_export.connection import get_redis
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.formats.base import FormatWriter
 from django_report_export.models import ReportExport, ReportExportShard, Status
@@ -276,27 +275,24 @@ class ShardStore:
             args += [shard.index, state, shard.checkpoint.get("processed", 0)]
         self.call(self._rebuild, [self.key], args)
 
-    def delete(self) -> None:
-        try:
-            self.redis.delete(self.key)
-        except RedisError as exc:
-            raise StatusUnavailable(f"Redis did not answer for the export's shards: {exc}") from exc
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def forget_shards(export: ReportExport, connection: Redis) -> None:
-    """Delete an ended export's shards: their rows and their hash in Redis."""
+    """Delete an ended export's shards: their rows and their leases in Redis."""
     ReportExportShard.objects.filter(export=export).delete()
+    _delete_leases(export, connection)
+
+
+def release_shards(export: ReportExport, connection: Redis) -> None:
+    """No shard run may save a checkpoint or hold a lease any more; the leases are rebuilt from
+    the database when the export runs again."""
+    ReportExportShard.objects.filter(export=export, done=False).update(run_token="")
+    _delete_leases(export, connection)
+
+
+def _delete_leases(export: ReportExport, connection: Redis) -> None:
     with contextlib.suppress(RedisError):
         connection.delete(shards_key(export.pk))
-
-
-def release_shards(export: ReportExport) -> None:
-    """After the export's own run was taken from a lost worker: no shard run may save any more,
-    and the leases are rebuilt from the database when the export runs again."""
-    ReportExportShard.objects.filter(export=export, done=False).update(run_token="")
-    with contextlib.suppress(RedisError):
-        get_redis().delete(shards_key(export.pk))
