@@ -19,7 +19,6 @@ import os
 import pwd
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from .net import port_is_free
 
 #: Ports the private clusters may listen on (127.0.0.1 only).
 PORTS = range(55300, 55400)
@@ -90,15 +91,6 @@ def find_bindir() -> Path:
         f"PostgreSQL server programs ({', '.join(PROGRAMS)}) not found; "
         "install PostgreSQL or set PG_BINDIR"
     )
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_ports(count: int, exclude: tuple[int, ...] = ()) -> list[int]:

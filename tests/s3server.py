@@ -11,27 +11,19 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from .net import port_is_free, wait_for_http
+
 #: Ports the S3 server may listen on (127.0.0.1 only).
 PORTS = range(55300, 55400)
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"  # moto accepts any key
 REGION = "us-east-1"
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class S3Server:
@@ -93,20 +85,9 @@ class S3Server:
 
     def wait_ready(self, timeout: float = 30) -> bool:
         """True once the server answers HTTP; False if it exited (its port was taken)."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                    conn.sendall(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-                    if conn.recv(12).startswith(b"HTTP/1."):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
+        process = self.process
+        assert process is not None
+        return wait_for_http(self.port, "/moto-api/", lambda: process.poll() is None, timeout)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

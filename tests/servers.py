@@ -7,13 +7,12 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from .net import port_is_free, wait_for_http
 from .workers import ROOT, worker_env
 
 #: Ports the project's tests may listen on (127.0.0.1 only).
@@ -26,15 +25,6 @@ def live_env(extra_env: dict[str, str] | None = None, **report_export: Any) -> d
     env.update(DJANGO_SETTINGS_MODULE=LIVE_SETTINGS, DJANGO_DEBUG="0")
     env.update(extra_env or {})
     return env
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -113,19 +103,7 @@ class LiveServer(Process):
 
     def wait_ready(self, timeout: float = 30) -> bool:
         """True once a worker answers HTTP; False if gunicorn exited (port taken)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                    conn.sendall(b"GET /api/schema/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-                    if conn.recv(12).startswith(b"HTTP/1."):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        return False
+        return wait_for_http(self.port, "/api/schema/", self.alive, timeout, interval=0.1)
 
     def __enter__(self) -> LiveServer:
         return self

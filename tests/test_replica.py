@@ -31,8 +31,9 @@ import requests
 
 from django_report_export.models import Status
 
+from .net import port_is_free
 from .pgreplica import ReplicaPair, ReplicaUnavailable
-from .servers import LiveServer, Process, port_is_free
+from .servers import LiveServer, Process
 from .workers import ROOT, WorkerProcess, descendants, wait_for, worker_env
 
 pytestmark = [pytest.mark.slow]
