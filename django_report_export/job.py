@@ -36,6 +36,7 @@ from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
     PartSequence,
     Piece,
+    checkpoint_parts,
     delete_parts,
     delete_quietly,
     final_name,
@@ -215,7 +216,7 @@ class ExportRun:
         # Read the checkpoint only now: a run that lost the slot can no longer move it.
         export.refresh_from_db()
         checkpoint = export.checkpoint or {}
-        self.parts.resume(checkpoint.get("parts", []))
+        self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = checkpoint.get("processed", 0)
         self.last_key = checkpoint.get("last_key")
         return True
@@ -236,7 +237,7 @@ class ExportRun:
 
             ShardedRun(self, shards).execute()
             return
-        if self.processed == 0 and not self.parts.names:
+        if self.processed == 0 and not self.parts.parts:
             self.parts.write(self.writer.header())
         reader = self.reconnecting(
             lambda: get_reader(queryset, self.export.fields, self.writer),
@@ -321,7 +322,7 @@ class ExportRun:
         return {"status": Status.RUNNING, "run": self.token, "processed": self.processed}
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, "parts": self.parts.names, "processed": self.processed}
+        return {"last_key": self.last_key, **self.parts.checkpoint(), "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
         """Make the rows written so far durable; a superseded run cannot do it."""
@@ -363,7 +364,7 @@ class ExportRun:
         self.parts.flush()
         name, size = publish(
             self.storage,
-            self.parts.names if pieces is None else pieces,
+            self.parts.parts if pieces is None else pieces,
             final_name(self.export, self.writer.extension),
             self.export.compression,
         )

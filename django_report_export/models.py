@@ -79,7 +79,8 @@ class ReportExport(models.Model):
     )
     processed = models.BigIntegerField(_("processed rows"), default=0)
     total = models.BigIntegerField(_("total rows"), null=True, blank=True)
-    #: ``{"last_key": ..., "parts": [storage names], "processed": n, "bytes": n}``
+    #: ``{"last_key": ..., "parts": [storage names], "sizes": [bytes of each part that
+    #: count], "processed": n}``
     checkpoint = models.JSONField(_("checkpoint"), default=dict, blank=True)
     #: Token of the job run that currently owns the export; a run whose token is gone stops.
     run_token = models.CharField(max_length=32, blank=True, default="")
@@ -134,7 +135,8 @@ class ReportExportShard(models.Model):
     index = models.PositiveSmallIntegerField(_("index"))
     after_key = models.JSONField(_("after key"), null=True, blank=True, default=None)
     last_key = models.JSONField(_("last key"), null=True, blank=True, default=None)
-    #: ``{"last_key": ..., "parts": [storage names], "processed": n}``, as on ``ReportExport``.
+    #: ``{"last_key": ..., "parts": [...], "sizes": [...], "processed": n}``, as on
+    #: ``ReportExport``.
     checkpoint = models.JSONField(_("checkpoint"), default=dict, blank=True)
     processed = models.BigIntegerField(_("processed rows"), default=0)
     done = models.BooleanField(_("done"), default=False)

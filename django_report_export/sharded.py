@@ -49,7 +49,7 @@ from django_report_export.shards import (
     shard_queryset,
 )
 from django_report_export.status import now_ts
-from django_report_export.storage import PartSequence, Piece, get_storage
+from django_report_export.storage import PartSequence, Piece, checkpoint_parts, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class ShardRun:
             return False
         self.shard.refresh_from_db()
         checkpoint = self.shard.checkpoint or {}
-        self.parts.resume(checkpoint.get("parts", []))
+        self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = self.checkpoint_processed = checkpoint.get("processed", 0)
         self.last_key = checkpoint.get("last_key")
         return True
@@ -244,7 +244,7 @@ class ShardRun:
         self.store.beat(self.shard.index, self.token, now_ts())
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, "parts": self.parts.names, "processed": self.processed}
+        return {"last_key": self.last_key, **self.parts.checkpoint(), "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
         self.parts.flush()
@@ -441,7 +441,7 @@ class ShardedRun:
         for shard in shards:
             if shard.processed and processed:
                 pieces.append(separator)
-            pieces.extend(shard.checkpoint.get("parts", []))
+            pieces.extend(checkpoint_parts(shard.checkpoint))
             processed += shard.processed
         pieces.append(writer.footer(empty=processed == 0))
         self.run.processed = processed

@@ -1,11 +1,13 @@
 """Where export files live: parts while an export runs, one published file when it is done.
 
 Everything goes through the Django storage named by ``STORAGE``, so a worker on another host
-can continue an export from the parts and checkpoint another worker left. Storage backends
-cannot append, so an export is written as a sequence of part objects, each ending on a chunk
-boundary (a sharded export: a sequence per shard); publishing streams them, one after another
-and gzip-compressed when asked, into the final name. The
-file is only referenced by its ``ReportExport`` once it is complete.
+can continue an export from the parts and checkpoint another worker left. An export is
+written as a sequence of parts, each ending on a chunk boundary (a sharded export: a sequence
+per shard). Object storages cannot append, so there a run stores a new part at every
+checkpoint; on a local disk a run appends to one part of its own and its checkpoints count
+the bytes. Publishing streams the parts, one after another and gzip-compressed when asked,
+into the final name, or, for the single part of an uninterrupted export on a local disk,
+links it there. The file is only referenced by its ``ReportExport`` once it is complete.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import contextlib
 import gzip
 import inspect
 import io
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from django.core.files import File
-from django.core.files.storage import Storage, storages
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from django_report_export.conf import export_settings
+from django_report_export.exceptions import ReportExportError
 from django_report_export.models import ReportExport
 
 COPY_BUFFER = 1024 * 1024
@@ -52,9 +58,49 @@ def save_part(storage: Storage, name: str, content: IO[bytes]) -> str:
     return storage.save(name, File(content, name=name))
 
 
+@dataclass(frozen=True)
+class Part:
+    """A stored part, and how many of its first bytes belong to the export (``None``: all).
+
+    A part written in place on a local disk may hold more bytes than its checkpoint counted:
+    those of chunks its run wrote after the checkpoint, before it was stopped or lost.
+    """
+
+    name: str
+    size: int | None = None
+
+
+#: What a file is assembled from: stored parts, and literal bytes between them.
+Piece = Part | bytes
+
+
+def checkpoint_parts(checkpoint: dict[str, Any]) -> list[Part]:
+    """The parts a checkpoint names (checkpoints without ``sizes`` count whole parts)."""
+    names = checkpoint.get("parts", [])
+    sizes = checkpoint.get("sizes") or [None] * len(names)
+    return [Part(name, size) for name, size in zip(names, sizes, strict=True)]
+
+
+def local_folder(storage: Storage) -> bool:
+    """Whether ``storage`` is a plain ``FileSystemStorage``: its files can be appended to,
+    linked and copied in place. A subclass that changes how files are saved, opened or found
+    is treated like any other storage, so its own ways are never bypassed."""
+    return isinstance(storage, FileSystemStorage) and all(
+        getattr(type(storage), name) is getattr(FileSystemStorage, name)
+        for name in ("save", "_save", "_open", "path")
+    )
+
+
 class PartSequence:
     """What one run has written: its parts in storage, those of the checkpoint it began from
-    first, and the bytes written since the last part, in a temporary file."""
+    first.
+
+    On a local disk (``local_folder``) the run writes straight into one part of its own,
+    created in the storage, and a checkpoint records how many of its bytes are durable: an
+    export that is never interrupted has a single part, which publishing links into place.
+    On any other storage the bytes written since the last checkpoint wait in a temporary
+    file and become the next part.
+    """
 
     def __init__(
         self, storage: Storage, export: ReportExport, token: str, shard: int | None = None
@@ -63,42 +109,77 @@ class PartSequence:
         self.export = export
         self.token = token
         self.shard = shard
-        self.names: list[str] = []
+        self.in_place = local_folder(storage)
+        self.parts: list[Part] = []
         #: The parts of the last durable checkpoint.
-        self.saved: list[str] = []
-        self.buffer: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.saved: list[Part] = []
+        #: In place: the part this run writes into, once it wrote a byte; else the bytes
+        #: since the last part.
+        self.file: IO[bytes] | None = None
+        self.current = ""
 
-    def resume(self, names: Iterable[str]) -> None:
-        self.names = list(names)
-        self.saved = list(self.names)
+    @property
+    def names(self) -> list[str]:
+        return [part.name for part in self.parts]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The ``parts`` and ``sizes`` entries of a checkpoint."""
+        return {"parts": self.names, "sizes": [part.size for part in self.parts]}
+
+    def resume(self, parts: Iterable[Part]) -> None:
+        self.parts = list(parts)
+        self.saved = list(self.parts)
 
     def write(self, data: bytes) -> None:
-        self.buffer.write(data)
+        if self.file is None:
+            self.file = self.open_part() if self.in_place else tempfile.TemporaryFile()  # noqa: SIM115
+        self.file.write(data)
+
+    def open_part(self) -> IO[bytes]:
+        """Create this run's part in the storage (its folder, name and permissions as the
+        storage makes them) and open it for appending."""
+        name = part_name(self.export, len(self.parts), self.token, self.shard)
+        self.current = self.storage.save(name, ContentFile(b""))
+        return open(self.storage.path(self.current), "ab")
 
     def flush(self) -> None:
-        """Store the bytes written since the last part as the next part."""
-        if self.buffer.tell() == 0:
+        """Make the bytes written so far part of ``parts``: in place, the current part's
+        size; else the temporary file stored as the next part."""
+        if self.file is None:
             return
-        name = part_name(self.export, len(self.names), self.token, self.shard)
-        self.names.append(save_part(self.storage, name, self.buffer))
-        self.buffer.close()
-        self.buffer = tempfile.TemporaryFile()  # noqa: SIM115
+        if self.in_place:
+            self.file.flush()
+            part = Part(self.current, self.file.tell())
+            if self.parts and self.parts[-1].name == self.current:
+                self.parts[-1] = part
+            else:
+                self.parts.append(part)
+            return
+        size = self.file.tell()
+        if size:
+            name = part_name(self.export, len(self.parts), self.token, self.shard)
+            self.parts.append(Part(save_part(self.storage, name, self.file), size))
+        self.file.close()
+        self.file = None
 
     def mark_saved(self) -> None:
-        self.saved = list(self.names)
+        self.saved = list(self.parts)
 
     def discard_unsaved(self) -> None:
-        delete_quietly(self.storage, self.names[len(self.saved) :])
+        saved = {part.name for part in self.saved}
+        unsaved = [part.name for part in self.parts if part.name not in saved]
+        if self.current and self.current not in saved:
+            unsaved.append(self.current)
+        self.close()
+        delete_quietly(self.storage, unsaved)
 
     def delete_all(self) -> None:
-        delete_quietly(self.storage, self.names)
+        self.close()
+        delete_quietly(self.storage, [*self.names, self.current])
 
     def close(self) -> None:
-        self.buffer.close()
-
-
-#: What a file is assembled from: the names of stored parts, and literal bytes between them.
-Piece = str | bytes
+        if self.file is not None:
+            self.file.close()
 
 
 #: Storages known to save from a stream they can neither rewind nor size (by class path,
@@ -117,9 +198,14 @@ def publish(
     held whole in memory or on disk. A file left at ``name`` by a publish that was killed is
     replaced, and a publish that fails leaves nothing behind.
     """
-    blocks = _compressed(_read_pieces(storage, pieces), compression)
+    pieces = list(pieces)
     delete_quietly(storage, [name])  # only ever a half-written file of this same export
+    if not compression and (linked := _link(storage, pieces, name)):
+        return linked
+    blocks = _compressed(_read_pieces(storage, pieces), compression)
     try:
+        if not compression and local_folder(storage):
+            return _concatenate(storage, pieces, name)
         if can_stream(storage):
             stream = StreamedFile(blocks)
             stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
@@ -135,6 +221,65 @@ def publish(
         raise
 
 
+def _link(storage: Storage, pieces: list[Piece], name: str) -> tuple[str, int] | None:
+    """Publish a single whole part on a local disk as a second name of the same file: no
+    byte is copied, and the part stays whole until it is deleted like any other."""
+    if len(pieces) != 1 or not isinstance(pieces[0], Part) or not local_folder(storage):
+        return None
+    part = pieces[0]
+    source = storage.path(part.name)
+    size = os.path.getsize(source)
+    if part.size not in (None, size):
+        return None
+    try:
+        os.link(source, storage.path(name))
+    except OSError:  # a file system without hard links: copy instead
+        return None
+    return name, size
+
+
+def _concatenate(storage: Storage, pieces: list[Piece], name: str) -> tuple[str, int]:
+    """The pieces copied one after another into ``name`` on a local disk, the parts by the
+    kernel (``copy_file_range``): their bytes never pass through Python."""
+    stored = storage.save(name, ContentFile(b""))
+    with open(storage.path(stored), "wb", buffering=0) as target:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                _write_all(target, piece)
+                continue
+            with open(storage.path(piece.name), "rb", buffering=0) as source:
+                copied = _copy_range(source, target, piece.size)
+            if piece.size is not None and copied < piece.size:
+                raise ReportExportError(
+                    f"The part {piece.name} is {piece.size - copied} bytes shorter than its "
+                    "checkpoint counted."
+                )
+        return stored, target.tell()
+
+
+def _copy_range(source: IO[bytes], target: IO[bytes], size: int | None) -> int:
+    """Copy up to ``size`` bytes (``None``: all) from ``source`` to ``target``; the count."""
+    copied = 0
+    while size is None or copied < size:
+        count = COPY_BUFFER * 64 if size is None else min(COPY_BUFFER * 64, size - copied)
+        try:
+            done = os.copy_file_range(source.fileno(), target.fileno(), count)
+        except (AttributeError, OSError):  # not Linux, or a file system that refuses it
+            done = _write_all(target, source.read(min(count, COPY_BUFFER)))
+        if not done:
+            break
+        copied += done
+    return copied
+
+
+def _write_all(target: IO[bytes], data: bytes) -> int:
+    """Write all of ``data`` to an unbuffered file (which may take less at a time)."""
+    view = memoryview(data)
+    while view:
+        view = view[target.write(view) :]
+    return len(data)
+
+
 def can_stream(storage: Storage) -> bool:
     paths = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(storage).__mro__}
     return not paths.isdisjoint(STREAMING_STORAGES)
@@ -145,9 +290,19 @@ def _read_pieces(storage: Storage, pieces: Iterable[Piece]) -> Iterator[bytes]:
         if isinstance(piece, bytes):
             yield piece
             continue
-        with storage.open(piece, "rb") as source:
-            while data := source.read(COPY_BUFFER):
+        left = piece.size
+        with storage.open(piece.name, "rb") as source:
+            while left is None or left > 0:
+                data = source.read(COPY_BUFFER if left is None else min(left, COPY_BUFFER))
+                if not data:
+                    break
+                if left is not None:
+                    left -= len(data)
                 yield data
+        if left:
+            raise ReportExportError(
+                f"The part {piece.name} is {left} bytes shorter than its checkpoint counted."
+            )
 
 
 def _compressed(blocks: Iterator[bytes], compression: str) -> Iterator[bytes]:

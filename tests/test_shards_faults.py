@@ -14,6 +14,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, InMemoryStorage
 from django.core.management import call_command
 
+from django_report_export import storage as storage_module
 from django_report_export.connection import get_redis
 from django_report_export.formats import get_writer_class
 from django_report_export.job import export_queryset
@@ -22,7 +23,7 @@ from django_report_export.registry import site
 from django_report_export.sharded import ShardRun
 from django_report_export.shards import ShardStore, plan, shards_key
 from django_report_export.status import now_ts, slot_key
-from django_report_export.storage import StreamedFile, publish
+from django_report_export.storage import Part, StreamedFile, publish
 
 from .conftest import while_running
 
@@ -51,29 +52,54 @@ def files_under(root: Path) -> list[str]:
 def test_failed_publish_leaves_no_partial_file(tmp_path):
     storage = FileSystemStorage(location=tmp_path)
     with pytest.raises(FileNotFoundError):
-        publish(storage, [b"<header>", "exports/missing.part", b"<footer>"], "out.xml", "")
+        publish(storage, [b"<header>", Part("exports/missing.part"), b"<footer>"], "out.xml", "")
     assert not storage.exists("out.xml"), storage.open("out.xml").read()
 
 
-def test_export_whose_publish_fails_leaves_no_orphan_file(
-    api, worker, shop, settings, media_root, monkeypatch
-):
-    use(settings, **SHARDED)
-    real_open = FileSystemStorage.open
+class FlakyReadStorage(FileSystemStorage):
+    """A file system storage whose third read of a part times out, as object storage may."""
+
     parts_read: list[str] = []
 
-    def flaky_open(self: Any, name: str, mode: str = "rb") -> Any:
+    def _open(self, name: str, mode: str = "rb") -> Any:
         if name.endswith(".part"):
-            parts_read.append(name)
-            if len(parts_read) == 3:  # a transient storage error mid-publish
+            self.parts_read.append(name)
+            if len(self.parts_read) == 3:
                 raise OSError("storage read timed out")
-        return real_open(self, name, mode)
+        return super()._open(name, mode)
 
-    monkeypatch.setattr(FileSystemStorage, "open", flaky_open)
+
+@pytest.mark.parametrize("disk", ["local", "custom storage"])
+def test_export_whose_publish_fails_leaves_no_orphan_file(
+    api, worker, shop, settings, media_root, monkeypatch, disk
+):
+    use(settings, **SHARDED)
+    parts_read: list[str] = []
+    if disk == "local":
+        real_copy = storage_module._copy_range
+
+        def flaky_copy(source: Any, target: Any, size: int | None) -> int:
+            parts_read.append(source.name)
+            if len(parts_read) == 3:  # the disk fails mid-publish
+                raise OSError("input/output error")
+            return real_copy(source, target, size)
+
+        monkeypatch.setattr(storage_module, "_copy_range", flaky_copy)
+    else:
+        FlakyReadStorage.parts_read = parts_read
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "flaky": {
+                "BACKEND": "tests.test_shards_faults.FlakyReadStorage",
+                "OPTIONS": {"location": str(media_root)},
+            },
+        }
+        use(settings, STORAGE="flaky")
     api.post("/api/report/order/start?format=xml")
     worker()
     export = ReportExport.objects.get()
     assert export.status == Status.ERROR
+    assert len(parts_read) == 3
     assert files_under(Path(media_root)) == []
 
 

@@ -1,0 +1,202 @@
+"""Parts on a local disk: a run appends to one part of its own, a checkpoint counts its bytes,
+and the single part of an uninterrupted export becomes the published file without a copy.
+
+Object storages (``tests/test_object_storage.py``) and storages that customise saving keep
+the other way: a new part per checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import gzip
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, InMemoryStorage
+
+from django_report_export import control
+from django_report_export.exceptions import ReportExportError
+from django_report_export.models import ReportExport, Status
+from django_report_export.storage import Part, export_folder, local_folder, publish
+from testproject.shop.factories import ProductFactory
+
+from .conftest import while_running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROWS = 60
+
+
+@pytest.fixture
+def products(api: Any, settings: Any) -> None:
+    ProductFactory.create_batch(ROWS)
+    settings.REPORT_EXPORT = {
+        **settings.REPORT_EXPORT,
+        "CHUNK_SIZE": 2,
+        "CHECKPOINT_INTERVAL": 0,  # a checkpoint after every chunk
+    }
+
+
+def download(api: Any) -> bytes:
+    response = api.get("/api/report/product/download")
+    assert response.status_code == 200, response.content
+    return b"".join(response.streaming_content)
+
+
+def parts_on_disk(media_root: Path, export: ReportExport) -> list[Path]:
+    return sorted((Path(media_root) / export_folder(export) / "parts").glob("*"))
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+
+
+def paused_export(api: Any, worker: Any, export_format: str, compression: str) -> ReportExport:
+    query = f"format={export_format}&compression={compression}"
+    assert api.post(f"/api/report/product/start?{query}").status_code == 202
+    poller = while_running("product", 20, control.pause)
+    worker()
+    poller.join()
+    assert poller.error is None
+    export = ReportExport.objects.get(status=Status.PAUSED)
+    assert 20 <= export.processed < ROWS
+    return export
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("export_format", ["csv", "json"])  # the product service's formats
+def test_checkpoints_count_the_bytes_of_one_part_and_resume_ignores_bytes_past_them(
+    api, products, worker, media_root, export_format, compression
+):
+    api.post(f"/api/report/product/start?format={export_format}&compression={compression}")
+    worker()
+    uninterrupted = download(api)
+
+    export = paused_export(api, worker, export_format, compression)
+    # Twenty and more checkpoints, and still one part: the run appended to it.
+    (part,) = parts_on_disk(media_root, export)
+    assert export.checkpoint["parts"] == [str(part.relative_to(media_root))]
+    assert export.checkpoint["sizes"] == [part.stat().st_size]
+    # What a run that was lost writes after its last checkpoint: bytes no checkpoint counted.
+    with part.open("ab") as lost_run:
+        lost_run.write(b"<rows of a lost run>\n")
+
+    assert api.post("/api/report/product/resume").status_code == 200
+    worker()
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+    assert download(api) == uninterrupted
+    assert parts_on_disk(media_root, ReportExport.objects.get(pk=export.pk)) == []
+
+
+def test_uninterrupted_export_publishes_its_part_without_copying_it(
+    api, products, worker, media_root, monkeypatch
+):
+    links: list[tuple[str, str]] = []
+    real_link = os.link
+
+    def recording_link(source: str, target: str) -> None:
+        links.append((source, target))
+        real_link(source, target)
+
+    monkeypatch.setattr(os, "link", recording_link)
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    export = ReportExport.objects.get()
+    assert export.status == Status.FINISHED
+    published = Path(media_root) / export.file_name
+    assert [Path(target) for _, target in links] == [published]
+    assert "/parts/" in links[0][0]
+    assert published.stat().st_nlink == 1  # the part's name is gone, the file stays
+    assert len(csv_rows(published)) == ROWS + 1
+    assert export.file_size == published.stat().st_size
+
+
+def test_a_resumed_export_is_assembled_from_both_runs_parts(api, products, worker, media_root):
+    export = paused_export(api, worker, "csv", "none")
+    assert api.post("/api/report/product/resume").status_code == 200
+    worker()
+    export.refresh_from_db()
+    assert export.status == Status.FINISHED
+    rows = csv_rows(Path(media_root) / export.file_name)
+    assert len(rows) == ROWS + 1
+    assert len({row[0] for row in rows[1:]}) == ROWS
+
+
+# --- publish() of sized parts --------------------------------------------------------------
+
+
+def local_storage(tmp_path: Path, **parts: bytes) -> FileSystemStorage:
+    storage = FileSystemStorage(location=tmp_path)
+    for name, content in parts.items():
+        (tmp_path / name).write_bytes(content)
+    return storage
+
+
+def test_a_single_whole_part_is_linked(tmp_path):
+    storage = local_storage(tmp_path, **{"a.part": b"id\n1\n2\n"})
+    name, size = publish(storage, [Part("a.part", 7)], "out.csv", "")
+    assert (name, size) == ("out.csv", 7)
+    assert (tmp_path / "out.csv").samefile(tmp_path / "a.part")
+
+
+def test_a_part_longer_than_counted_is_copied_up_to_its_size(tmp_path):
+    storage = local_storage(tmp_path, **{"a.part": b"id\n1\n2\nlost\n"})
+    name, size = publish(storage, [Part("a.part", 7)], "out.csv", "")
+    assert (tmp_path / name).read_bytes() == b"id\n1\n2\n"
+    assert size == 7
+    assert not (tmp_path / name).samefile(tmp_path / "a.part")
+
+
+def test_sized_parts_are_cut_before_compressing(tmp_path):
+    storage = local_storage(tmp_path, **{"a.part": b"id\n1\nxx", "b.part": b"2\n"})
+    name, size = publish(storage, [Part("a.part", 5), Part("b.part")], "out.csv.gz", "gzip")
+    stored = (tmp_path / name).read_bytes()
+    assert gzip.decompress(stored) == b"id\n1\n2\n"
+    assert size == len(stored)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_parts_and_bytes_are_concatenated_on_a_local_disk(tmp_path, monkeypatch, kernel_copy):
+    if not kernel_copy:  # a file system (or a system) without copy_file_range
+
+        def refuse(*args: Any) -> int:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    storage = local_storage(tmp_path, **{"a.part": b"1\n2\nlost", "b.part": b"3\n"})
+    pieces = [b"<h>", Part("a.part", 4), b",", Part("b.part"), b"<f>"]
+    name, size = publish(storage, pieces, "out.txt", "")
+    assert (tmp_path / name).read_bytes() == b"<h>1\n2\n,3\n<f>"
+    assert size == 13
+
+
+def test_a_part_shorter_than_counted_fails_and_leaves_nothing(tmp_path):
+    storage = local_storage(tmp_path, **{"a.part": b"id\n1\n", "b.part": b"2\n"})
+    with pytest.raises(ReportExportError, match="3 bytes shorter"):
+        publish(storage, [Part("a.part", 8), Part("b.part")], "out.csv", "")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_sized_parts_in_a_storage_that_cannot_append():
+    storage = InMemoryStorage()
+    storage.save("a.part", ContentFile(b"id\n1\nlost"))
+    name, size = publish(storage, [Part("a.part", 5)], "out.csv", "")
+    assert storage.open(name).read() == b"id\n1\n"
+    assert size == 5
+
+
+class PostProcessingStorage(FileSystemStorage):
+    """A file system storage that does something of its own when it saves."""
+
+    def _save(self, name: str, content: Any) -> str:
+        return super()._save(name, content)
+
+
+def test_only_a_plain_file_system_storage_is_written_in_place(tmp_path):
+    assert local_folder(FileSystemStorage(location=tmp_path))
+    assert not local_folder(PostProcessingStorage(location=tmp_path))
+    assert not local_folder(InMemoryStorage())
