@@ -364,6 +364,8 @@ def run_method(
     env = {**base_env(args, url, args.workdir / "media" / database.vendor), **method.env}
     argv = method_argv(method, replace_url(database, url), out, sql)
     direct = method.key in ("copy-psql", "sqlite3-cli")
+    # Each method starts with the writeback of the files before it done, not throttled by it.
+    os.sync()
     wall, code, rss = run_process(argv, env, out if direct else stdout, stderr)
     if code:
         tail = stderr.read_text(errors="replace")[-2000:] if stderr.exists() else ""
