@@ -798,6 +798,36 @@ def test_chunk_rows_shapes() -> None:
     assert ChunkRows([(1,), (2,)], 0, {0: [1, 2]}, skip=1).rows() == [(), ()]
 
 
+def test_chunk_rows_raw_types_from_the_reader() -> None:
+    """A reader that knows the types of its raw values says so; the chunk does not look."""
+    raw = [(1, "a"), (2, "b")]
+    assert ChunkRows(raw, 2).raw_types() == {int, str}
+    chunk = ChunkRows(raw, 2, raw_types={int, str, bytes})
+    assert chunk.raw_types() == {int, str, bytes}
+    assert chunk.replace({1: ["c", "d"]}).raw_types() == {int, str, bytes}
+
+
+@pytest.mark.parametrize("writer_class", WRITERS)
+@pytest.mark.parametrize("blob", [None, b"\x00\xff", b""])
+def test_encode_chunk_with_raw_types_given(writer_class: type[FormatWriter], blob: Any) -> None:
+    """Raw values of the types SQLite returns (bytes among them), with converted columns: the
+    same bytes as from the rows, whether or not a bytes value is there."""
+    columns = ["id", "note", "total", "created"]
+    created = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
+    rows = [
+        (1, "a", Decimal("1.50"), created),
+        (2, blob, Decimal("0E-8"), None),
+        (3, 'say "hi"', None, created),
+    ]
+    raw = [(key, note, 1.5, "2024-05-01 10:00:00") for key, note, _, _ in rows]
+    replaced = {2: [row[2] for row in rows], 3: [row[3] for row in rows]}
+    types = {type(None), int, float, str, bytes}
+    for first in (True, False):
+        chunk = ChunkRows(raw, 4, replaced, raw_types=types)
+        expected = writer_class("order", columns).encode_rows(rows, first=first)
+        assert writer_class("order", columns).encode_chunk(chunk, first=first) == expected
+
+
 @pytest.mark.parametrize("writer_class", WRITERS)
 def test_encode_chunk_is_encode_rows(writer_class: type[FormatWriter]) -> None:
     rows = mixed_rows()

@@ -32,7 +32,7 @@ class ChunkRows:
     copied until asked for, so a writer pays only for the shape it reads.
     """
 
-    __slots__ = ("_columns", "_raw", "_replaced", "_skip", "width")
+    __slots__ = ("_columns", "_raw", "_raw_types", "_replaced", "_skip", "width")
 
     def __init__(
         self,
@@ -41,19 +41,28 @@ class ChunkRows:
         replaced: Mapping[int, list[Any]] | None = None,
         *,
         skip: int = 0,
+        raw_types: Iterable[type] | None = None,
     ) -> None:
         self._raw = raw
         self.width = width
         self._replaced = dict(replaced or {})
         self._skip = skip
         self._columns: dict[int, list[Any]] = {}
+        #: Types every raw value is one of, when the reader knows them without looking.
+        self._raw_types = None if raw_types is None else frozenset(raw_types)
 
     def __len__(self) -> int:
         return len(self._raw)
 
     def replace(self, replaced: Mapping[int, list[Any]]) -> ChunkRows:
         """The same chunk with more columns replaced (this one is not changed)."""
-        return ChunkRows(self._raw, self.width, {**self._replaced, **replaced}, skip=self._skip)
+        return ChunkRows(
+            self._raw,
+            self.width,
+            {**self._replaced, **replaced},
+            skip=self._skip,
+            raw_types=self._raw_types,
+        )
 
     def column(self, index: int) -> list[Any]:
         """The values of column ``index`` (a list the caller must not change)."""
@@ -77,7 +86,10 @@ class ChunkRows:
         return list(self._replaced)
 
     def raw_types(self) -> set[type]:
-        """The ``type()`` of every raw value: those of the columns not replaced, and more."""
+        """The ``type()`` of every raw value: those of the columns not replaced, and more
+        (the types the reader said its raw values have, when it did)."""
+        if self._raw_types is not None:
+            return set(self._raw_types)
         return set(map(type, chain.from_iterable(self._raw)))
 
     def columns(self) -> list[list[Any]]:
@@ -98,7 +110,9 @@ class ChunkRows:
         raw: Any = self._raw
         if self._skip:
             raw = map(itemgetter(slice(self._skip, None)), raw)
-        records = list(map(dict, map(zip, repeat(names), raw)))
+        # Copies of one dict with every key, then filled: no dict grows key by key.
+        records = list(map(dict.copy, repeat(dict.fromkeys(names), len(self._raw))))
+        deque(map(dict.update, records, map(zip, repeat(names), raw)), maxlen=0)
         for index, values in self._replaced.items():
             deque(map(setitem, records, repeat(names[index]), values), maxlen=0)
         return records

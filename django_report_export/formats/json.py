@@ -36,6 +36,8 @@ from django_report_export.formats.values import (
 _NATIVE_TYPES = frozenset({NoneType, str, int, bool, float, uuid.UUID, datetime.date})
 _DECIMAL_TYPES = _NATIVE_TYPES | {decimal.Decimal}
 _DATETIME_TYPES = frozenset({NoneType, datetime.datetime})
+#: Raw value types that need no look at their columns (see ``JSONWriter._plan``).
+_RAW_TYPES = _NATIVE_TYPES | {bytes}
 
 
 class JSONWriter(FormatWriter):
@@ -58,7 +60,9 @@ class JSONWriter(FormatWriter):
     def header(self) -> bytes:
         return b"[\n"
 
-    def _plan(self, chunk: ChunkRows) -> tuple[ChunkRows, int, Callable[[Any], Any]]:
+    def _plan(
+        self, chunk: ChunkRows, *, every_column: bool = False
+    ) -> tuple[ChunkRows, int, Callable[[Any], Any]]:
         """The chunk to write, and orjson's option and default for it, from the types in
         its columns.
 
@@ -66,10 +70,14 @@ class JSONWriter(FormatWriter):
         value itself, the decimals having been replaced by their texts, column by column;
         datetimes are passed through to ``json_default`` when orjson would not write them
         exactly as ``isoformat()``, and so are JSON values, which may nest anything.
+
+        Columns that are not replaced are not looked at when the raw values are all of
+        types orjson writes natively, or bytes: a bytes value makes the plan's ``default``
+        raise, and ``_encode`` then plans again with ``every_column``.
         """
         texts: dict[int, list[Any]] = {}
         indices: Iterable[int] = range(chunk.width)
-        if chunk.replaced() and chunk.raw_types() <= _NATIVE_TYPES:
+        if not every_column and chunk.replaced() and chunk.raw_types() <= _RAW_TYPES:
             indices = chunk.replaced()  # The others need nothing; one pass found that.
         for index in indices:
             types = set(map(type, chunk.values(index)))
@@ -102,18 +110,27 @@ class JSONWriter(FormatWriter):
         return self._encode(chunk, first=first) if len(chunk) else b""
 
     def _encode(self, chunk: ChunkRows, *, first: bool) -> bytes:
-        planned, option, default = self._plan(chunk)
-        try:
-            data = orjson.dumps(planned.records(self.columns), default=default, option=option)
-        except TypeError:
-            pass
-        else:
-            if data.count(self._between) == len(chunk) - 1:
-                data = data.replace(self._between, self._between_lines)
-                # Without the list's brackets, copied once.
-                return b"".join((b"" if first else b",\n", memoryview(data)[1:-1]))
+        data = self._objects(*self._plan(chunk), len(chunk))
+        if data is None and bytes in chunk.raw_types():
+            data = self._objects(*self._plan(chunk, every_column=True), len(chunk))
+        if data is not None:
+            # Without the list's brackets, copied once.
+            return b"".join((b"" if first else b",\n", memoryview(data)[1:-1]))
         body = b",\n".join(map(self._encode_row, chunk.rows()))
         return body if first else b",\n" + body
+
+    def _objects(
+        self, chunk: ChunkRows, option: int, default: Callable[[Any], Any], count: int
+    ) -> bytes | None:
+        """The chunk's objects as a JSON array, one object per line, or ``None`` when
+        orjson refuses a value or the lines cannot be told apart."""
+        try:
+            data = orjson.dumps(chunk.records(self.columns), default=default, option=option)
+        except TypeError:
+            return None
+        lines = data.replace(self._between, self._between_lines)
+        # Each replacement adds one byte (the line end): one scan counts and replaces.
+        return lines if len(lines) - len(data) == count - 1 else None
 
     def footer(self, *, empty: bool) -> bytes:
         return b"]\n" if empty else b"\n]\n"
