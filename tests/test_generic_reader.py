@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import gc
 import math
 import time
 import uuid
@@ -301,6 +302,38 @@ def test_sqlite_stored_values_django_would_not_write(shop: None) -> None:
     assert rows[1][1].utcoffset() == dt.timedelta(hours=2)
     assert_reads_like_values_list(Order.objects.order_by("pk"), ORDER_FIELDS)
     assert_reads_like_values_list(Order.objects.order_by("pk"), ORDER_FIELDS, chunk_size=1)
+
+
+def test_bytes_in_a_text_column(shop: None) -> None:
+    """SQLite keeps a blob in any column: every writer writes it as from the rows."""
+    key = Order.objects.order_by("pk").values_list("pk", flat=True)[1]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE shop_order SET note = %s WHERE id = %s", [b"\x00\xff", key])
+    assert_reads_like_values_list(Order.objects.order_by("pk"), ORDER_FIELDS)
+    for writer_class in (CSVWriter, JSONWriter, XMLWriter):
+        queryset = Order.objects.order_by("pk")
+        rows = list(queryset.values_list(*ORDER_FIELDS))
+        writer = writer_class("o", ORDER_FIELDS)
+        expected = writer.header() + writer.encode_rows(rows, first=True)
+        expected += writer.footer(empty=False)
+        data, _, _ = read_all(OrmChunkReader(queryset, ORDER_FIELDS, writer), 4)
+        assert data == expected
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_garbage_collector_left_as_found(shop: None, enabled: bool) -> None:
+    """The collector is paused while a chunk is read, and left as it was found."""
+    fields = ["id", "number"]
+    reader = OrmChunkReader(Order.objects.order_by("pk"), fields, JSONWriter("o", fields))
+    was_enabled = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        read_all(reader, 3)
+        assert gc.isenabled() is enabled
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- SQLite's converters, column by column, against Django's value by value ------------------

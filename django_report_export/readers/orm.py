@@ -13,7 +13,10 @@ exactly the values ``values_list`` would return, with less work per row:
   ``map`` calls that give what the converter gives value by value;
 * on SQLite, rows are read on a connection of the reader's own without the ``sqlite3``
   module's per-value converters, which are applied column by column instead
-  (``readers/sqlite.py``);
+  (``readers/sqlite.py``); the writer is told the few types such raw values can have, so
+  it need not look at every value to learn them;
+* Python's cyclic garbage collector is paused while a chunk is read and encoded (its
+  objects hold no reference cycles, and collections set off by their number only cost time);
 * on PostgreSQL with Django's connection in UTC, ``timestamptz`` values are loaded by psycopg's
   C loader instead of Django's Python wrapper around it; both return the same aware UTC
   datetimes;
@@ -32,11 +35,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import gc
 import sys
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
 from operator import attrgetter, itemgetter
@@ -51,7 +55,7 @@ from django.db.models.expressions import Col
 
 from django_report_export.formats.base import ChunkRows, FormatWriter
 from django_report_export.readers.base import Chunk, ChunkReader
-from django_report_export.readers.sqlite import Source, SqliteRows
+from django_report_export.readers.sqlite import SQLITE_TYPES, Source, SqliteRows
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 Rows = Sequence[Sequence[Any]]
@@ -172,8 +176,12 @@ class OrmChunkReader(ChunkReader):
         weakref.finalize(self, self._sqlite.close)
 
     def read(self, after: Any, limit: int, *, first: bool) -> Chunk:
+        with _collector_paused():
+            return self._read(after, limit, first=first)
+
+    def _read(self, after: Any, limit: int, *, first: bool) -> Chunk:
         query = self._query(after, limit)
-        rows, converted = self._rows(query, after, limit)
+        rows, converted, raw_types = self._rows(query, after, limit)
         if len(rows) < limit:
             self.close()  # The export's last chunk.
         if not rows:
@@ -186,7 +194,7 @@ class OrmChunkReader(ChunkReader):
         skip = 1 if self.key_index is None else 0
         replaced = {position - skip: values for position, values in converted.items()}
         replaced.pop(-1, None)  # The key that is not exported.
-        chunk = ChunkRows(rows, len(self.fields), replaced, skip=skip)
+        chunk = ChunkRows(rows, len(self.fields), replaced, skip=skip, raw_types=raw_types)
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
 
     def close(self) -> None:
@@ -197,17 +205,20 @@ class OrmChunkReader(ChunkReader):
     def _query(self, after: Any, limit: int) -> _Query:
         return _Query(self.after(after).values_list(*self.select)[:limit])
 
-    def _rows(self, query: _Query, after: Any, limit: int) -> tuple[Rows, dict[int, list[Any]]]:
+    def _rows(
+        self, query: _Query, after: Any, limit: int
+    ) -> tuple[Rows, dict[int, list[Any]], frozenset[type] | None]:
         """The chunk's rows as fetched, and the converted values of the columns that need
-        converting (by position in the select): together, what ``list(values)`` gives."""
+        converting (by position in the select): together, what ``list(values)`` gives.
+        Then the types the fetched values have, when known without looking at them."""
         if query.empty:
-            return [], {}
+            return [], {}, None
         if query.django_only:
-            return list(query.values), {}
+            return list(query.values), {}, None
         if query.sources is not None and self._sqlite.usable():
             fetched = self._sqlite.fetch(query.sql, query.params, query.sources)
             if fetched is not None:
-                return fetched[0], query.convert(*fetched)
+                return fetched[0], query.convert(*fetched), SQLITE_TYPES
         future = self._prefetcher.take(after, limit)
         if future is not None:
             try:
@@ -217,7 +228,7 @@ class OrmChunkReader(ChunkReader):
                 raise
         else:
             raw = query.fetch()
-        return raw, query.convert(raw)
+        return raw, query.convert(raw), None
 
     def _may_prefetch(self) -> bool:
         """Whether to run the next chunk's query on a second connection while this chunk is
@@ -227,6 +238,25 @@ class OrmChunkReader(ChunkReader):
         threads would take turns, not overlap)."""
         connection = connections[self.queryset.db]
         return not connection.in_atomic_block and connection.vendor != "sqlite"
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a chunk is read and encoded.
+
+    A chunk makes some hundred thousand container objects (rows, records, lists), none in a
+    reference cycle; with the collector on, they set off a collection every few hundred, each
+    looking at the young objects, and now and then at every object in the process. After the
+    chunk they are freed by reference counting, and the collector runs again as before.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _convert(

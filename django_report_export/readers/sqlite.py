@@ -33,6 +33,8 @@ from typing import Any
 from django.db import connections
 
 Converter = Callable[[bytes], Any]
+#: The types of the values the ``sqlite3`` module returns without converters.
+SQLITE_TYPES = frozenset({type(None), int, float, str, bytes})
 #: A result column's table and column name.
 Source = tuple[str, str]
 NoneType = type(None)
