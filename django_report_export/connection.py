@@ -22,14 +22,21 @@ from django_report_export.conf import export_settings
 
 _lock = threading.Lock()
 _connections: dict[tuple[str, float], Redis] = {}
+#: The connection of the current settings: every status request asks for it.
+_current: Redis | None = None
 
 
 def get_redis() -> Redis:
+    global _current
+    conn = _current
+    if conn is not None:
+        return conn
     key = (export_settings.QUEUE, float(export_settings.REDIS_TIMEOUT))
     with _lock:
         conn = _connections.get(key)
         if conn is None:
             conn = _connections[key] = _bounded_copy(django_rq.get_connection(key[0]), key[1])
+        _current = conn
         return conn
 
 
@@ -50,6 +57,8 @@ def get_queue() -> Queue:
 
 @receiver(setting_changed)
 def _forget_connections(*, setting: str, **kwargs: Any) -> None:
+    global _current
     if setting in ("RQ_QUEUES", "REPORT_EXPORT"):
         with _lock:
             _connections.clear()
+            _current = None

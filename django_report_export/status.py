@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, cast
 
 from redis import Redis
@@ -56,6 +57,12 @@ return {0, status, id, run, current[4] or ''}
 JSON_FIELDS = ("fields", "filters")
 INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
+#: How ``decode`` reads each typed field; the others stay text.
+_CONVERTERS: dict[str, Any] = {
+    **dict.fromkeys(JSON_FIELDS, json.loads),
+    **dict.fromkeys(INT_FIELDS, int),
+    **dict.fromkeys(FLOAT_FIELDS, float),
+}
 
 
 @dataclass(frozen=True)
@@ -93,16 +100,18 @@ def encode(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-    values: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
-    for name in JSON_FIELDS:
-        values[name] = json.loads(values[name]) if values.get(name) else None
-    for name in INT_FIELDS:
-        values[name] = int(values[name]) if values.get(name) else None
-    for name in FLOAT_FIELDS:
-        values[name] = float(values[name]) if values.get(name) else None
-    for name, value in list(values.items()):
-        if value == "":
+    """The status ``encode`` wrote: typed fields typed (``None`` when absent), "" as ``None``."""
+    # One pass: the status endpoint decodes a hash on every request.
+    values: dict[str, Any] = dict.fromkeys(_CONVERTERS)
+    for key, raw_value in raw.items():
+        name = key.decode()
+        if not raw_value:
             values[name] = None
+            continue
+        text = raw_value.decode()
+        convert = _CONVERTERS.get(name)
+        value = convert(text) if convert is not None else text
+        values[name] = None if value == "" else value
     values["status"] = values["status"] or Status.READY
     return values
 
@@ -136,7 +145,11 @@ class StatusStore:
 
     def __init__(self, connection: Redis) -> None:
         self.redis = connection
-        self._transition = connection.register_script(TRANSITION)
+
+    @cached_property
+    def _transition(self) -> Any:
+        # Registered on first write only: a store is made per call, and reads are the most.
+        return self.redis.register_script(TRANSITION)
 
     def read(self, slot: str) -> dict[str, Any] | None:
         try:
