@@ -15,6 +15,7 @@ from typing import Any
 from django.db import DataError
 from django.http import FileResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.functional import LazyObject, empty
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
@@ -47,6 +48,20 @@ class HistoryPagination(PageNumberPagination):
     max_page_size = 200
 
 
+def unwrap_user(user: Any) -> Any:
+    """The user behind Django's lazy ``request.user``, or ``user`` itself.
+
+    Session authentication hands DRF the ``SimpleLazyObject`` of ``AuthenticationMiddleware``;
+    every attribute read through it raises and catches an ``AttributeError`` inside Django, and
+    the permission check and the status lookup read several. The object is the same one.
+    """
+    if isinstance(user, LazyObject):
+        if user._wrapped is empty:
+            user._setup()
+        return user._wrapped
+    return user
+
+
 @document
 class ReportViewSet(viewsets.ViewSet):
     permission_classes = [ServiceReadPermission]
@@ -75,6 +90,7 @@ class ReportViewSet(viewsets.ViewSet):
         except DataError:
             # Credentials the database cannot even look up (a NUL in a user name).
             raise exceptions.AuthenticationFailed("Invalid credentials.") from None
+        request.user = unwrap_user(request.user)
 
     def check_permissions(self, request: Request) -> None:
         if not (request.user and request.user.is_authenticated):
