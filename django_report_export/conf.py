@@ -76,9 +76,6 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 class ExportSettings:
     """Attribute access to ``settings.REPORT_EXPORT`` with ``DEFAULTS`` filled in."""
 
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
     @property
     def user_settings(self) -> dict[str, Any]:
         value = getattr(settings, SETTING_NAME, {})
@@ -87,21 +84,22 @@ class ExportSettings:
         return value
 
     def __getattr__(self, name: str) -> Any:
+        """A setting's value, read once: kept as an instance attribute, so later reads (a few
+        per status request) are plain attribute reads until ``reload``."""
         if name not in DEFAULTS:
             raise AttributeError(f"Unknown {SETTING_NAME} setting: {name!r}")
-        if name in self._cache:
-            return self._cache[name]
         value = self.user_settings.get(name, DEFAULTS[name])
         allowed = CHOICES.get(name)
         if allowed and value not in allowed:
             raise ImproperlyConfigured(
                 f"settings.{SETTING_NAME}[{name!r}] is {value!r}; expected one of {allowed}."
             )
-        self._cache[name] = value
+        setattr(self, name, value)
         return value
 
     def reload(self) -> None:
-        self._cache.clear()
+        for name in DEFAULTS:
+            self.__dict__.pop(name, None)
 
 
 export_settings = ExportSettings()
