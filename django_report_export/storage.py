@@ -202,10 +202,10 @@ def publish(
     delete_quietly(storage, [name])  # only ever a half-written file of this same export
     if not compression and (linked := _link(storage, pieces, name)):
         return linked
-    blocks = _compressed(_read_pieces(storage, pieces), compression)
     try:
         if not compression and local_folder(storage):
             return _concatenate(storage, pieces, name)
+        blocks = _compressed(_read_pieces(storage, pieces), compression)
         if can_stream(storage):
             stream = StreamedFile(blocks)
             stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
@@ -248,12 +248,7 @@ def _concatenate(storage: Storage, pieces: list[Piece], name: str) -> tuple[str,
                 _write_all(target, piece)
                 continue
             with open(storage.path(piece.name), "rb", buffering=0) as source:
-                copied = _copy_range(source, target, piece.size)
-            if piece.size is not None and copied < piece.size:
-                raise ReportExportError(
-                    f"The part {piece.name} is {piece.size - copied} bytes shorter than its "
-                    "checkpoint counted."
-                )
+                _check_size(piece, _copy_range(source, target, piece.size))
         return stored, target.tell()
 
 
@@ -290,19 +285,24 @@ def _read_pieces(storage: Storage, pieces: Iterable[Piece]) -> Iterator[bytes]:
         if isinstance(piece, bytes):
             yield piece
             continue
-        left = piece.size
+        read = 0
         with storage.open(piece.name, "rb") as source:
-            while left is None or left > 0:
-                data = source.read(COPY_BUFFER if left is None else min(left, COPY_BUFFER))
+            while piece.size is None or read < piece.size:
+                wanted = COPY_BUFFER if piece.size is None else min(piece.size - read, COPY_BUFFER)
+                data = source.read(wanted)
                 if not data:
                     break
-                if left is not None:
-                    left -= len(data)
+                read += len(data)
                 yield data
-        if left:
-            raise ReportExportError(
-                f"The part {piece.name} is {left} bytes shorter than its checkpoint counted."
-            )
+        _check_size(piece, read)
+
+
+def _check_size(part: Part, read: int) -> None:
+    """A part must hold at least the bytes its checkpoint counted."""
+    if part.size is not None and read < part.size:
+        raise ReportExportError(
+            f"The part {part.name} is {part.size - read} bytes shorter than its checkpoint counted."
+        )
 
 
 def _compressed(blocks: Iterator[bytes], compression: str) -> Iterator[bytes]:
