@@ -21,8 +21,8 @@ from rq import Queue
 from django_report_export.conf import export_settings
 
 _lock = threading.Lock()
-_connections: dict[tuple[str, float], Redis] = {}
-#: The connection of the current settings: every status request asks for it.
+#: The connection of the current settings, made on first use: every status request asks
+#: for it. Forgotten when ``RQ_QUEUES`` or ``REPORT_EXPORT`` change.
 _current: Redis | None = None
 
 
@@ -31,13 +31,13 @@ def get_redis() -> Redis:
     conn = _current
     if conn is not None:
         return conn
-    key = (export_settings.QUEUE, float(export_settings.REDIS_TIMEOUT))
     with _lock:
-        conn = _connections.get(key)
-        if conn is None:
-            conn = _connections[key] = _bounded_copy(django_rq.get_connection(key[0]), key[1])
-        _current = conn
-        return conn
+        if _current is None:
+            _current = _bounded_copy(
+                django_rq.get_connection(export_settings.QUEUE),
+                float(export_settings.REDIS_TIMEOUT),
+            )
+        return _current
 
 
 def _bounded_copy(conn: Redis, timeout: float) -> Redis:
@@ -60,5 +60,4 @@ def _forget_connections(*, setting: str, **kwargs: Any) -> None:
     global _current
     if setting in ("RQ_QUEUES", "REPORT_EXPORT"):
         with _lock:
-            _connections.clear()
             _current = None
