@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django_rq import get_queue
+from rq import Worker
 
 from django_report_export.connection import get_redis
 from django_report_export.models import ReportExport, Status
@@ -25,10 +27,11 @@ from .workers import WorkerProcess, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ORDERS = 1500
-#: Three shards of 500 orders, read 3 rows at a time, each worker lost after 1.5 s of silence.
+#: Three shards of 500 orders, read a row at a time (so a shard lasts long enough to be caught
+#: mid-way), each worker lost after 1.5 s of silence.
 SHARDED = {
     "SHARD_ROWS": 500,
-    "CHUNK_SIZE": 3,
+    "CHUNK_SIZE": 1,
     "CHECKPOINT_INTERVAL": 0.2,
     "HEARTBEAT_INTERVAL": 0.2,
     "STALE_AFTER": 1.5,
@@ -78,11 +81,13 @@ def test_worker_killed_mid_shard_and_the_export_still_finishes_identical(
         s3_env = request.getfixturevalue("exports_storage")
         env = [host(tmp_path, f"host-{i}", s3_env) for i in range(3)]
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **SHARDED}
-    assert api.post("/api/report/order/start?format=xml").status_code == 202
-    export = ReportExport.objects.get(status=Status.STARTING)
     logs = [tmp_path / f"worker-{i}.log" for i in range(3)]
     workers = [WorkerProcess(logs[i], env=env[i], **SHARDED) for i in range(2)]
     try:
+        # Both workers listen before the export is queued, so neither finds it half done.
+        wait_for(lambda: len(Worker.all(queue=get_queue())) == 2, timeout=60)
+        assert api.post("/api/report/order/start?format=xml").status_code == 202
+        export = ReportExport.objects.get(status=Status.STARTING)
         # Both workers export a shard at once.
         wait_for(lambda: len(running_shards(export)) == 2, timeout=60)
         wait_for(lambda: status(api)["processed"] >= 300, timeout=60)
