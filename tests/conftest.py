@@ -43,6 +43,35 @@ def redis_server() -> Redis:
     return conn
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flush_postgres_by_delete() -> Iterator[None]:
+    """Empty PostgreSQL's tables after a transactional test with ``DELETE`` instead of
+    ``TRUNCATE``: truncating the project's tables takes about 250 ms on a small disk, most of
+    a small test's time, where deleting the few rows a test leaves takes a millisecond.
+    Django's foreign keys on PostgreSQL are deferred, so the order of the deletes is free."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(
+        self: DatabaseOperations,
+        style: Any,
+        tables: Any,
+        *,
+        reset_sequences: bool = False,
+        allow_cascade: bool = False,
+    ) -> list[str]:
+        if reset_sequences or allow_cascade:
+            return truncate(
+                self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+            )
+        return [f"DELETE FROM {self.quote_name(table)};" for table in tables]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def redis_db(redis_server: Redis) -> Iterator[Redis]:
     redis_server.flushdb()
