@@ -10,13 +10,15 @@ Methods:
 
 * ``job-csv``, ``job-json``, ``job-xml``: the project's export job end to end. An export is
   started through ``control.start`` (as the API does) and run by a forking RQ worker in burst
-  mode; its work horse reports the job's time, from taking the job to the file published, and
-  its own peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path.
+  mode; its work horse reports the job's time, from taking the job to the file published, the
+  time of the reader's ``read`` calls within it (``bench.worker.ReaderClock``), and its own
+  peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path.
 * ``shards-csv``, ...: the same job with ``BENCH_WORKERS`` (2) forking workers side by side
   and the export split into as many shards; its time runs from the start to the file
   published.
 * ``loop-csv``, ...: the same reader and writer loop without the job's machinery (no Redis
-  progress, no pause/cancel checks, no checkpoints, no parts, no publishing).
+  progress, no pause/cancel checks, no checkpoints, no parts, no publishing), with the time
+  of its ``read`` calls measured the same way.
 * ``copy-psycopg``: ``COPY (<the service's SQL>) TO STDOUT (FORMAT csv)`` through Django's
   connection (psycopg 3 ``cursor.copy()``); raw column values, as PostgreSQL writes them.
 * ``naive-values-list-csv``: ``values_list().iterator(5000)`` and ``csv.writer``.
@@ -125,6 +127,7 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     return {
         # One worker: the job itself; several: from the start to the file published.
         "seconds": horses[0]["job_seconds"] if workers == 1 else seconds,
+        "read_seconds": sum(horse["read_seconds"] for horse in horses),
         "start_to_end_seconds": seconds,
         "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
         "horse_rss_at_start_kib": horses[0]["horse_rss_at_start_kib"],
@@ -172,6 +175,7 @@ def run_workers(count: int, export_id: Any) -> None:
 
 def loop(out: Path, export_format: str) -> dict[str, Any]:
     """The job's reader and writer loop alone, straight into the file."""
+    from bench.worker import ReaderClock
     from django_report_export.conf import export_settings
     from django_report_export.formats import get_writer_class
     from django_report_export.readers import get_reader
@@ -182,7 +186,7 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
     reader = get_reader(queryset, fields, writer)
     chunk_size = export_settings.CHUNK_SIZE
     processed, last_key = 0, None
-    with out.open("wb") as file:
+    with ReaderClock.running() as reader_clock, out.open("wb") as file:
         file.write(writer.header())
         while True:
             chunk = reader.read(last_key, chunk_size, first=processed == 0)
@@ -195,6 +199,7 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
         file.write(writer.footer(empty=processed == 0))
     return {
         "seconds": time.perf_counter() - started,
+        "read_seconds": reader_clock.seconds,
         "rows": processed,
         "reader": type(reader).__name__,
     }

@@ -67,6 +67,7 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     assert "### Goals" in report
     assert "Byte identity broken" not in report
     assert "### One worker and 2 workers" in report
+    assert "job machinery ≤ 5%, time outside the reader" in report
     # job, job in 2 shards on 2 workers, and the loop alone all ran, and wrote the same bytes
     if on_postgres:
         assert "psql COPY" in report or "psycopg 3 cursor.copy()" in report
