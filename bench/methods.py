@@ -186,7 +186,7 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
     reader = get_reader(queryset, fields, writer)
     chunk_size = export_settings.CHUNK_SIZE
     processed, last_key = 0, None
-    with ReaderClock.running() as reader_clock, out.open("wb") as file:
+    with ReaderClock().running() as reader_clock, out.open("wb") as file:
         file.write(writer.header())
         while True:
             chunk = reader.read(last_key, chunk_size, first=processed == 0)
