@@ -84,7 +84,8 @@ def test_worker_killed_mid_shard_and_the_export_still_finishes_identical(
     logs = [tmp_path / f"worker-{i}.log" for i in range(3)]
     workers = [WorkerProcess(logs[i], env=env[i], **SHARDED) for i in range(2)]
     try:
-        # Both workers listen before the export is queued, so neither finds it half done.
+        # Both workers listen before the export is queued: a worker still starting could
+        # find every shard already done by the other.
         wait_for(lambda: len(Worker.all(queue=get_queue())) == 2, timeout=60)
         assert api.post("/api/report/order/start?format=xml").status_code == 202
         export = ReportExport.objects.get(status=Status.STARTING)
