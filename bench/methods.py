@@ -12,7 +12,8 @@ Methods:
   started through ``control.start`` (as the API does) and run by a forking RQ worker in burst
   mode; its work horse reports the job's time, from taking the job to the file published, the
   time of the reader's ``read`` calls within it (``bench.worker.ReaderClock``), and its own
-  peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path.
+  peak RSS. ``REPORT_EXPORT_SETTINGS='{"FAST_PATH": false}'`` selects the generic path;
+  ``BENCH_IN_PROCESS=1`` runs the job in the worker's own process instead of a work horse.
 * ``shards-csv``, ...: the same job with ``BENCH_WORKERS`` (2) forking workers side by side
   and the export split into as many shards; its time runs from the start to the file
   published.
@@ -87,7 +88,7 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     or ``BENCH_WORKERS`` of them side by side with the export split into as many shards."""
     import django_rq
 
-    from bench.worker import RESULT_ENV, MeasuringWorker
+    from bench.worker import RESULT_ENV, InProcessMeasuringWorker, MeasuringWorker
     from django_report_export import control
     from django_report_export.conf import export_settings
     from django_report_export.connection import get_redis
@@ -111,7 +112,9 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     started = time.perf_counter()
     status = control.start(service, request)
     if workers == 1:
-        worker = django_rq.get_worker(export_settings.QUEUE, worker_class=MeasuringWorker)
+        in_process = os.environ.get("BENCH_IN_PROCESS") == "1"
+        worker_class = InProcessMeasuringWorker if in_process else MeasuringWorker
+        worker = django_rq.get_worker(export_settings.QUEUE, worker_class=worker_class)
         worker.work(burst=True, logging_level="WARNING")
     else:
         run_workers(workers, status["id"])

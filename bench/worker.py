@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from rq import Worker
+from rq import SimpleWorker, Worker
 
 #: Environment variable naming the file the work horse writes its figures to.
 RESULT_ENV = "BENCH_HORSE_RESULT"
@@ -60,17 +60,17 @@ class ReaderClock:
                 reader.read = read  # type: ignore[method-assign]
 
 
-class MeasuringWorker(Worker):
-    """A forking RQ worker: its work horse (the process running the export job) appends the
-    job's duration, its reader's share of it and its own peak RSS, one JSON line per job, to
-    the file named by ``BENCH_HORSE_RESULT``."""
+class JobFigures:
+    """Worker behaviour: the process running the export job appends the job's duration, its
+    reader's share of it and its own peak RSS, one JSON line per job, to the file named by
+    ``BENCH_HORSE_RESULT``."""
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
         started = time.perf_counter()
         rss_before = peak_rss_kib()
         with ReaderClock().running() as reader_clock:
             try:
-                return super().perform_job(job, queue, *args, **kwargs)
+                return super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
             finally:
                 figures = {
                     "job_seconds": time.perf_counter() - started,
@@ -83,3 +83,13 @@ class MeasuringWorker(Worker):
                 if path:
                     with open(path, "a", encoding="utf-8") as result:
                         result.write(json.dumps(figures) + "\n")
+
+
+class MeasuringWorker(JobFigures, Worker):
+    """A forking RQ worker whose work horse reports the job's figures."""
+
+
+class InProcessMeasuringWorker(JobFigures, SimpleWorker):
+    """An RQ worker that runs the job in its own process (``SimpleWorker``) and reports its
+    figures: ``bench.instructions`` counts one process, where a forked work horse's count
+    would begin with everything its parent had counted before the fork."""
