@@ -1,4 +1,5 @@
-"""The benchmark still runs: ``python -m bench`` at a small size, in a subprocess.
+"""The benchmarks still run: ``python -m bench`` and ``python -m bench.instructions`` at a small
+size, in a subprocess.
 
 Nothing here is timed; the figures of a small run mean little. Each suite runs the part of
 its own database: SQLite's, or PostgreSQL's (in a ``bench_*`` database of its own), so the
@@ -8,6 +9,7 @@ whole CI (the suite on each) runs the benchmark once.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +78,49 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     else:
         assert "sqlite csv: 3 job/loop variants, identical files" in report
     assert (tmp_path / "results.json").exists()
+
+
+def valgrind() -> None:
+    """Skips locally, fails under CI, when valgrind is absent (``.ci/run`` installs it)."""
+    if not shutil.which("valgrind"):
+        message = "the instruction count needs valgrind (apt-get install valgrind)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_instruction_count_runs_at_small_size(tmp_path: Any) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the instruction count is SQLite's; the SQLite suite runs it")
+    valgrind()
+    args = [
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--rows",
+        "500",
+        "--formats",
+        "csv",
+        "--redis-url",
+        settings.RQ_QUEUES["default"]["URL"],
+        "--workdir",
+        str(tmp_path),
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "REPORT_EXPORT_SETTINGS"}
+    result = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr[-4000:]}"
+    line = next(row for row in result.stdout.splitlines() if row.startswith("| CSV |"))
+    cells = [cell.strip() for cell in line.split("|")[2:-1]]
+    loop_per_row, job_per_row = (int(cell.replace(",", "")) for cell in cells[:2])
+    once = float(cells[3].removesuffix(" M").replace(",", ""))
+    # A row is tens of thousands of instructions, in the job and the loop alone. (At a few
+    # hundred rows, time-bound work such as heartbeats moves the per-row figures by a quarter;
+    # the benchmark's default is 20,000 rows.)
+    assert 10_000 < loop_per_row < 1_000_000, line
+    assert 10_000 < job_per_row < 1_000_000, line
+    # The job's once-per-export work is its imports, its worker and its bookkeeping: about a
+    # hundred million instructions. A count that took in a forked child's copy of its parent's
+    # would be some billions.
+    assert 0 < once < 1_000, line

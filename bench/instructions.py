@@ -1,0 +1,263 @@
+"""What the export job's machinery costs in instructions, on SQLite:
+``python -m bench.instructions [--rows N] [--formats csv,json,xml] [--cache]``.
+
+Wall time on a shared 2-vCPU machine moves by a quarter between runs of the same code, so a
+machinery of a few per cent cannot be seen in it (docs/performance.md, *The job around the
+reader*). An instruction count does not move: valgrind's cachegrind counts the same program on
+the same data the same way whatever else the machine is doing. SQLite runs inside the
+exporting process, so there the count holds all the work of an export.
+
+For each format, the export job (``bench.methods job-FMT``, its burst worker running the job in
+its own process: a forked work horse's count would begin with everything its parent had
+counted) and the reader and writer loop alone (``loop-FMT``) run under cachegrind on N and on
+2N orders. The difference between the two counts is what N rows cost, per-chunk work (progress
+reports, pause and cancel checks) included; what is left at N rows, less the count of a
+process that only starts Python and sets Django up (``bench.methods sql``), is the work done
+once per export (for the job: its imports, the worker, counting, the run token, checkpoints,
+publishing, RQ's own bookkeeping of the job). Both give each method's count at ``--project``
+rows, and the job's over the loop's is the machinery's cost. ``--cache`` also simulates the
+caches and prints the data cache misses per row (about three times slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.run import FORMATS, PYTHON, ROOT, base_env, check_redis, ensure_data, say
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+@dataclass(frozen=True)
+class Count:
+    """Cachegrind's totals of one run, summed over its processes."""
+
+    instructions: int
+    d1_misses: int = 0  # first-level data cache misses, reads and writes
+    ll_misses: int = 0  # last-level data cache misses, reads and writes
+
+    def __sub__(self, other: Count) -> Count:
+        return Count(
+            self.instructions - other.instructions,
+            self.d1_misses - other.d1_misses,
+            self.ll_misses - other.ll_misses,
+        )
+
+
+def read_counts(files: list[Path]) -> Count:
+    totals: dict[str, int] = {}
+    for path in files:
+        events: list[str] = []
+        for line in path.read_text().splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("summary:"):
+                for event, value in zip(events, line.split()[1:], strict=True):
+                    totals[event] = totals.get(event, 0) + int(value)
+    if "Ir" not in totals:
+        raise RuntimeError(f"no cachegrind summary in {', '.join(map(str, files))}")
+    return Count(
+        totals["Ir"],
+        totals.get("D1mr", 0) + totals.get("D1mw", 0),
+        totals.get("DLmr", 0) + totals.get("DLmw", 0),
+    )
+
+
+def counted(args: argparse.Namespace, method: str, orders: int) -> Count:
+    """Run ``bench.methods METHOD`` on the database of ``orders`` orders under cachegrind."""
+    folder = args.workdir / "instructions" / f"{method}-{orders}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    out = folder / f"export.{method.rpartition('-')[2]}"
+    env = base_env(args, database_url(args, orders), args.workdir / "media" / "instructions")
+    env["PYTHONHASHSEED"] = "0"  # the same string hashes, hence the same dict probes, each run
+    env["BENCH_IN_PROCESS"] = "1"  # one process: a forked child's count starts from its parent's
+    argv = [
+        "valgrind",
+        "--tool=cachegrind",
+        f"--cache-sim={'yes' if args.cache else 'no'}",
+        *([f"--LL={last_level_cache()}"] if args.cache else []),
+        f"--cachegrind-out-file={folder}/cachegrind.%p",
+        PYTHON,
+        "-m",
+        "bench.methods",
+        method,
+        str(out),
+    ]
+    say(f"{method}, {orders:,} orders, under cachegrind")
+    log = folder / "log.txt"
+    with log.open("wb") as output:
+        code = subprocess.run(argv, cwd=ROOT, env=env, stdout=output, stderr=output).returncode
+    if code:
+        raise RuntimeError(f"{method} failed (exit {code}): {log.read_text()[-2000:]}")
+    return read_counts(sorted(folder.glob("cachegrind.*")))
+
+
+def last_level_cache() -> str:
+    """The machine's last-level cache as cachegrind's ``--LL=size,ways,line`` takes it, from
+    sysfs: cachegrind's own reading of the CPU (``cpuid``) can be wrong on a virtual machine
+    (a 256 MB direct-mapped L3 on one with 32 MB, 16 ways)."""
+    caches = Path("/sys/devices/system/cpu/cpu0/cache")
+    levels = []
+    for index in caches.glob("index*"):
+        if (index / "type").read_text().strip() == "Unified":
+            levels.append(index)
+    if not levels:
+        raise SystemExit(f"No unified cache under {caches}: leave out --cache.")
+    last = max(levels, key=lambda index: int((index / "level").read_text()))
+    size = (last / "size").read_text().strip()
+    size_bytes = int(size.rstrip("KM")) * {"K": 1024, "M": 1024**2}.get(size[-1], 1)
+    ways = int((last / "ways_of_associativity").read_text())
+    line = int((last / "coherency_line_size").read_text())
+    return f"{size_bytes},{ways},{line}"
+
+
+def database_url(args: argparse.Namespace, orders: int) -> str:
+    return f"sqlite:///{args.workdir / f'shop-{orders}.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    export_format: str
+    orders: int  # N
+    startup: Count  # a process that only starts Python and sets Django up
+    loop: tuple[Count, Count]  # at N and 2N orders
+    job: tuple[Count, Count]
+
+    def per_row(self, runs: tuple[Count, Count]) -> Count:
+        difference = runs[1] - runs[0]
+        return Count(*(round(value / self.orders) for value in vars(difference).values()))
+
+    def once(self, runs: tuple[Count, Count]) -> int:
+        """Instructions of one export that do not grow with its rows, start-up left out."""
+        grown = runs[1].instructions - runs[0].instructions  # what N more rows cost
+        return runs[0].instructions - grown - self.startup.instructions
+
+    def projected(self, runs: tuple[Count, Count], rows: int) -> int:
+        """Instructions of an export of ``rows`` rows, start-up left out."""
+        per_row = (runs[1].instructions - runs[0].instructions) / self.orders
+        return self.once(runs) + round(per_row * rows)
+
+
+def measure(args: argparse.Namespace) -> list[Measured]:
+    jobs = {}
+    loops = {}
+    # The jobs share the Redis database (each flushes it), so they run one after another;
+    # the loops and the start-up, which do not touch Redis, run beside them.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        job_runs = pool.submit(
+            lambda: {
+                (fmt, n): counted(args, f"job-{fmt}", n)
+                for fmt in args.formats
+                for n in (args.rows, 2 * args.rows)
+            }
+        )
+        loop_runs = pool.submit(
+            lambda: (
+                {
+                    (fmt, n): counted(args, f"loop-{fmt}", n)
+                    for fmt in args.formats
+                    for n in (args.rows, 2 * args.rows)
+                }
+                | {("startup", args.rows): counted(args, "sql", args.rows)}
+            )
+        )
+        jobs, loops = job_runs.result(), loop_runs.result()
+    startup = loops[("startup", args.rows)]
+    return [
+        Measured(
+            fmt,
+            args.rows,
+            startup,
+            (loops[(fmt, args.rows)], loops[(fmt, 2 * args.rows)]),
+            (jobs[(fmt, args.rows)], jobs[(fmt, 2 * args.rows)]),
+        )
+        for fmt in args.formats
+    ]
+
+
+def report(args: argparse.Namespace, results: list[Measured]) -> str:
+    rows = args.project
+    lines = [
+        f"Instructions (cachegrind), SQLite, {args.rows:,} and {2 * args.rows:,} orders; "
+        f"projected to {rows:,}:",
+        "",
+        "| format | loop per row | job per row | per row | once per export, job over loop "
+        f"| job over loop at {rows:,} rows |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        loop_row, job_row = result.per_row(result.loop), result.per_row(result.job)
+        once = result.once(result.job) - result.once(result.loop)
+        total = result.projected(result.job, rows) / result.projected(result.loop, rows)
+        lines.append(
+            f"| {result.export_format.upper()} | {loop_row.instructions:,} "
+            f"| {job_row.instructions:,} "
+            f"| {(job_row.instructions / loop_row.instructions - 1) * 100:+.2f}% "
+            f"| {once / 1e6:+,.0f} M | {(total - 1) * 100:+.2f}% |"
+        )
+    if args.cache:
+        lines += [
+            "",
+            "| format | D1 misses per row, loop | job | LL misses per row, loop | job |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for result in results:
+            loop_row, job_row = result.per_row(result.loop), result.per_row(result.job)
+            lines.append(
+                f"| {result.export_format.upper()} | {loop_row.d1_misses:,} "
+                f"| {job_row.d1_misses:,} | {loop_row.ll_misses:,} | {job_row.ll_misses:,} |"
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.instructions", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--rows", type=int, default=20_000, help="N (default 20,000)")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="default csv,json,xml")
+    parser.add_argument(
+        "--project", type=int, default=1_000_000, help="rows to project to (default 1,000,000)"
+    )
+    parser.add_argument("--cache", action="store_true", help="also simulate the caches")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help=f"Redis database, flushed by the job runs (default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var")) / "bench",
+        help="SQLite files and cachegrind's output (default var/bench)",
+    )
+    args = parser.parse_args(argv)
+    args.formats = [part for part in args.formats.split(",") if part]
+    if unknown := set(args.formats) - set(FORMATS):
+        parser.error(f"unknown format {sorted(unknown)[0]!r}: csv, json or xml")
+    args.workdir = args.workdir.resolve()
+    args.reseed = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (apt-get install -y valgrind).")
+    check_redis(args.redis_url)
+    for orders in (args.rows, 2 * args.rows):
+        ensure_data(args, database_url(args, orders), orders)
+    print(report(args, measure(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
