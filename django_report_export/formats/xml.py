@@ -56,6 +56,7 @@ _SPECIAL_RE = re.compile(f"[&<>\r{_FORBIDDEN}]")
 #: ``_NULL`` standing for ``None``. Both are forbidden characters, so no escaped text holds
 #: them; a column whose text does hold one is escaped text by text instead.
 _SEPARATOR = "\x00"
+_SEPARATOR_BYTE = _SEPARATOR.encode()
 _NULL = "\x01"
 _NULL_OR_SELF: dict[Any, Any] = {None: _NULL}
 # Forbidden and special characters, but for the separator and the null mark.
@@ -140,6 +141,8 @@ class XMLWriter(FormatWriter):
         self.element_names = [xml_name(column) for column in self.columns]
         self._record_start = f"<{self.record_name}>"
         self._record_end = f"</{self.record_name}>\n"
+        self._record_start_bytes = self._record_start.encode()
+        self._record_end_bytes = self._record_end.encode()
         self._opening_tags = [f"<{name}>" for name in self.element_names]
         self._closing_tags = [f"</{name}>" for name in self.element_names]
 
@@ -164,14 +167,16 @@ class XMLWriter(FormatWriter):
             if null is not None:
                 # A null is exactly <a>\x01</a> (or <a>null</a> from tokens): drop it.
                 elements = elements.replace(opening + null + closing, "")
-            column_elements = elements.split(_SEPARATOR)
+            # Encoded column by column, then joined as bytes: a chunk's text joined first would
+            # take four bytes a character wherever one of its texts holds an emoji. The
+            # separator is a forbidden character, so its byte is nowhere else in the UTF-8.
+            # Every surrogate was replaced, so the text always encodes.
+            column_elements = elements.encode("utf-8").split(_SEPARATOR_BYTE)
             if len(column_elements) != len(rows):  # pragma: no cover - a bug if it happens
                 raise AssertionError("XML column split out of step with its rows.")
             columns.append(column_elements)
-        records = zip(repeat(self._record_start), *columns, repeat(self._record_end))
-        body = "".join(chain.from_iterable(records))
-        # Every surrogate was replaced, so the text always encodes.
-        return body.encode("utf-8")
+        records = zip(repeat(self._record_start_bytes), *columns, repeat(self._record_end_bytes))
+        return b"".join(chain.from_iterable(records))
 
     def footer(self, *, empty: bool) -> bytes:
         return f"</{self.root_name}>\n".encode()
