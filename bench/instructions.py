@@ -22,7 +22,6 @@ caches and prints the data cache misses per row (about three times slower).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -30,9 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.run import FORMATS, PYTHON, ROOT, base_env, check_redis, ensure_data, say
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
+from bench.run import (
+    FORMATS,
+    PYTHON,
+    ROOT,
+    add_redis_and_workdir,
+    base_env,
+    check_redis,
+    ensure_data,
+    say,
+)
 
 
 @dataclass(frozen=True)
@@ -228,17 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--project", type=int, default=1_000_000, help="rows to project to (default 1,000,000)"
     )
     parser.add_argument("--cache", action="store_true", help="also simulate the caches")
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-        help=f"Redis database, flushed by the job runs (default {DEFAULT_REDIS_URL})",
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var")) / "bench",
-        help="SQLite files and cachegrind's output (default var/bench)",
-    )
+    add_redis_and_workdir(parser, workdir_holds="SQLite files and cachegrind's output")
     args = parser.parse_args(argv)
     args.formats = [part for part in args.formats.split(",") if part]
     if unknown := set(args.formats) - set(FORMATS):

@@ -697,6 +697,21 @@ def identity(results: dict[str, list[Outcome]]) -> Iterator[str]:
 # --- Main -----------------------------------------------------------------------------------
 
 
+def add_redis_and_workdir(parser: argparse.ArgumentParser, workdir_holds: str) -> None:
+    """The options every benchmark command shares: its Redis database and its folder."""
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+        help=f"Redis database, flushed by the runs (default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var")) / "bench",
+        help=f"{workdir_holds} (default var/bench)",
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders (default 1,000,000)")
@@ -713,17 +728,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"PostgreSQL database to use, created if missing (default {DEFAULT_PG_URL}); "
         "the memory check uses <name>_small beside it",
     )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-        help=f"Redis database, flushed by the runs (default {DEFAULT_REDIS_URL})",
-    )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(os.environ.get("DEMO_VAR_DIR", ROOT / "var")) / "bench",
-        help="SQLite files, outputs and logs (default var/bench)",
-    )
+    add_redis_and_workdir(parser, workdir_holds="SQLite files, outputs and logs")
     parser.add_argument("--only", default="", help="run only methods whose name has one of these")
     parser.add_argument("--skip", default="", help="skip methods whose name has one of these")
     parser.add_argument(
