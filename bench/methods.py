@@ -84,8 +84,9 @@ def service_sql(inline: bool = True) -> str:
 
 
 def job(out: Path, export_format: str) -> dict[str, Any]:
-    """Start an export as the API does and run it with forking RQ workers: one in burst mode,
-    or ``BENCH_WORKERS`` of them side by side with the export split into as many shards."""
+    """Start an export as the API does and run it with RQ workers: one in burst mode (forking,
+    or with ``BENCH_IN_PROCESS=1`` running the job itself), or ``BENCH_WORKERS`` forking ones
+    side by side with the export split into as many shards."""
     import django_rq
 
     from bench.worker import RESULT_ENV, InProcessMeasuringWorker, MeasuringWorker

@@ -1,5 +1,5 @@
-"""An RQ worker whose work horse records how long the job took, how much of it the reader took,
-and its peak memory."""
+"""RQ workers whose process running the export job records how long the job took, how much of
+it the reader took, and its peak memory: a forking one, and one that runs the job itself."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     assert (tmp_path / "results.json").exists()
 
 
-def valgrind() -> None:
+def require_valgrind() -> None:
     """Skips locally, fails under CI, when valgrind is absent (``.ci/run`` installs it)."""
     if not shutil.which("valgrind"):
         message = "the instruction count needs valgrind (apt-get install valgrind)"
@@ -92,7 +92,7 @@ def valgrind() -> None:
 def test_instruction_count_runs_at_small_size(tmp_path: Any) -> None:
     if connection.vendor != "sqlite":
         pytest.skip("the instruction count is SQLite's; the SQLite suite runs it")
-    valgrind()
+    require_valgrind()
     args = [
         sys.executable,
         "-m",
@@ -124,3 +124,56 @@ def test_instruction_count_runs_at_small_size(tmp_path: Any) -> None:
     # hundred million instructions. A count that took in a forked child's copy of its parent's
     # would be some billions.
     assert 0 < once < 1_000, line
+
+
+def test_instruction_arithmetic() -> None:
+    from bench.instructions import Count, Measured
+
+    # Start-up 100; the loop 1,000 once and 10 a row, the job 1,200 once and 11 a row.
+    def runs(once: int, per_row: int) -> tuple[Count, Count]:
+        return Count(100 + once + per_row * 50), Count(100 + once + per_row * 100)
+
+    measured = Measured("csv", 50, Count(100), loop=runs(1_000, 10), job=runs(1_200, 11))
+    assert measured.per_row(measured.loop).instructions == 10
+    assert measured.per_row(measured.job).instructions == 11
+    assert measured.once(measured.loop) == 1_000
+    assert measured.once(measured.job) == 1_200
+    assert measured.projected(measured.job, 1_000) == 1_200 + 11_000
+
+
+def fake_cpu(root: Path, size: str, ways: int) -> Path:
+    for index, (level, kind, index_size) in enumerate(
+        [(1, "Data", "32K"), (2, "Unified", "512K"), (3, "Unified", size)]
+    ):
+        folder = root / "cache" / f"index{index}"
+        folder.mkdir(parents=True)
+        for name, value in [
+            ("level", level),
+            ("type", kind),
+            ("size", index_size),
+            ("ways_of_associativity", 8 if level < 3 else ways),
+            ("coherency_line_size", 64),
+        ]:
+            (folder / name).write_text(f"{value}\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("size", "ways", "expected"),
+    [
+        ("32768K", 16, "33554432,16,64"),
+        ("12288K", 16, "12582912,24,64"),  # 12,288 sets: taken as 8,192 sets of 24 ways
+        ("1M", 8, "1048576,8,64"),
+    ],
+)
+def test_last_level_cache_from_sysfs(tmp_path: Path, size: str, ways: int, expected: str) -> None:
+    from bench.instructions import last_level_cache
+
+    assert last_level_cache(fake_cpu(tmp_path, size, ways)) == expected
+
+
+def test_last_level_cache_refuses_what_cachegrind_cannot_simulate(tmp_path: Path) -> None:
+    from bench.instructions import last_level_cache
+
+    with pytest.raises(SystemExit, match="not a power of two"):
+        last_level_cache(fake_cpu(tmp_path, "36608K", 11))
