@@ -139,10 +139,8 @@ class XMLWriter(FormatWriter):
         self.root_name = xml_name(f"{service}List")
         self.record_name = xml_name(service)
         self.element_names = [xml_name(column) for column in self.columns]
-        self._record_start = f"<{self.record_name}>"
-        self._record_end = f"</{self.record_name}>\n"
-        self._record_start_bytes = self._record_start.encode()
-        self._record_end_bytes = self._record_end.encode()
+        self._record_start = f"<{self.record_name}>".encode()
+        self._record_end = f"</{self.record_name}>\n".encode()
         self._opening_tags = [f"<{name}>" for name in self.element_names]
         self._closing_tags = [f"</{name}>" for name in self.element_names]
 
@@ -155,7 +153,7 @@ class XMLWriter(FormatWriter):
         width = len(self.columns)
         if not width:
             check_width(rows, 0)
-            return ((self._record_start + self._record_end) * len(rows)).encode()
+            return (self._record_start + self._record_end) * len(rows)
         columns = []
         for column, opening, closing in zip(
             columns_of(rows, width), self._opening_tags, self._closing_tags, strict=True
@@ -168,14 +166,14 @@ class XMLWriter(FormatWriter):
                 # A null is exactly <a>\x01</a> (or <a>null</a> from tokens): drop it.
                 elements = elements.replace(opening + null + closing, "")
             # Encoded column by column, then joined as bytes: a chunk's text joined first would
-            # take four bytes a character wherever one of its texts holds an emoji. The
+            # take four bytes a character as soon as one of its texts held an emoji. The
             # separator is a forbidden character, so its byte is nowhere else in the UTF-8.
             # Every surrogate was replaced, so the text always encodes.
             column_elements = elements.encode("utf-8").split(_SEPARATOR_BYTE)
             if len(column_elements) != len(rows):  # pragma: no cover - a bug if it happens
                 raise AssertionError("XML column split out of step with its rows.")
             columns.append(column_elements)
-        records = zip(repeat(self._record_start_bytes), *columns, repeat(self._record_end_bytes))
+        records = zip(repeat(self._record_start), *columns, repeat(self._record_end))
         return b"".join(chain.from_iterable(records))
 
     def footer(self, *, empty: bool) -> bytes:
