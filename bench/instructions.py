@@ -96,7 +96,7 @@ def counted(args: argparse.Namespace, method: str, orders: int, copy: str = "") 
         "valgrind",
         "--tool=cachegrind",
         f"--cache-sim={'yes' if args.cache else 'no'}",
-        *([f"--LL={last_level_cache()}"] if args.cache else []),
+        *([f"--LL={args.last_level_cache}"] if args.cache else []),
         f"--cachegrind-out-file={folder}/cachegrind.%p",
         PYTHON,
         "-m",
@@ -271,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind).")
     check_redis(args.redis_url)
+    # Read once, and before seeding: a cache cachegrind cannot simulate stops the run here.
+    args.last_level_cache = last_level_cache() if args.cache else None
     for orders in (args.rows, 2 * args.rows):
         ensure_data(args, database_url(args, orders), orders)
     print(report(args, measure(args)))
