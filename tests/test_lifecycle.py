@@ -11,6 +11,7 @@ import json
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import clear_url_caches, include, path, set_script_prefix
 
 from django_report_export import control, signals
 from django_report_export.job import run_export
@@ -18,6 +19,7 @@ from django_report_export.models import ReportExport, Status
 from testproject.shop.factories import ProductFactory
 from testproject.shop.models import Product
 
+from . import elsewhere_urls
 from .conftest import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,6 +100,44 @@ def test_status_body_has_every_field_of_the_contract(api, products, worker):
     rows = list(csv.reader(io.StringIO(gzip.decompress(content).decode())))
     assert rows[0] == ["id", "sku", "price"]
     assert len(rows) == 61
+
+
+def test_download_links_follow_the_script_prefix_and_the_urlconf(
+    api, products, worker, settings, monkeypatch
+):
+    api.post("/api/report/product/start?format=csv")
+    worker()
+    export_id = api.get("/api/report/product/status").json()["id"]
+
+    def links(path: str, script_name: str = "") -> tuple[str, str]:
+        # What Django's WSGI handler does with a request's SCRIPT_NAME (the test client doesn't).
+        set_script_prefix(f"{script_name}/")
+        try:
+            status = api.get(f"{path}/status").json()
+            history = api.get(f"{path}/history").json()
+        finally:
+            set_script_prefix("/")
+        return status["file"], history["results"][0]["file"]
+
+    plain = "http://testserver/api/report/product/download"
+    assert links("/api/report/product") == (plain, f"{plain}?id={export_id}")
+    shop = "http://testserver/shop/api/report/product/download"
+    assert links("/api/report/product", "/shop") == (shop, f"{shop}?id={export_id}")
+    assert links("/api/report/product") == (plain, f"{plain}?id={export_id}")
+    settings.ROOT_URLCONF = "tests.elsewhere_urls"
+    moved = "http://testserver/exports/report/product/download"
+    assert links("/exports/report/product") == (moved, f"{moved}?id={export_id}")
+    listing = api.get("/exports/report/").json()
+    assert {entry["url"] for entry in listing} >= {
+        "http://testserver/exports/report/product/status"
+    }
+    # The same URLconf's patterns swapped, and Django's URL caches cleared.
+    monkeypatch.setattr(
+        elsewhere_urls, "urlpatterns", [path("files/", include("django_report_export.urls"))]
+    )
+    clear_url_caches()
+    again = "http://testserver/files/report/product/download"
+    assert links("/files/report/product") == (again, f"{again}?id={export_id}")
 
 
 def test_filters_are_applied_and_reported(api, worker):

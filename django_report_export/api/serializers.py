@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.urls import reverse
 from rest_framework import serializers
 
+from django_report_export.api.links import endpoint_path
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
 from django_report_export.status import snapshot
@@ -37,9 +37,7 @@ def status_body(
         eta = max(0, round((total - processed) / rate))
     file_url = None
     if code == Status.FINISHED:
-        file_url = download_url or reverse(
-            "django_report_export:report-download", kwargs={"service": service.name}
-        )
+        file_url = download_url or endpoint_path("report-download", service.name)
         if request is not None:
             file_url = request.build_absolute_uri(file_url)
     return {
@@ -75,8 +73,7 @@ def history_body(
     status = live if live and str(live.get("id")) == str(export.pk) else snapshot(export)
     url = None
     if int(status["status"]) == Status.FINISHED:
-        url = reverse("django_report_export:report-download", kwargs={"service": service.name})
-        url = f"{url}?id={export.pk}"
+        url = f"{endpoint_path('report-download', service.name)}?id={export.pk}"
     body = status_body(service, status, request, download_url=url)
     body["created_at"] = _iso(export.created_at)
     body["created_by"] = export.created_by.get_username() if export.created_by else None

@@ -14,7 +14,6 @@ from typing import Any
 
 from django.db import DataError
 from django.http import FileResponse, HttpResponseRedirect
-from django.urls import reverse
 from django.utils.functional import LazyObject, empty
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
@@ -26,6 +25,7 @@ from rest_framework.response import Response
 
 from django_report_export import control
 from django_report_export.api.exceptions import NotFound, exception_handler
+from django_report_export.api.links import endpoint_path
 from django_report_export.api.negotiation import ExportContentNegotiation
 from django_report_export.api.parsers import BoundedJSONParser
 from django_report_export.api.permissions import ServiceReadPermission, may_read
@@ -112,7 +112,7 @@ class ReportViewSet(viewsets.ViewSet):
             if not may_read(service, request.user):
                 continue
             status = control.get_status(service, request.user)
-            url = reverse("django_report_export:report-status", kwargs={"service": service.name})
+            url = endpoint_path("report-status", service.name)
             services.append(
                 {
                     "service": service.name,
