@@ -37,7 +37,7 @@ from django_report_export.formats import format_names
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
 from django_report_export.shards import forget_shards, release_shards
-from django_report_export.status import MISSING, StatusStore, now_ts, snapshot
+from django_report_export.status import MISSING, EarlyRead, StatusStore, now_ts, snapshot
 from django_report_export.storage import COMPRESSIONS, delete_parts, get_storage
 
 JOB_PATH = "django_report_export.job.run_export"
@@ -194,11 +194,21 @@ def filter_data(filters: Mapping[str, Any]) -> Any:
 # --- reading -----------------------------------------------------------------------------
 
 
-def get_status(service: ExportService, user: Any = None) -> dict[str, Any]:
+def read_status_early(service: ExportService) -> EarlyRead | None:
+    """Send the read of ``service``'s status now, for ``get_status(early=...)`` to receive;
+    ``None`` where the slot depends on the user, who is not known yet."""
+    if export_settings.SLOT_SCOPE == "user":
+        return None
+    return get_store().read_early(slot_for(service))
+
+
+def get_status(
+    service: ExportService, user: Any = None, early: EarlyRead | None = None
+) -> dict[str, Any]:
     """The slot's live status; rebuilt from the database only if Redis has lost it."""
     store = get_store()
     slot = slot_for(service, user)
-    status = read_or_rebuild(store, slot, service)
+    status = read_or_rebuild(store, slot, service, early)
     if is_stale(status):
         from django_report_export.recovery import recover_lost_run
 
@@ -207,8 +217,10 @@ def get_status(service: ExportService, user: Any = None) -> dict[str, Any]:
     return status
 
 
-def read_or_rebuild(store: StatusStore, slot: str, service: ExportService) -> dict[str, Any]:
-    status = store.read(slot)
+def read_or_rebuild(
+    store: StatusStore, slot: str, service: ExportService, early: EarlyRead | None = None
+) -> dict[str, Any]:
+    status = store.read(slot, early)
     if status is not None:
         return status
     latest = ReportExport.objects.latest_for_slot(slot)

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.models import ReportExport, Status
@@ -151,12 +152,18 @@ class StatusStore:
         # Registered on first write only: a store is made per call, and reads are the most.
         return self.redis.register_script(TRANSITION)
 
-    def read(self, slot: str) -> dict[str, Any] | None:
-        try:
-            raw = self.redis.hgetall(slot_key(slot))
-        except RedisError as exc:
-            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
-        return decode(cast(Mapping[bytes, bytes], raw)) if raw else None
+    def read(self, slot: str, early: EarlyRead | None = None) -> dict[str, Any] | None:
+        """The slot's status; ``early``, if it was sent for this slot, gives the hash."""
+        raw = early.receive() if early is not None and early.slot == slot else None
+        if raw is None:
+            try:
+                raw = cast(Mapping[bytes, bytes], self.redis.hgetall(slot_key(slot)))
+            except RedisError as exc:
+                raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+        return decode(raw) if raw else None
+
+    def read_early(self, slot: str) -> EarlyRead:
+        return EarlyRead(self.redis, slot)
 
     def transition(
         self,
@@ -209,6 +216,71 @@ class StatusStore:
             self.redis.ping()
         except RedisError as exc:
             raise StatusUnavailable(f"Redis cannot be reached: {exc}") from exc
+
+
+class EarlyRead:
+    """A slot's ``HGETALL`` sent now and received later, so that its round trip overlaps
+    other waiting: the status endpoint sends it before the session and the user are read
+    from the database, and receives it after the permission check.
+
+    ``receive()`` returns the raw hash (empty for an absent slot), or ``None`` if the early
+    read could not be sent or its connection failed (a pooled connection Redis dropped): the
+    caller then reads as usual, with the client's retry. A timeout, sending or receiving, is
+    final as it is for a usual read, so a stalled Redis is still a ``StatusUnavailable``
+    within twice ``REDIS_TIMEOUT``. ``close()`` gives back a connection whose reply was never
+    received: drained if the reply is there, otherwise disconnected, so a request refused
+    before its status is read does not wait for Redis to answer.
+    """
+
+    def __init__(self, redis: Redis, slot: str) -> None:
+        self.redis = redis
+        self.slot = slot
+        self._pool = redis.connection_pool
+        self._conn: Any = None
+        self._timed_out: RedisTimeoutError | None = None
+        try:
+            self._conn = self._pool.get_connection()
+            self._conn.send_command("HGETALL", slot_key(slot))
+        except RedisTimeoutError as exc:
+            self._timed_out = exc
+            self._give_back(disconnect=True)
+        except RedisError:
+            self._give_back(disconnect=True)
+
+    def receive(self) -> Mapping[bytes, bytes] | None:
+        if self._timed_out is not None:
+            raise StatusUnavailable(f"Redis did not return a status: {self._timed_out}")
+        if self._conn is None:
+            return None
+        try:
+            raw = self.redis.parse_response(self._conn, "HGETALL")
+        except RedisTimeoutError as exc:
+            self._give_back(disconnect=True)
+            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+        except RedisError:
+            self._give_back(disconnect=True)
+            return None
+        self._give_back()
+        return cast(Mapping[bytes, bytes], raw)
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            drained = bool(self._conn.can_read(timeout=0))
+            if drained:
+                self._conn.read_response()
+        except RedisError:
+            drained = False
+        self._give_back(disconnect=not drained)
+
+    def _give_back(self, disconnect: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if disconnect:
+            conn.disconnect()
+        self._pool.release(conn)
 
 
 def now_ts() -> float:
