@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any, cast
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -162,7 +163,11 @@ class StatusStore:
                 raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
         return decode(raw) if raw else None
 
-    def read_early(self, slot: str) -> EarlyRead:
+    def read_early(self, slot: str) -> EarlyRead | None:
+        """``slot``'s read sent now (``EarlyRead``); ``None`` on a client-side-caching pool,
+        whose reads are answered from its cache anyway."""
+        if getattr(self.redis.connection_pool, "cache", None) is not None:
+            return None
         return EarlyRead(self.redis, slot)
 
     def transition(
@@ -224,13 +229,16 @@ class EarlyRead:
     from the database, and receives it after the permission check.
 
     ``receive()`` returns the raw hash (empty for an absent slot), or ``None`` if the early
-    read could not be sent or its connection failed (a pooled connection Redis dropped): the
-    caller then reads as usual, with the client's retry. A timeout, sending or receiving, is
-    final as it is for a usual read, so a stalled Redis is still a ``StatusUnavailable``
-    within twice ``REDIS_TIMEOUT``. ``close()`` gives back a connection whose reply was never
-    received: drained if the reply is there, otherwise disconnected, so a request refused
-    before its status is read does not wait for Redis to answer.
+    read could not be sent or its connection was dropped (a pooled connection Redis closed):
+    the caller then reads as usual, with the client's retry. A timeout, sending or receiving,
+    is final as it is for a usual read, so a stalled Redis is still a ``StatusUnavailable``
+    within twice ``REDIS_TIMEOUT``; so is an error reply. ``close()`` gives back a connection
+    whose reply was never received: drained once the reply is there (a moment at most),
+    otherwise disconnected, so a refused request never waits long for Redis.
     """
+
+    #: How long ``close()`` waits for an unreceived reply before dropping the connection.
+    DRAIN_WAIT = 0.05
 
     def __init__(self, redis: Redis, slot: str) -> None:
         self.redis = redis
@@ -244,7 +252,8 @@ class EarlyRead:
         except RedisTimeoutError as exc:
             self._timed_out = exc
             self._give_back(disconnect=True)
-        except RedisError:
+        except Exception:
+            # Anything else is left to the usual read, which reports it as it always has.
             self._give_back(disconnect=True)
 
     def receive(self) -> Mapping[bytes, bytes] | None:
@@ -257,9 +266,15 @@ class EarlyRead:
         except RedisTimeoutError as exc:
             self._give_back(disconnect=True)
             raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
-        except RedisError:
+        except RedisConnectionError:
             self._give_back(disconnect=True)
             return None
+        except RedisError as exc:
+            self._give_back()  # an error reply leaves the connection in step
+            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+        except BaseException:
+            self._give_back(disconnect=True)
+            raise
         self._give_back()
         return cast(Mapping[bytes, bytes], raw)
 
@@ -267,10 +282,10 @@ class EarlyRead:
         if self._conn is None:
             return
         try:
-            drained = bool(self._conn.can_read(timeout=0))
+            drained = bool(self._conn.can_read(timeout=self.DRAIN_WAIT))
             if drained:
                 self._conn.read_response()
-        except RedisError:
+        except Exception:
             drained = False
         self._give_back(disconnect=not drained)
 

@@ -4,6 +4,8 @@ read, and per-user slots still read the caller's own slot."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from rest_framework.test import APIClient
 
+from django_report_export.connection import get_redis
 from django_report_export.models import Status
 from testproject.shop.factories import ProductFactory
 
@@ -60,10 +63,8 @@ class DroppingProxy:
         except OSError:
             pass
         for sock in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def close(self) -> None:
@@ -81,20 +82,32 @@ def dropping_proxy(settings) -> Iterator[DroppingProxy]:
     proxy.close()
 
 
-def test_refused_status_requests_leave_the_connection_in_step(api, anon, worker):
+def test_refused_status_requests_leave_the_connection_in_step(api, worker):
     ProductFactory.create_batch(5)
-    for _ in range(3):
-        # Each sends its read, then is refused before receiving it.
-        assert anon.get("/api/report/product/status").status_code == 401
+    redis = get_redis()
+    connection_id = redis.client_id()
+    stranger = APIClient()  # a session, but no read permission: 401 by default (SPEC)
+    stranger.force_login(make_user("stranger"))
+    wrong_password = APIClient()
+    wrong_password.credentials(
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"boss:wrong").decode()
+    )
+    for client in [stranger, wrong_password, APIClient()] * 2:
+        # The first two send their read early and are refused before receiving it.
+        assert client.get("/api/report/product/status").status_code == 401
+    # Each unreceived reply was drained, and the connection went back to the pool: Redis
+    # still serves the app on the connection it had (a dropped, kept or undrained one
+    # would have made the pool open another).
+    assert redis.client_id() == connection_id
     started = api.post("/api/report/product/start?format=csv")
     assert started.status_code == 202
     assert started.json()["status"] == Status.STARTING
-    assert anon.get("/api/report/product/status").status_code == 401
     worker()
-    assert anon.get("/api/report/product/status").status_code == 401
+    assert stranger.get("/api/report/product/status").status_code == 401
     body = api.get("/api/report/product/status").json()
     assert (body["status"], body["processed"], body["total"]) == (Status.FINISHED, 5, 5)
     assert api.get("/api/report/product/download").status_code == 200
+    assert redis.client_id() == connection_id
 
 
 def test_a_dropped_early_read_falls_back_to_a_usual_read(api, worker, dropping_proxy):
