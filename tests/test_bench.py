@@ -33,6 +33,7 @@ def bench_database_url() -> str:
 
 
 def test_bench_runs_at_small_size(tmp_path: Any) -> None:
+    load_test = require_tool("wrk", "the status endpoint's load test needs wrk")
     on_postgres = connection.vendor == "postgresql"
     redis_url = settings.RQ_QUEUES["default"]["URL"]
     args = [
@@ -77,16 +78,25 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         assert "postgresql xml: 6 job/loop variants, identical files" in report
     else:
         assert "sqlite csv: 3 job/loop variants, identical files" in report
+    if load_test:
+        assert "| status endpoint ≥ 0.8x a constant DRF view (requests/s) |" in report
+        assert "x (per round: median " in report
     assert (tmp_path / "results.json").exists()
 
 
+def require_tool(tool: str, needed_for: str) -> bool:
+    """Whether ``tool`` is installed; its absence fails under CI (``.ci/run`` installs it)."""
+    if shutil.which(tool):
+        return True
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{needed_for} (apt-get install {tool})")
+    return False
+
+
 def require_valgrind() -> None:
-    """Skips locally, fails under CI, when valgrind is absent (``.ci/run`` installs it)."""
-    if not shutil.which("valgrind"):
-        message = "the instruction count needs valgrind (apt-get install valgrind)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    """Skips locally, fails under CI, when valgrind is absent."""
+    if not require_tool("valgrind", "the instruction count needs valgrind"):
+        pytest.skip("the instruction count needs valgrind (apt-get install valgrind)")
 
 
 def test_instruction_count_runs_at_small_size(tmp_path: Any) -> None:
