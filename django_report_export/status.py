@@ -160,7 +160,7 @@ class StatusStore:
             try:
                 raw = cast(Mapping[bytes, bytes], self.redis.hgetall(slot_key(slot)))
             except RedisError as exc:
-                raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+                raise unreadable(exc) from exc
         return decode(raw) if raw else None
 
     def read_early(self, slot: str) -> EarlyRead | None:
@@ -258,20 +258,18 @@ class EarlyRead:
 
     def receive(self) -> Mapping[bytes, bytes] | None:
         if self._timed_out is not None:
-            raise StatusUnavailable(f"Redis did not return a status: {self._timed_out}")
+            raise unreadable(self._timed_out)
         if self._conn is None:
             return None
         try:
             raw = self.redis.parse_response(self._conn, "HGETALL")
-        except RedisTimeoutError as exc:
-            self._give_back(disconnect=True)
-            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
         except RedisConnectionError:
             self._give_back(disconnect=True)
             return None
         except RedisError as exc:
-            self._give_back()  # an error reply leaves the connection in step
-            raise StatusUnavailable(f"Redis did not return a status: {exc}") from exc
+            # A timeout leaves the connection out of step; an error reply does not.
+            self._give_back(disconnect=isinstance(exc, RedisTimeoutError))
+            raise unreadable(exc) from exc
         except BaseException:
             self._give_back(disconnect=True)
             raise
@@ -296,6 +294,10 @@ class EarlyRead:
         if disconnect:
             conn.disconnect()
         self._pool.release(conn)
+
+
+def unreadable(exc: RedisError) -> StatusUnavailable:
+    return StatusUnavailable(f"Redis did not return a status: {exc}")
 
 
 def now_ts() -> float:

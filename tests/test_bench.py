@@ -95,8 +95,9 @@ def require_tool(tool: str, needed_for: str) -> bool:
 
 def require_valgrind() -> None:
     """Skips locally, fails under CI, when valgrind is absent."""
-    if not require_tool("valgrind", "the instruction count needs valgrind"):
-        pytest.skip("the instruction count needs valgrind (apt-get install valgrind)")
+    needed_for = "the instruction count needs valgrind"
+    if not require_tool("valgrind", needed_for):
+        pytest.skip(f"{needed_for} (apt-get install valgrind)")
 
 
 def test_instruction_count_runs_at_small_size(tmp_path: Any) -> None:

@@ -18,16 +18,17 @@ from django.utils.translation import get_language
 
 def endpoint_path(route: str, service: str) -> str:
     """``reverse("django_report_export:<route>", kwargs={"service": service})``."""
-    urlconf = get_urlconf()
-    # The resolver as well as the URLconf's name: Django makes a new resolver whenever its URL
-    # caches are cleared (clear_url_caches(), as tests that swap URL patterns call), so a
+    # Keyed by the URLconf's resolver, not its name: Django makes a new resolver whenever its
+    # URL caches are cleared (clear_url_caches(), as tests that swap URL patterns call), so a
     # path reversed before is never found after.
-    resolver = get_resolver(urlconf)
-    return _reversed(resolver, urlconf, get_script_prefix(), get_language(), route, service)
+    resolver = get_resolver(get_urlconf())
+    return _reversed(resolver, get_script_prefix(), get_language(), route, service)
 
 
 @lru_cache(maxsize=1024)
-def _reversed(
-    resolver: Any, urlconf: Any, prefix: str, language: str | None, route: str, service: str
-) -> str:
-    return reverse(f"django_report_export:{route}", urlconf=urlconf, kwargs={"service": service})
+def _reversed(resolver: Any, prefix: str, language: str | None, route: str, service: str) -> str:
+    return reverse(
+        f"django_report_export:{route}",
+        urlconf=resolver.urlconf_name,
+        kwargs={"service": service},
+    )
