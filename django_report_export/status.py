@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, cast
 
+import orjson
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -59,9 +60,20 @@ return {0, status, id, run, current[4] or ''}
 JSON_FIELDS = ("fields", "filters")
 INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
-#: How ``decode`` reads each typed field; the others stay text.
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # What orjson refuses and json reads: an escaped lone surrogate (a filter value from
+        # a JSON request body may hold one), an integer beyond 64 bits.
+        return json.loads(raw)
+
+
+#: How ``decode`` reads each typed field from its bytes; the others become text.
 _CONVERTERS: dict[str, Any] = {
-    **dict.fromkeys(JSON_FIELDS, json.loads),
+    **dict.fromkeys(JSON_FIELDS, _json),
     **dict.fromkeys(INT_FIELDS, int),
     **dict.fromkeys(FLOAT_FIELDS, float),
 }
@@ -110,9 +122,8 @@ def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
         if not raw_value:
             values[name] = None
             continue
-        text = raw_value.decode()
         convert = _CONVERTERS.get(name)
-        value = convert(text) if convert is not None else text
+        value = convert(raw_value) if convert is not None else raw_value.decode()
         values[name] = None if value == "" else value
     values["status"] = values["status"] or Status.READY
     return values

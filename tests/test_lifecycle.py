@@ -335,6 +335,36 @@ def test_status_reads_no_table_but_authentication(api, products, worker):
     assert len(queries.captured_queries) <= 2  # the session and its user
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"name": "Café ☕ \u2028", "status": ["paid", "shipped"]},
+        {"note": "\ud800 lone surrogate"},  # json reads its escape, orjson refuses it
+        {"total__gte": 2**70},  # beyond 64 bits, too
+    ],
+)
+def test_the_status_hash_gives_back_what_was_written(redis_db, filters):
+    store = control.get_store()
+    fields = ["id", "name", "née"]
+    store.restore(
+        "product",
+        {
+            "id": "x",
+            "status": Status.PAUSED,
+            "filters": filters,
+            "fields": fields,
+            "processed": 7,
+            "rate": 1.5,
+        },
+    )
+    status = store.read("product")
+    assert status["filters"] == filters
+    assert status["fields"] == fields
+    assert (status["status"], status["processed"], status["rate"]) == (Status.PAUSED, 7, 1.5)
+    assert status["total"] is None
+
+
 def test_status_is_rebuilt_from_the_database_after_a_redis_flush(api, products, worker, redis_db):
     api.post("/api/report/product/start?format=csv")
     worker()
