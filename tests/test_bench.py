@@ -52,6 +52,8 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         str(tmp_path),
         "--status-seconds",
         "1",
+        "--status-rounds",
+        "2",
         "--json",
         str(tmp_path / "results.json"),
     ]
