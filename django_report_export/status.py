@@ -66,8 +66,8 @@ def _json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        # What orjson refuses and json reads: an escaped lone surrogate (a filter value from
-        # a JSON request body may hold one), an integer beyond 64 bits.
+        # What ``encode`` (json) may write and orjson refuses to read: an escaped lone
+        # surrogate, an integer beyond 64 bits.
         return json.loads(raw)
 
 

@@ -340,7 +340,7 @@ def test_status_reads_no_table_but_authentication(api, products, worker):
     [
         {},
         {"name": "Café ☕ \u2028", "status": ["paid", "shipped"]},
-        {"note": "\ud800 lone surrogate"},  # json reads its escape, orjson refuses it
+        {"note": "\ud800 lone surrogate"},  # json reads its escape, orjson does not
         {"total__gte": 2**70},  # beyond 64 bits, too
     ],
 )
