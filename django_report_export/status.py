@@ -10,6 +10,7 @@ never both win. ``ReportExport`` rows are the durable copy the hash is rebuilt f
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,13 +63,17 @@ INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
 
 
+#: A number orjson may not read exactly: it reads integers beyond 64 bits as floats.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # What ``encode`` (json) may write and orjson refuses to read: an escaped lone
-        # surrogate, an integer beyond 64 bits.
-        return json.loads(raw)
+    if _LONG_NUMBER.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # what json wrote and orjson refuses: NaN, an escaped lone surrogate
+    return json.loads(raw)
 
 
 #: How ``decode`` reads each typed field from its bytes; the others become text.

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import math
 
 import pytest
 from django.db import connection
@@ -340,8 +341,10 @@ def test_status_reads_no_table_but_authentication(api, products, worker):
     [
         {},
         {"name": "Café ☕ \u2028", "status": ["paid", "shipped"]},
-        {"note": "\ud800 lone surrogate"},  # json reads its escape, orjson does not
-        {"total__gte": 2**70},  # beyond 64 bits, too
+        # Read by json: orjson refuses the first two and reads the others as floats.
+        {"note": "\ud800 lone surrogate"},
+        {"ratio": math.inf},
+        {"total__gte": 2**70 + 1, "total__lte": -(2**63) - 1, "id": 10**18},
     ],
 )
 def test_the_status_hash_gives_back_what_was_written(redis_db, filters):
@@ -360,6 +363,9 @@ def test_the_status_hash_gives_back_what_was_written(redis_db, filters):
     )
     status = store.read("product")
     assert status["filters"] == filters
+    assert [type(value) for value in status["filters"].values()] == [
+        type(value) for value in filters.values()
+    ]
     assert status["fields"] == fields
     assert (status["status"], status["processed"], status["rate"]) == (Status.PAUSED, 7, 1.5)
     assert status["total"] is None
