@@ -418,13 +418,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wrk(url: str, session: str, seconds: float, connections: int) -> float:
+def wrk(url: str, session: str, seconds: int, connections: int) -> float:
     result = subprocess.run(
         [
             "wrk",
             "-t2",
             f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
+            f"-d{seconds}s",
             "-H",
             f"Cookie: sessionid={session}",
             url,
@@ -648,8 +648,8 @@ def goals(
                     )
     if load:
         value = load["status_rps"] / load["constant_rps"]
-        # Each round's status run beside its constant run, which the machine's drift between
-        # rounds leaves out: shown beside the verdict, whose throughputs are whole-test ones.
+        # Each round pairs two runs seconds apart, so the machine's drift between rounds
+        # cancels out of these: shown beside the whole-test verdict.
         rounds = [s / c for s, c in zip(load["status_runs"], load["constant_runs"], strict=True)]
         yield line(
             "status endpoint ≥ 0.8x a constant DRF view (requests/s)",
@@ -724,6 +724,13 @@ def add_redis_and_workdir(parser: argparse.ArgumentParser, workdir_holds: str) -
     )
 
 
+def at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders (default 1,000,000)")
@@ -759,11 +766,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-memory", action="store_true", help="skip the N/10-row memory runs")
     parser.add_argument(
         "--status-rounds",
-        type=int,
+        type=at_least_one,
         default=20,
         help="load-test rounds, each view once a round, alternating which goes first (20)",
     )
-    parser.add_argument("--status-seconds", type=float, default=2, help="per wrk run (2)")
+    parser.add_argument("--status-seconds", type=at_least_one, default=2, help="per wrk run (2)")
     parser.add_argument("--status-workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--status-connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--no-status", action="store_true", help="skip the load test")
