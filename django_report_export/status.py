@@ -63,7 +63,8 @@ INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
 
 
-#: A number orjson may not read exactly: it reads integers beyond 64 bits as floats.
+#: A number orjson may not read exactly: it reads integers beyond 64 bits as floats, and
+#: those begin at 19 digits (below -2**63).
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 
