@@ -88,6 +88,7 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     or with ``BENCH_IN_PROCESS=1`` running the job itself), or ``BENCH_WORKERS`` forking ones
     side by side with the export split into as many shards."""
     import django_rq
+    from django.db import connections
 
     from bench.worker import RESULT_ENV, InProcessMeasuringWorker, MeasuringWorker
     from django_report_export import control
@@ -115,6 +116,10 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     if workers == 1:
         in_process = os.environ.get("BENCH_IN_PROCESS") == "1"
         worker_class = InProcessMeasuringWorker if in_process else MeasuringWorker
+        # As `manage.py rqworker` does before it starts: a work horse must not inherit this
+        # process's database connections (SQLite's file locks and a psycopg socket are not
+        # safe to share across fork(); on SQLite the job ran slower in a horse that had one).
+        connections.close_all()
         worker = django_rq.get_worker(export_settings.QUEUE, worker_class=worker_class)
         worker.work(burst=True, logging_level="WARNING")
     else:
