@@ -113,13 +113,13 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     )
     started = time.perf_counter()
     status = control.start(service, request)
+    # As `manage.py rqworker` does before it starts: no worker or work horse may inherit this
+    # process's database connections (SQLite's file locks and a psycopg socket are not safe
+    # to share across fork(); on SQLite the job ran slower in a horse that had one).
+    connections.close_all()
     if workers == 1:
         in_process = os.environ.get("BENCH_IN_PROCESS") == "1"
         worker_class = InProcessMeasuringWorker if in_process else MeasuringWorker
-        # As `manage.py rqworker` does before it starts: a work horse must not inherit this
-        # process's database connections (SQLite's file locks and a psycopg socket are not
-        # safe to share across fork(); on SQLite the job ran slower in a horse that had one).
-        connections.close_all()
         worker = django_rq.get_worker(export_settings.QUEUE, worker_class=worker_class)
         worker.work(burst=True, logging_level="WARNING")
     else:
@@ -147,17 +147,16 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
 
 
 def run_workers(count: int, export_id: Any) -> None:
-    """Fork ``count`` RQ workers and stop them once the export has ended."""
+    """Fork ``count`` RQ workers (this process holds no database connection) and stop them
+    once the export has ended."""
     import signal
 
     import django_rq
-    from django.db import connections
 
     from bench.worker import MeasuringWorker
     from django_report_export.conf import export_settings
     from django_report_export.models import ReportExport, Status
 
-    connections.close_all()
     children = []
     for _ in range(count):
         pid = os.fork()
