@@ -25,6 +25,7 @@ changelist it exports the whole service, without keys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from django.utils.translation import gettext_lazy as _
 from django_report_export import control
 from django_report_export.exceptions import ReportExportError
 from django_report_export.formats import format_names
+from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import Status
 from django_report_export.registry import ExportService, site
 
@@ -89,9 +91,8 @@ class ExportStartForm(forms.Form):
         fields_field.initial = list(service.fields)
         self.fields["service"].initial = service.name
 
-    def clean_keys(self) -> list[str]:
-        raw = self.cleaned_data.get("keys") or ""
-        return [key for key in raw.split(",") if key]
+    def clean_keys(self) -> list[Any]:
+        return parse_keys(self.cleaned_data.get("keys"))
 
     def export_request(self) -> control.ExportRequest:
         """The validated request; raises ``InvalidExportRequest`` like the API would."""
@@ -197,11 +198,31 @@ def export_selection(
         service,
         initial={
             "selection": ALL_ROWS if whole else SELECTED_ROWS,
-            "keys": ",".join(str(key) for key in keys),
+            "keys": keys_to_form(service, keys),
             "next": request.get_full_path(),
         },
     )
     return render_start_form(request, service, form, admin_site=modeladmin.admin_site)
+
+
+def keys_to_form(service: ExportService, keys: Sequence[Any]) -> str:
+    """The start form's value for the selected rows' ``keys``: a JSON list of their JSON forms
+    (a text key may hold any character, commas too)."""
+    return json.dumps([key_to_json(service.model, key) for key in keys])
+
+
+def parse_keys(raw: Any) -> list[Any]:
+    """The selected rows' keys from the start form (``keys_to_form``), each to be checked by
+    ``clean_keys``; a value that is no JSON list is read as keys separated by commas, as forms
+    rendered by earlier versions send them."""
+    text = str(raw or "")
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        keys = None
+    if isinstance(keys, list):
+        return keys
+    return [key for key in text.split(",") if key]
 
 
 def safe_next(request: HttpRequest, url: Any) -> str:
@@ -217,11 +238,12 @@ def render_start_form(
     request: HttpRequest, service: ExportService, form: ExportStartForm, admin_site: Any
 ) -> TemplateResponse:
     selection = form["selection"].value()
-    keys = [key for key in str(form["keys"].value() or "").split(",") if key]
+    keys = parse_keys(form["keys"].value())
     if selection == SELECTED_ROWS:
         count = len(keys)
         try:
-            exported = service.get_queryset().filter(pk__in=keys).count() if keys else 0
+            values = [key_from_json(service.model, key) for key in keys]
+            exported = service.get_queryset().filter(pk__in=values).count() if keys else 0
         except (ValueError, TypeError, ValidationError):
             exported = 0
     else:

@@ -34,6 +34,7 @@ from django_report_export.exceptions import (
     StatusUnavailable,
 )
 from django_report_export.formats import format_names
+from django_report_export.keys import key_field, key_to_json
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
 from django_report_export.shards import forget_shards, release_shards
@@ -143,32 +144,31 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
 
 
 def clean_keys(service: ExportService, keys: Iterable[Any]) -> list[Any]:
-    """Validate primary keys of the service's model into a sorted, JSON-storable list.
+    """Validate primary keys of the service's model into a list of their JSON forms.
 
     The keys come from the admin's selection; each is converted by the model's primary key
     field, so a value that is not a key of that model is rejected, never passed on as a lookup.
     """
-    pk_field = service.model._meta.pk
-    assert pk_field is not None
+    model = service.model
     cleaned: set[Any] = set()
     invalid: list[str] = []
     for raw in keys:
         try:
-            value = pk_field.to_python(raw)
+            value = key_field(model).to_python(raw)
         except ValidationError:
             value = None
         if value is None or isinstance(value, bool):
             invalid.append(repr(raw))
             continue
-        cleaned.add(value if isinstance(value, int | str) else str(value))
+        cleaned.add(value)
     errors: list[str] = []
     if invalid:
-        errors.append(f"Not a primary key of {service.model.__name__}: {', '.join(invalid[:5])}.")
+        errors.append(f"Not a primary key of {model.__name__}: {', '.join(invalid[:5])}.")
     if len(cleaned) > MAX_SELECTED_KEYS:
         errors.append(f"At most {MAX_SELECTED_KEYS} rows can be selected; got {len(cleaned)}.")
     if errors:
         raise InvalidExportRequest({"keys": errors}, service=service.name)
-    return sorted(cleaned)
+    return [key_to_json(model, key) for key in sorted(cleaned)]
 
 
 def check_filters_run(queryset: Any, filters: Mapping[str, Any], errors: dict) -> None:

@@ -30,6 +30,7 @@ from django_report_export.connection import get_redis
 from django_report_export.exceptions import ExportCanceled, ReportExportError, StatusUnavailable
 from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
+from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, Status
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
@@ -79,7 +80,8 @@ def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[An
         queryset = filterset.qs
     if export.keys is not None:
         # The admin action's selected rows: a list of keys validated by control.clean_keys.
-        queryset = queryset.filter(pk__in=export.keys)
+        model = service.model
+        queryset = queryset.filter(pk__in=[key_from_json(model, key) for key in export.keys])
     return queryset.using(export_settings.DATABASE_ALIAS).order_by("pk")
 
 
@@ -247,7 +249,7 @@ class ExportRun:
         checkpoint = export.checkpoint or {}
         self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = checkpoint.get("processed", 0)
-        self.last_key = checkpoint.get("last_key")
+        self.last_key = key_from_json(self.service.model, checkpoint.get("last_key"))
         return True
 
     def export_rows(self) -> None:
@@ -355,7 +357,8 @@ class ExportRun:
         return {"status": Status.RUNNING, "run": self.token, "processed": self.processed}
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, **self.parts.checkpoint(), "processed": self.processed}
+        last_key = key_to_json(self.service.model, self.last_key)
+        return {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
         """Make the rows written so far durable; a superseded run cannot do it."""

@@ -32,6 +32,7 @@ from django_report_export.job import (
     export_queryset,
     reconnecting,
 )
+from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, ReportExportShard, Status
 from django_report_export.readers import ChunkReader, get_reader
 from django_report_export.registry import site
@@ -113,6 +114,8 @@ class ShardRun:
         self.token = token
         #: The coordinator's own check between chunks (progress, lost shards, requests).
         self.between_chunks = between_chunks
+        self.service = site.get(export.service)
+        self.model = self.service.model
         self.storage = get_storage()
         self.writer = get_writer_class(export.format)(export.service, export.fields)
         self.parts = PartSequence(self.storage, export, token, shard=shard.index)
@@ -172,12 +175,11 @@ class ShardRun:
         checkpoint = self.shard.checkpoint or {}
         self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = self.checkpoint_processed = checkpoint.get("processed", 0)
-        self.last_key = checkpoint.get("last_key")
+        self.last_key = key_from_json(self.model, checkpoint.get("last_key"))
         return True
 
     def export_rows(self) -> str:
-        service = site.get(self.export.service)
-        queryset = shard_queryset(export_queryset(service, self.export), self.shard)
+        queryset = shard_queryset(export_queryset(self.service, self.export), self.shard)
         alias = export_settings.DATABASE_ALIAS
         reader = reconnecting(
             self.export.pk,
@@ -244,7 +246,8 @@ class ShardRun:
         self.store.beat(self.shard.index, self.token, now_ts())
 
     def checkpoint(self) -> dict[str, Any]:
-        return {"last_key": self.last_key, **self.parts.checkpoint(), "processed": self.processed}
+        last_key = key_to_json(self.model, self.last_key)
+        return {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
 
     def save_checkpoint(self, **values: Any) -> None:
         self.parts.flush()

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.formats.base import FormatWriter
+from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, ReportExportShard, Status
 from django_report_export.registry import ExportService
 from django_report_export.status import slot_key
@@ -152,7 +153,10 @@ def plan(
         return []
     keys = queryset.values_list("pk", flat=True)
     try:
-        ends = [json_key(keys[total * index // count - 1]) for index in range(1, count)]
+        ends = [
+            key_to_json(queryset.model, keys[total * index // count - 1])
+            for index in range(1, count)
+        ]
     except IndexError:  # rows were deleted since they were counted: export them unsharded
         return []
     bounds = [None, *ends, None]
@@ -166,15 +170,12 @@ def plan(
 
 
 def shard_queryset(queryset: QuerySet[Any], shard: ReportExportShard) -> QuerySet[Any]:
+    model = queryset.model
     if shard.after_key is not None:
-        queryset = queryset.filter(pk__gt=shard.after_key)
+        queryset = queryset.filter(pk__gt=key_from_json(model, shard.after_key))
     if shard.last_key is not None:
-        queryset = queryset.filter(pk__lte=shard.last_key)
+        queryset = queryset.filter(pk__lte=key_from_json(model, shard.last_key))
     return queryset
-
-
-def json_key(key: Any) -> Any:
-    return key if isinstance(key, int | str) else str(key)
 
 
 # --- leases in Redis -----------------------------------------------------------------------
