@@ -66,13 +66,12 @@ FORMATS = {
 }
 
 
-def read_probe(folder: Any) -> list[tuple[str, str, int, int, float, float]]:
+def read_probe(folder: Any) -> list[tuple[str, str, str, str, float, float]]:
+    """The probe's lines; row ids as text (inquiries are keyed by UUIDs)."""
     records = []
     for path in sorted(os.listdir(folder)):
         with open(os.path.join(folder, path)) as log:
             for line in log:
                 writer, service, first_id, last_id, began, ended = line.split()
-                records.append(
-                    (writer, service, int(first_id), int(last_id), float(began), float(ended))
-                )
+                records.append((writer, service, first_id, last_id, float(began), float(ended)))
     return records

@@ -145,7 +145,7 @@ def random_start(rng: random.Random, customer_ids: list[int]) -> dict[str, str]:
     return params
 
 
-def expected_ids(filters: dict[str, str]) -> list[int]:
+def expected_ids(filters: dict[str, str]) -> list[str]:
     """The rows a start with ``filters`` must export, written without the FilterSet."""
     queryset = Inquiry.objects.all()
     if "status" in filters:
@@ -161,7 +161,7 @@ def expected_ids(filters: dict[str, str]) -> list[int]:
         queryset = queryset.filter(
             created_at__gte=dt.datetime.fromisoformat(filters["created_after"])
         )
-    return list(queryset.order_by("pk").values_list("pk", flat=True))
+    return [str(pk) for pk in queryset.order_by("pk").values_list("pk", flat=True)]
 
 
 def check_body(op: str, code: int, response: requests.Response) -> str | None:
@@ -263,19 +263,23 @@ def check_samples(samples: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def check_probe(records: list[tuple[str, str, int, int, float, float]]) -> tuple[int, list[str]]:
-    """Runs that wrote rows, and any two runs of the slot whose chunks overlap in time."""
+def check_probe(
+    records: list[tuple[str, str, str, str, float, float]], order: dict[str, int]
+) -> tuple[int, list[str]]:
+    """Runs that wrote rows, and any two runs of the slot whose chunks overlap in time.
+
+    Rows are compared by their place in the database's key order (``order``: id -> place)."""
     runs: dict[str, list[tuple[int, int, float, float]]] = defaultdict(list)
     for writer, service, first_id, last_id, began, ended in records:
         assert service == SERVICE
-        runs[writer].append((first_id, last_id, began, ended))
+        runs[writer].append((order[first_id], order[last_id], began, ended))
     problems = []
     spans = []
     for writer, chunks in runs.items():
         chunks.sort(key=lambda chunk: chunk[2])
         for before, after in itertools.pairwise(chunks):
             if after[0] <= before[1]:
-                problems.append(f"run {writer} wrote row {after[0]} again after {before[1]}")
+                problems.append(f"run {writer} wrote row #{after[0]} again after row #{before[1]}")
         spans.append((chunks[0][2], chunks[-1][3], writer))
     spans.sort()
     for (_, end, writer), (start, _, other) in itertools.pairwise(spans):
@@ -330,16 +334,16 @@ def check_runs(
     return figures, problems
 
 
-def parse_ids(data: bytes, export_format: str) -> list[int]:
+def parse_ids(data: bytes, export_format: str) -> list[str]:
     if export_format == "json":
-        return [record["id"] for record in json.loads(data)]
+        return [record["id"] for record in json.loads(data)]  # UUIDs, as text
     if export_format == "csv":
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
         position = rows[0].index("id")
-        return [int(row[position]) for row in rows[1:]]
+        return [row[position] for row in rows[1:]]
     root = etree.fromstring(data)
     assert root.tag == f"{SERVICE}List"
-    return [int(record.findtext("id")) for record in root]
+    return [record.findtext("id") for record in root]
 
 
 def reference_bytes(export: ReportExport) -> bytes:
@@ -408,7 +412,8 @@ def test_parallel_clients_never_lose_a_row(inquiries, tmp_path, media_root, redi
 
     # --- one run at a time -----------------------------------------------------------------
     assert check_samples(sampler.samples) == []
-    runs, overlaps = check_probe(probe.read_probe(probe_dir))
+    order = {key: place for place, key in enumerate(expected_ids({}))}
+    runs, overlaps = check_probe(probe.read_probe(probe_dir), order)
     assert overlaps == []
 
     # --- the data ------------------------------------------------------------------------

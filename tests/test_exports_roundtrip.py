@@ -14,6 +14,8 @@ import datetime as dt
 import gzip
 import io
 import json
+import re
+import uuid
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -77,6 +79,10 @@ def expected_text(value: Any) -> str:
         return text
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        text = str(value)  # canonical: 8-4-4-4-12 lowercase hex digits
+        assert re.fullmatch("[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", text), text
+        return text
     raise AssertionError(f"No rule in this test for {type(value).__name__} {value!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -205,6 +206,8 @@ class Inquiry(models.Model):
         ANSWERED = "answered", "Answered"
         CLOSED = "closed", "Closed"
 
+    #: Inquiries come from a public contact form: their keys are UUIDs, not a guessable count.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     customer = models.ForeignKey(
         CustomerAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="inquiries"
     )

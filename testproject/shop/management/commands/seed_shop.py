@@ -12,6 +12,7 @@ import datetime as dt
 import random
 import time
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -665,6 +666,10 @@ class Seeder:
     def seed_inquiries(self, count: int, customers: list[CustomerAccount]) -> None:
         rng, pools = self.rng, self.pools
         statuses = Inquiry.Status.values
+        # Inquiries are keyed by UUIDs: drawn from a generator of their own (the other tables'
+        # rows stay what they were), seeded with the rows already there (seeding again adds
+        # new keys).
+        keys = random.Random(f"inquiry keys {self.seed} {Inquiry._default_manager.count()}")
 
         def inquiry(moment: dt.datetime) -> Inquiry:
             customer = rng.choice(customers) if rng.random() < 0.8 else None
@@ -679,6 +684,7 @@ class Seeder:
             if answered is None:
                 status = "open"
             return Inquiry(
+                id=uuid.UUID(int=keys.getrandbits(128), version=4),
                 customer=customer,
                 email=email,
                 subject=rng.choice(INQUIRY_SUBJECTS),
