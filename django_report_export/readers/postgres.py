@@ -22,10 +22,12 @@ escaped as ``formats/xml.py`` does. Two rare escapes are cheaper over a chunk's 
 Python than over every value in SQL, and are done there: JSON's escapes of control characters
 other than line feeds, and XML's ``&#13;`` for carriage returns and U+FFFD for the characters
 XML forbids (``fix_json``, ``fix_xml``). A column of any other type (floats, JSON, durations,
-times, arrays, ...), a queryset whose SQL cannot be wrapped safely (``distinct()``,
-aggregates, ``extra()``, unions), a project's own writer, a connection inside a transaction,
-or one whose datetimes Django does not return in UTC: ``postgres_reader`` returns ``None`` and
-the ORM reader does the export, with the same bytes, only slower.
+times, arrays, ...), a primary key that is neither an integer nor a UUID (the pieces are cut
+by key ranges whose bounds are the key after each piece's last one: a text has no next value
+SQL can name in every collation), a queryset whose SQL cannot be wrapped safely
+(``distinct()``, aggregates, ``extra()``, unions), a project's own writer, a connection inside
+a transaction, or one whose datetimes Django does not return in UTC: ``postgres_reader``
+returns ``None`` and the ORM reader does the export, with the same bytes, only slower.
 
 ``tests/test_readers.py`` proves the byte identity with the ORM reader for every built-in
 format and every demo service, with awkward values; the benchmark (``python -m bench``) checks
@@ -37,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import re
 import struct
+import uuid
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -75,6 +78,36 @@ KINDS: dict[int, str] = {
     TIMESTAMPTZ_OID: "datetime",
     UUID_OID: "uuid",
 }
+
+
+@dataclass(frozen=True)
+class KeyType:
+    """What the SQL needs to know of a primary-key type the fast path takes."""
+
+    #: SQL type of an array of keys (the bounds ``width_bucket`` sorts a row's key into).
+    array: str
+    #: SQL of the largest key of a group, ``{}`` the key column (uuid has no ``max``: its
+    #: text in the C collation sorts as the uuid does).
+    largest: str
+    #: A piece's row up to its text: 3 fields; the row count (int8), the largest key, the
+    #: text's length.
+    header: struct.Struct
+    #: The key from the bytes of the header's largest key field.
+    load: Callable[[Any], Any]
+    #: The smallest key above a key (the lower bound of the next piece's bucket).
+    successor: Callable[[Any], Any]
+
+
+INT_KEY = KeyType("int8[]", "max({})::int8", struct.Struct(">hiqiqi"), int, lambda key: key + 1)
+UUID_KEY = KeyType(
+    "uuid[]",
+    'max({}::text COLLATE "C")::uuid',
+    struct.Struct(">hiqi16si"),
+    lambda raw: uuid.UUID(bytes=bytes(raw)),
+    lambda key: uuid.UUID(int=key.int + 1),
+)
+#: The primary-key types the fast path takes, by type OID; other keys use the ORM reader.
+KEY_TYPES: dict[int, KeyType] = {**dict.fromkeys(INT_OIDS, INT_KEY), UUID_OID: UUID_KEY}
 
 #: ``isoformat()`` of a UTC datetime; ``.000000`` (no microseconds) is removed afterwards.
 _ISO_DATETIME = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
@@ -307,12 +340,13 @@ def postgres_reader(
             return None
         cursor.execute(f"SELECT * FROM ({sql}) t LIMIT 0", params)
         oids = [column.type_code for column in cursor.description]
-    if len(oids) != len(fields) + 1 or oids[0] not in INT_OIDS:
+    if len(oids) != len(fields) + 1 or oids[0] not in KEY_TYPES:
         return None
     kinds = [KINDS.get(oid) for oid in oids[1:]]
     if None in kinds or ("datetime" in kinds and not _is_utc(connection)):
         return None
-    return PostgresChunkReader(queryset, fields, writer, kinds)  # type: ignore[arg-type]
+    key = KEY_TYPES[oids[0]]
+    return PostgresChunkReader(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]
 
 
 # --- The reader -----------------------------------------------------------------------------
@@ -328,8 +362,6 @@ PIECE_ROWS = 1000
 #: The start of a ``COPY ... (FORMAT binary)`` stream: signature, flags, header extension.
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_HEADER_SIZE = len(_BINARY_SIGNATURE) + 8
-#: A piece's row: 3 fields; the row count (int8), the last key (int8), then the text.
-_PIECE_HEADER = struct.Struct(">hiqiqi")
 #: The end of a binary COPY stream: a field count of -1.
 _BINARY_TRAILER = b"\xff\xff"
 
@@ -387,6 +419,7 @@ class _Plan:
     separator: bytes
     #: The escapes done on a chunk's bytes (``fix_json``, ``fix_xml``), if any.
     fix: Callable[[bytes], bytes] | None
+    key: KeyType
 
     def values_sql(
         self, queryset: QuerySet[Any], *fields: str, limit: int | None = None
@@ -401,7 +434,7 @@ class _Plan:
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)
 
-    def pieces_sql(self, after: Any, upper: Any, lower_bounds: list[int]) -> tuple[str, tuple]:
+    def pieces_sql(self, after: Any, upper: Any, lower_bounds: list[Any]) -> tuple[str, tuple]:
         """``COPY`` of the pieces of the key range ``(after, upper]``: for each, its row count,
         last key and records. The rows are not ordered inside, so that the records can be
         built below the sort (by parallel workers); ``ORDER BY k`` keeps ``string_agg``'s
@@ -410,9 +443,10 @@ class _Plan:
             self.after(after).filter(pk__lte=upper).order_by(), "pk", *self.fields
         )
         sql = (
-            "COPY (SELECT count(*), max(x.k)::int8, "
+            f"COPY (SELECT count(*), {self.key.largest.format('x.k')}, "
             f"string_agg(x.r, {self.separator_sql} ORDER BY x.k) "
-            f"FROM (SELECT {self.record} AS r, t.c0 AS k, width_bucket(t.c0, %s::int8[]) AS b "
+            f"FROM (SELECT {self.record} AS r, t.c0 AS k, "
+            f"width_bucket(t.c0, %s::{self.key.array}) AS b "
             f"FROM ({inner}) t({self.names}) ORDER BY b, t.c0) x "
             "GROUP BY x.b ORDER BY x.b) TO STDOUT WITH (FORMAT binary)"
         )
@@ -438,6 +472,7 @@ class PostgresChunkReader(ChunkReader):
         fields: Sequence[str],
         writer: FormatWriter,
         kinds: Sequence[str],
+        key: KeyType = INT_KEY,
     ) -> None:
         super().__init__(queryset, list(fields), writer)
         self.kinds = list(kinds)
@@ -465,6 +500,7 @@ class PostgresChunkReader(ChunkReader):
             literal(separator.decode()),
             separator,
             fix,
+            key,
         )
         self._stream = _Stream(queryset.db)
         self._resume_key: Any = None
@@ -503,13 +539,13 @@ class _Segment:
     """Where the pieces of a segment end, and how many of them make each chunk."""
 
     #: Each piece's last key and row count, in key order.
-    ends: list[int]
+    ends: list[Any]
     sizes: list[int]
     #: Pieces per chunk, in order.
     chunk_pieces: list[int]
 
 
-def _segment(ends: list[int], count: int, limit: int, piece: int) -> _Segment:
+def _segment(ends: list[Any], count: int, limit: int, piece: int) -> _Segment:
     """The ``count`` rows of a segment cut into chunks of ``limit`` rows and those into
     pieces of ``piece``; ``ends`` are the keys of the rows that end a piece."""
     sizes: list[int] = []
@@ -538,7 +574,8 @@ def _stream_chunks(
             # size (0 for a chunk's last row), and the segment's last row does.
             cursor.execute(
                 "SELECT array_agg(w.k ORDER BY w.n) FILTER (WHERE w.n %% %s %% %s = 0), "
-                "count(*), max(w.k) FROM (SELECT q.k, row_number() OVER (ORDER BY q.k) "
+                f"count(*), {plan.key.largest.format('w.k')} "
+                "FROM (SELECT q.k, row_number() OVER (ORDER BY q.k) "
                 f"FROM ({keys}) q(k)) w(k, n)",
                 (limit, piece, *params),
             )
@@ -550,7 +587,8 @@ def _stream_chunks(
             if count % limit % piece:
                 ends.append(upper)
             segment = _segment(ends, count, limit, piece)
-            sql, params = plan.pieces_sql(after, ends[-1], [end + 1 for end in ends[:-1]])
+            bounds = [plan.key.successor(end) for end in ends[:-1]]
+            sql, params = plan.pieces_sql(after, ends[-1], bounds)
             with cursor.copy(sql, params) as copy:
                 yield from _chunks(plan, copy.read, segment)
                 rest = bytes(copy.read())
@@ -574,7 +612,7 @@ def _chunks(plan: _Plan, read: Callable[[], Any], segment: _Segment) -> Iterator
             end, size = next(pieces)
             row = pending or read()
             pending = b""
-            texts.append(_piece_text(row, end, size))
+            texts.append(_piece_text(plan.key, row, end, size))
             rows += size
         data = plan.separator.join(texts)
         if plan.fix is not None:
@@ -582,11 +620,12 @@ def _chunks(plan: _Plan, read: Callable[[], Any], segment: _Segment) -> Iterator
         yield Chunk(data, rows, end)
 
 
-def _piece_text(row: Any, end: int, size: int) -> bytes:
+def _piece_text(key: KeyType, row: Any, end: Any, size: int) -> bytes:
     """The records of a piece's row, checked against the piece expected."""
-    if len(row) < _PIECE_HEADER.size:
+    header = key.header
+    if len(row) < header.size:
         raise StreamError("COPY returned fewer pieces than were counted.")
-    fields, _, rows, _, last_key, length = _PIECE_HEADER.unpack_from(row)
-    if fields != 3 or rows != size or last_key != end or length != len(row) - _PIECE_HEADER.size:
+    fields, _, rows, _, last_key, length = header.unpack_from(row)
+    if fields != 3 or rows != size or key.load(last_key) != end or length != len(row) - header.size:
         raise StreamError("A piece does not hold the rows that were counted.")
-    return bytes(row[_PIECE_HEADER.size :])
+    return bytes(row[header.size :])
