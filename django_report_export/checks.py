@@ -7,6 +7,7 @@
 - E005 a service declares no fields or no formats.
 - E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
 - E007 a ``REPORT_EXPORT`` value is invalid (unknown key, or a value out of its range).
+- E008 a service's field path crosses a to-many relation (one record, many rows).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 
 from django_report_export.conf import DEFAULTS, SETTING_NAME, export_settings
 from django_report_export.registry import resolve_field_path, site
+from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
 
 
 def _error(message: str, number: int, obj: Any = None, hint: str | None = None) -> checks.Error:
@@ -113,6 +115,17 @@ def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                         f"{label}: field {path!r} does not resolve on {service.model._meta.label}.",
                         3,
                         obj=type(service),
+                    )
+                )
+                continue
+            step = to_many_step(service.model, path)
+            if step is not None:
+                errors.append(
+                    _error(
+                        f"{label}: field {path!r} {to_many_reason(service, step)}",
+                        8,
+                        obj=type(service),
+                        hint=TO_MANY_HINT,
                     )
                 )
         for name in service.formats:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import django_filters
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -37,6 +37,7 @@ from django_report_export.formats import format_names
 from django_report_export.keys import key_field, key_to_json
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
+from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
 from django_report_export.shards import forget_shards, release_shards
 from django_report_export.status import MISSING, EarlyRead, StatusStore, now_ts, snapshot
 from django_report_export.storage import COMPRESSIONS, delete_parts, get_storage
@@ -111,6 +112,10 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
             ]
         elif len(set(fields)) != len(fields):
             errors["fields"] = ["A field is listed more than once."]
+    if "fields" not in errors:
+        refused = to_many_field_errors(service, fields)
+        if refused:
+            errors["fields"] = refused
 
     compression = single("compression").lower()
     if compression in ("none", "identity"):
@@ -141,6 +146,19 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
     return ExportRequest(export_format, fields, compression, filters)
+
+
+def to_many_field_errors(service: ExportService, fields: Iterable[str]) -> list[str]:
+    """Why each of ``fields`` that crosses a to-many relation cannot be exported (check E008)."""
+    errors = []
+    for path in fields:
+        try:
+            step = to_many_step(service.model, path)
+        except FieldDoesNotExist:
+            continue  # check E003 names it; the export fails as it always has
+        if step is not None:
+            errors.append(f"Field {path!r} {to_many_reason(service, step)} {TO_MANY_HINT}")
+    return errors
 
 
 def clean_keys(service: ExportService, keys: Iterable[Any]) -> list[Any]:
@@ -264,6 +282,9 @@ def slot_lock(store: StatusStore, slot: str) -> Iterator[None]:
 
 def start(service: ExportService, request: ExportRequest, user: Any = None) -> dict[str, Any]:
     """Cancel whatever holds the slot, then queue a new export; returns its status."""
+    refused = to_many_field_errors(service, request.fields)
+    if refused:
+        raise InvalidExportRequest({"fields": refused}, service=service.name)
     store = get_store()
     slot = slot_for(service, user)
     with slot_lock(store, slot):
