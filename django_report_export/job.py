@@ -34,6 +34,7 @@ from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, Status
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
+from django_report_export.relations import one_row_per_record
 from django_report_export.shards import forget_shards, plan
 from django_report_export.status import StatusStore, now_ts, snapshot
 from django_report_export.storage import (
@@ -78,6 +79,9 @@ def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[An
                 export_id=export.pk,
             )
         queryset = filterset.qs
+    # A filter (or the service's own queryset) across a to-many relation joins a row per
+    # related object: the export reads each record once all the same.
+    queryset = one_row_per_record(queryset)
     if export.keys is not None:
         # The admin action's selected rows: a list of keys validated by control.clean_keys.
         model = service.model

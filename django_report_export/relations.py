@@ -3,7 +3,10 @@
 An export reads one row per record, in keyset chunks by the record's primary key. A field
 path across a to-many relation (``products__sku`` on a category) would join one row per
 related object, and paging by the record's key would skip those past a chunk boundary: such
-a path is refused (system check E008, and at start) until nested collections exist.
+a path is refused (system check E008, and at start) until nested collections exist. A
+filter across such a relation (categories by ``products__sku``) may join several rows per
+record too: ``one_row_per_record`` turns the filtered queryset into one that holds each
+record once, whatever the filter.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models.fields.related import ForeignObjectRel
+from django.db.models.sql.datastructures import Join
 
 from django_report_export.registry import ExportService, resolve_field_path
 
@@ -51,3 +55,27 @@ def to_many_reason(service: ExportService, step: str) -> str:
         f"per related row, and paging by the {model.verbose_name}'s key would lose the rows "
         "past a chunk boundary. Nested collections are not supported yet."
     )
+
+
+def joins_many_rows(queryset: models.QuerySet[Any]) -> bool:
+    """Whether the queryset's SQL joins a relation that can give a record several rows: a
+    join that follows a relation from its other side (a reverse foreign key, the first half
+    of a many-to-many, a generic relation) to many objects."""
+    for join in queryset.query.alias_map.values():
+        field = join.join_field if isinstance(join, Join) else None
+        if isinstance(field, ForeignObjectRel) and gives_many(field):
+            return True
+    return False
+
+
+def one_row_per_record(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+    """``queryset``, or, when its joins can repeat a record, the records it selects each once.
+
+    The filtered query becomes a subquery of keys (``pk IN (...)``): unlike ``distinct()``,
+    that keeps the outer query one plain row per record, so keyset paging, counting and the
+    PostgreSQL fast path work on it as on any export.
+    """
+    if not joins_many_rows(queryset):
+        return queryset
+    keys = queryset.order_by().values("pk")
+    return queryset.model._base_manager.using(queryset.db).filter(pk__in=keys)

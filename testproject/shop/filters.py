@@ -155,6 +155,11 @@ class CategoryFilter(django_filters.FilterSet):
     root = BooleanFilter(field_name="parent", lookup_expr="isnull")
     is_active = BooleanFilter()
     search = SearchFilter("name", "slug")
+    product_search = SearchFilter(
+        "products__sku",
+        "products__name",
+        help_text="Categories holding a product whose SKU or name contains this.",
+    )
 
     class Meta:
         model = Category
@@ -250,6 +255,11 @@ class OrderFilter(django_filters.FilterSet):
     currency = django_filters.ChoiceFilter(choices=Currency.choices)
     payment_method = django_filters.ChoiceFilter(choices=Order.PaymentMethod.choices)
     shipping_country = django_filters.CharFilter(lookup_expr="iexact")
+    transaction_status = django_filters.ChoiceFilter(
+        field_name="transactions__status",
+        choices=Transaction.Status.choices,
+        help_text="Orders with at least one transaction in this status.",
+    )
 
     class Meta:
         model = Order
