@@ -1,8 +1,10 @@
-"""Faults with real worker processes: a SIGKILLed worker, Redis going away, the database
-dropping the connection. Figures measured here are quoted in docs/reliability.md."""
+"""Faults with real worker processes: a SIGKILLed worker, a pause between two workers, Redis
+going away, the database dropping the connection. Each on orders (64-bit keys, JSON) and on
+inquiries (UUID keys, XML). Figures measured here are quoted in docs/reliability.md."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -11,14 +13,21 @@ import time
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from factory.random import reseed_random
 
 from django_report_export.models import ReportExport, Status
+from django_report_export.registry import site
+from testproject.shop.factories import InquiryFactory
+from testproject.shop.models import CustomerAccount, Inquiry
 
 from .workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ORDERS = 1500
+#: Rows of each service exported here.
+ROWS = 1500
+#: The format each service is exported in.
+FORMATS = {"order": "json", "inquiry": "xml"}
 FAST_FAILURE = {
     "CHUNK_SIZE": 2,
     "CHECKPOINT_INTERVAL": 0,
@@ -27,13 +36,29 @@ FAST_FAILURE = {
 }
 
 
+@pytest.fixture(params=list(FORMATS))
+def service(request) -> str:
+    return request.param
+
+
+def add_inquiries(rows: int) -> None:
+    reseed_random(11)
+    rng = random.Random(11)
+    customers = [*CustomerAccount.objects.all()[:50], None]
+    made = [InquiryFactory.build(customer=rng.choice(customers)) for _ in range(rows)]
+    Inquiry.objects.bulk_create(made, batch_size=500)
+
+
 @pytest.fixture
-def shop(api, worker):
-    """1,500 orders and the bytes of their uninterrupted JSON export."""
-    call_command("seed_shop", orders=ORDERS, seed=11, verbosity=0)
-    api.post("/api/report/order/start?format=json")
+def shop(api, worker, service):
+    """1,500 rows of the service and the bytes of their uninterrupted export."""
+    call_command("seed_shop", orders=ROWS, seed=11, verbosity=0)
+    if service == "inquiry":
+        add_inquiries(ROWS - Inquiry.objects.count())
+    assert site.get(service).get_queryset().count() == ROWS
+    start(api, service)
     worker()
-    return download(api)
+    return download(api, service)
 
 
 @pytest.fixture
@@ -41,55 +66,80 @@ def fast_failure(settings):
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **FAST_FAILURE}
 
 
-def status(api):
-    return api.get("/api/report/order/status").json()
+def start(api, service: str) -> None:
+    response = api.post(f"/api/report/{service}/start?format={FORMATS[service]}")
+    assert response.status_code == 202, response.content
 
 
-def download(api) -> bytes:
-    response = api.get("/api/report/order/download")
+def status(api, service: str):
+    return api.get(f"/api/report/{service}/status").json()
+
+
+def download(api, service: str) -> bytes:
+    response = api.get(f"/api/report/{service}/download")
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content)
 
 
-def test_sigkilled_worker_is_continued_from_its_checkpoint(api, shop, fast_failure, tmp_path):
-    api.post("/api/report/order/start?format=json")
+def test_sigkilled_worker_is_continued_from_its_checkpoint(
+    api, service, shop, fast_failure, tmp_path
+):
+    start(api, service)
     first = WorkerProcess(tmp_path / "worker-1.log", **FAST_FAILURE)
-    wait_for(lambda: status(api)["processed"] >= 500)
+    wait_for(lambda: status(api, service)["processed"] >= 500)
     first.kill()
     killed_at = time.monotonic()
-    at_kill = status(api)["processed"]
-    assert status(api)["status"] == Status.RUNNING
+    at_kill = status(api, service)["processed"]
+    assert status(api, service)["status"] == Status.RUNNING
     with WorkerProcess(tmp_path / "worker-2.log", **FAST_FAILURE):
         # Reading the status finds the heartbeat stale and queues a continuation.
-        wait_for(lambda: status(api)["status"] != Status.RUNNING or None, timeout=30)
+        wait_for(lambda: status(api, service)["status"] != Status.RUNNING or None, timeout=30)
         continued_at = time.monotonic()
-        wait_for(lambda: status(api)["status"] == Status.FINISHED, timeout=60)
+        wait_for(lambda: status(api, service)["status"] == Status.FINISHED, timeout=60)
     export = ReportExport.objects.get(status=Status.FINISHED, retries=1)
-    assert download(api) == shop
-    assert export.processed == ORDERS
+    assert download(api, service) == shop
+    assert export.processed == ROWS
     log = (tmp_path / "worker-2.log").read_text()
     assert f"Export {export.pk} run" in log
     print(
-        f"SIGKILL at {at_kill}/{ORDERS} rows: continuation queued "
+        f"{service}: SIGKILL at {at_kill}/{ROWS} rows: continuation queued "
         f"{continued_at - killed_at:.1f} s later, file identical"
     )
 
 
-def test_worker_lost_more_than_max_retries_is_an_error(api, shop, settings, tmp_path):
+def test_paused_on_one_worker_and_resumed_on_another(api, service, shop, fast_failure, tmp_path):
+    start(api, service)
+    with WorkerProcess(tmp_path / "worker-1.log", **FAST_FAILURE):
+        wait_for(lambda: status(api, service)["processed"] >= 500)
+        paused = api.post(f"/api/report/{service}/pause")
+        assert paused.status_code == 200, paused.content
+        assert paused.json()["status"] == Status.PAUSED
+    export = ReportExport.objects.get(status=Status.PAUSED)
+    assert 500 <= export.checkpoint["processed"] < ROWS
+    assert status(api, service)["processed"] == export.checkpoint["processed"]
+    assert api.post(f"/api/report/{service}/resume").status_code == 200
+    with WorkerProcess(tmp_path / "worker-2.log", **FAST_FAILURE):
+        wait_for(lambda: status(api, service)["status"] == Status.FINISHED)
+    assert download(api, service) == shop
+    assert f"Export {export.pk} run" in (tmp_path / "worker-2.log").read_text()
+    print(f"{service}: paused at {export.checkpoint['processed']}/{ROWS} rows, file identical")
+
+
+def test_worker_lost_more_than_max_retries_is_an_error(api, service, shop, settings, tmp_path):
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **FAST_FAILURE, "MAX_RETRIES": 1}
-    api.post("/api/report/order/start?format=json")
+    start(api, service)
     for run, rows in enumerate((300, 900)):
         worker = WorkerProcess(tmp_path / f"worker-{run}.log", **FAST_FAILURE, MAX_RETRIES=1)
-        wait_for(lambda rows=rows: status(api)["processed"] >= rows)
+        wait_for(lambda rows=rows: status(api, service)["processed"] >= rows)
         worker.kill()
         time.sleep(FAST_FAILURE["STALE_AFTER"] + 0.5)
-    body = status(api)
+    body = status(api, service)
     assert body["status"] == Status.ERROR
     assert "worker running the export was lost" in body["error"]
     assert body["file"] is None
     export = ReportExport.objects.get(status=Status.ERROR)
     assert export.retries == 1
-    assert api.get("/api/report/order/download").status_code == 404
+    assert api.get(f"/api/report/{service}/download").status_code == 404
 
 
 # --- Redis going away --------------------------------------------------------------------
@@ -147,29 +197,30 @@ def private_redis(settings, tmp_path):
         server.kill()
 
 
-ENDPOINTS = [
-    ("get", "/api/report/"),
-    ("get", "/api/report/order/status"),
-    ("post", "/api/report/order/start?format=json"),
-    ("post", "/api/report/order/pause"),
-    ("post", "/api/report/order/resume"),
-    ("delete", "/api/report/order/cancel"),
-    ("get", "/api/report/order/download"),
-    ("get", "/api/report/order/history"),
-]
+def endpoints(service: str) -> list[tuple[str, str]]:
+    return [
+        ("get", "/api/report/"),
+        ("get", f"/api/report/{service}/status"),
+        ("post", f"/api/report/{service}/start?format={FORMATS[service]}"),
+        ("post", f"/api/report/{service}/pause"),
+        ("post", f"/api/report/{service}/resume"),
+        ("delete", f"/api/report/{service}/cancel"),
+        ("get", f"/api/report/{service}/download"),
+        ("get", f"/api/report/{service}/history"),
+    ]
 
 
 def test_redis_outage_pauses_the_export_and_resume_finishes_it(
-    api, shop, fast_failure, private_redis, tmp_path
+    api, service, shop, fast_failure, private_redis, tmp_path
 ):
-    api.post("/api/report/order/start?format=json")
+    start(api, service)
     export = ReportExport.objects.get(status=Status.STARTING)
     env = {"REDIS_URL": private_redis.url}
     with WorkerProcess(tmp_path / "worker-1.log", env=env, **FAST_FAILURE):
-        wait_for(lambda: status(api)["processed"] >= 400)
+        wait_for(lambda: status(api, service)["processed"] >= 400)
         private_redis.kill()
         slowest = 0.0
-        for method, url in ENDPOINTS:
+        for method, url in endpoints(service):
             began = time.monotonic()
             response = getattr(api, method)(url)
             slowest = max(slowest, time.monotonic() - began)
@@ -178,17 +229,17 @@ def test_redis_outage_pauses_the_export_and_resume_finishes_it(
         # The job stops at its next chunk boundary, its checkpoint in the database.
         wait_for(lambda: ReportExport.objects.get(pk=export.pk).status == Status.PAUSED)
     paused = ReportExport.objects.get(pk=export.pk)
-    assert 400 <= paused.checkpoint["processed"] < ORDERS
+    assert 400 <= paused.checkpoint["processed"] < ROWS
     assert "Redis" in paused.error
 
     private_redis.start()  # empty: the status is rebuilt from the database
-    body = status(api)
+    body = status(api, service)
     assert body["status"] == Status.PAUSED
     assert body["processed"] == paused.checkpoint["processed"]
-    assert api.post("/api/report/order/resume").status_code == 200
+    assert api.post(f"/api/report/{service}/resume").status_code == 200
     with WorkerProcess(tmp_path / "worker-2.log", env=env, **FAST_FAILURE):
-        wait_for(lambda: status(api)["status"] == Status.FINISHED)
-    assert download(api) == shop
+        wait_for(lambda: status(api, service)["status"] == Status.FINISHED)
+    assert download(api, service) == shop
     print(f"Redis down: 8 endpoints answered 503 internalError, slowest in {slowest:.2f} s")
 
 
@@ -205,33 +256,34 @@ def terminate_other_backends() -> int:
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="needs PostgreSQL connections")
-def test_dropped_database_connection_is_reopened(api, shop, fast_failure, tmp_path):
-    api.post("/api/report/order/start?format=json")
+def test_dropped_database_connection_is_reopened(api, service, shop, fast_failure, tmp_path):
+    start(api, service)
     log = tmp_path / "worker.log"
     with WorkerProcess(log, **FAST_FAILURE):
-        wait_for(lambda: status(api)["processed"] >= 400)
+        wait_for(lambda: status(api, service)["processed"] >= 400)
         assert terminate_other_backends() >= 1
-        wait_for(lambda: status(api)["status"] == Status.FINISHED)
-    assert download(api) == shop
+        wait_for(lambda: status(api, service)["status"] == Status.FINISHED)
+    assert download(api, service) == shop
     assert "reconnecting" in log.read_text()
 
 
 def test_failing_query_mid_export_is_an_error_and_publishes_nothing(
-    api, shop, fast_failure, tmp_path, media_root
+    api, service, shop, fast_failure, tmp_path, media_root
 ):
-    api.post("/api/report/order/start?format=json")
+    table = site.get(service).model._meta.db_table
+    start(api, service)
     with WorkerProcess(tmp_path / "worker.log", **FAST_FAILURE):
-        wait_for(lambda: status(api)["processed"] >= 400)
+        wait_for(lambda: status(api, service)["processed"] >= 400)
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE shop_order RENAME TO shop_order_away")
+            cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
         try:
-            wait_for(lambda: status(api)["status"] == Status.ERROR)
+            wait_for(lambda: status(api, service)["status"] == Status.ERROR)
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("ALTER TABLE shop_order_away RENAME TO shop_order")
-    body = status(api)
+                cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+    body = status(api, service)
     assert body["file"] is None
-    assert "shop_order" in body["error"]
+    assert table in body["error"]
     failed = ReportExport.objects.get(status=Status.ERROR)
     assert not failed.file_name
     leftovers = [p for p in media_root.rglob("*") if p.is_file() and str(failed.pk) in str(p)]
