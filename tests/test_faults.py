@@ -85,9 +85,9 @@ def test_sigkilled_worker_is_continued_from_its_checkpoint(
     api, service, shop, fast_failure, tmp_path
 ):
     start(api, service)
-    first = WorkerProcess(tmp_path / "worker-1.log", **FAST_FAILURE)
-    wait_for(lambda: status(api, service)["processed"] >= 500)
-    first.kill()
+    with WorkerProcess(tmp_path / "worker-1.log", **FAST_FAILURE) as first:
+        wait_for(lambda: status(api, service)["processed"] >= 500)
+        first.kill()
     killed_at = time.monotonic()
     at_kill = status(api, service)["processed"]
     assert status(api, service)["status"] == Status.RUNNING
@@ -129,9 +129,9 @@ def test_worker_lost_more_than_max_retries_is_an_error(api, service, shop, setti
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **FAST_FAILURE, "MAX_RETRIES": 1}
     start(api, service)
     for run, rows in enumerate((300, 900)):
-        worker = WorkerProcess(tmp_path / f"worker-{run}.log", **FAST_FAILURE, MAX_RETRIES=1)
-        wait_for(lambda rows=rows: status(api, service)["processed"] >= rows)
-        worker.kill()
+        with WorkerProcess(tmp_path / f"worker-{run}.log", **FAST_FAILURE, MAX_RETRIES=1) as worker:
+            wait_for(lambda rows=rows: status(api, service)["processed"] >= rows)
+            worker.kill()
         time.sleep(FAST_FAILURE["STALE_AFTER"] + 0.5)
     body = status(api, service)
     assert body["status"] == Status.ERROR
