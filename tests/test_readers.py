@@ -455,7 +455,7 @@ def test_fallbacks(db: Any) -> None:
         order_reader(fields=["note"], writer=CSVWriter("order", ["note"])), PostgresChunkReader
     )
     assert isinstance(order_reader(queryset=queryset.distinct()), OrmChunkReader)
-    # JSON, UUID keys: ReportExport's own table.
+    # JSON columns: ReportExport's own table (its UUID key alone would take the fast path).
     exports = ReportExport.objects.order_by("pk")
     writer = XMLWriter("exports", ["service", "fields"])
     assert isinstance(get_reader(exports, ["service", "fields"], writer), OrmChunkReader)
