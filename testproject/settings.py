@@ -37,6 +37,10 @@ INSTALLED_APPS = [
     "django_report_export",
     "testproject.shop",
 ]
+if os.environ.get("REPORT_EXPORT_DB_PROBE_DIR"):
+    # The worker processes of tests/test_processes.py: which process runs each query, on a
+    # connection that which process opened (tests/dbprobe.py).
+    INSTALLED_APPS.append("tests.dbprobe.DatabaseProbe")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
