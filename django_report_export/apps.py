@@ -8,7 +8,9 @@ class ReportExportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_report_export import checks  # noqa: F401  (registers the system checks)
+        # Imported for what they register: the system checks, and the receiver that notes
+        # which process opened each database connection.
+        from django_report_export import checks, processes  # noqa: F401
         from django_report_export.registry import autodiscover
 
         autodiscover()

@@ -32,6 +32,7 @@ from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, Status
+from django_report_export.processes import discard_inherited_connections
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import ExportService, site
 from django_report_export.relations import one_row_per_record
@@ -58,6 +59,7 @@ T = TypeVar("T")
 
 
 def run_export(export_id: str) -> None:
+    discard_inherited_connections()
     export = ReportExport.objects.filter(pk=export_id).first()
     if export is None:
         logger.warning("Export %s no longer exists; nothing to run.", export_id)

@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.utils import timezone
+from rq.exceptions import AbandonedJobError
 
 from django_report_export import signals
 from django_report_export.conf import export_settings
+from django_report_export.connection import get_redis
 from django_report_export.models import ReportExport, Status
+from django_report_export.processes import closing_new_connections
 from django_report_export.shards import forget_shards
 from django_report_export.status import StatusStore
 from django_report_export.storage import delete_parts, get_storage
@@ -95,7 +98,6 @@ def sweep() -> list[str]:
     Status reads and starts already recover the slot they touch; this catches the slots
     nobody polls. ``manage.py report_export sweep`` runs it (from cron, or with ``--every``).
     """
-    from django_report_export.connection import get_redis
     from django_report_export.control import is_stale
 
     store = StatusStore(get_redis())
@@ -113,14 +115,18 @@ def job_failed(job: Any, connection: Any, exc_type: Any, exc_value: Any, traceba
     RQ calls it with ``AbandonedJobError`` when its maintenance finds a job whose worker
     stopped heartbeating; errors raised by the export itself are recorded by the job.
     """
-    from rq.exceptions import AbandonedJobError
-
-    from django_report_export.connection import get_redis
-    from django_report_export.control import is_stale
-
     if exc_type is not AbandonedJobError or not job.args:
         return
-    export = ReportExport.objects.filter(pk=job.args[0]).first()
+    # Maintenance runs in the worker's own process, which forks the next work horses: the
+    # database connections opened here must not outlive the call.
+    with closing_new_connections():
+        recover_abandoned(str(job.args[0]))
+
+
+def recover_abandoned(export_id: str) -> None:
+    from django_report_export.control import is_stale
+
+    export = ReportExport.objects.filter(pk=export_id).first()
     if export is None:
         return
     store = StatusStore(get_redis())

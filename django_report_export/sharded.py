@@ -34,6 +34,7 @@ from django_report_export.job import (
 )
 from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport, ReportExportShard, Status
+from django_report_export.processes import discard_inherited_connections
 from django_report_export.readers import ChunkReader, get_reader
 from django_report_export.registry import site
 from django_report_export.shards import (
@@ -65,6 +66,7 @@ ENDED = {str(int(status)) for status in (*Status.ended(), Status.READY)}
 
 def run_export_shard(export_id: str) -> None:
     """RQ job: export pending shards of a running sharded export until none is left."""
+    discard_inherited_connections()
     export = ReportExport.objects.filter(pk=export_id).first()
     if export is None:
         return

@@ -4,7 +4,7 @@ SQLite by default; ``DATABASE_URL`` (``postgres://...``) switches to PostgreSQL.
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) serves django-rq and the status store.
 ``REPLICA_DATABASE_URL`` adds a ``replica`` database (``REPORT_EXPORT["DATABASE_ALIAS"]``), and
 ``EXPORT_STORAGE_S3_BUCKET`` an ``exports`` storage on S3 (``REPORT_EXPORT["STORAGE"]``); see
-docs/deployment.md.
+docs/deployment.md. ``REPORT_EXPORT_DB_PROBE_DIR`` installs the test suite's database probe.
 """
 
 import json
@@ -37,6 +37,10 @@ INSTALLED_APPS = [
     "django_report_export",
     "testproject.shop",
 ]
+if os.environ.get("REPORT_EXPORT_DB_PROBE_DIR"):
+    # The worker processes of tests/test_processes.py log which process runs each query and
+    # which process opened its connection (tests/dbprobe.py).
+    INSTALLED_APPS.append("tests.dbprobe.DatabaseProbe")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -275,12 +275,73 @@ def test_admin_user_export_never_holds_a_password_hash(api, worker):
     assert json.loads(download(api, "adminUser")) == []
 
 
-FORMULAS = ["=1+2", "+SUM(A1:A2)", "-2+3", "@cmd", "\tTAB", "\rCR", '=HYPERLINK("http://x")']
-HARMLESS = ["plain", " =leading space", "a=b", "'quoted"]
+#: Texts a spreadsheet may run as a formula, and how the guard writes them: a ``'`` wherever a
+#: spreadsheet may start reading a cell (the text's start, after a comma, semicolon, tab, bar or
+#: line end), in front of any whitespace before the formula.
+FORMULAS = {
+    "=1+2": "'=1+2",
+    "+SUM(A1:A2)": "'+SUM(A1:A2)",
+    "-2+3": "'-2+3",
+    "@cmd": "'@cmd",
+    "\tTAB": "'\tTAB",
+    "\rCR": "'\rCR",
+    '=HYPERLINK("http://x")': '\'=HYPERLINK("http://x")',
+    " =leading space": "' =leading space",
+    "\u00a0\u3000=1+1": "'\u00a0\u3000=1+1",
+    "\uff1d1+1": "'\uff1d1+1",
+    "\uff0bSUM(A1)": "'\uff0bSUM(A1)",
+    "\uff0d1": "'\uff0d1",
+    "\uff20cmd": "'\uff20cmd",
+    "x;=1+1": "x;'=1+1",
+    "Tel. 030 1234; +49 171 1234": "Tel. 030 1234;' +49 171 1234",
+    "a,=1+1": "a,'=1+1",
+    "a\t=1+1": "a\t'=1+1",
+    "a|=1+1": "a|'=1+1",
+    "first line\n=1+1": "first line\n'=1+1",
+    ";;=1": ";;'=1",
+}
+HARMLESS = [
+    "plain",
+    "a=b",
+    "'quoted",
+    "x;y",
+    "a - b",
+    "a;b=c",
+    "e-mail: a@example.com",
+    "one\r\n\r\n\tindented",
+]
 
 
 def csv_rows(data: bytes) -> list[dict]:
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def cells_as_split_at(data: bytes, delimiter: str) -> list[str]:
+    """Every cell of the file as a spreadsheet assuming ``delimiter`` reads it: quotes count
+    only at the start of a cell, an unquoted line end ends the record."""
+    text = data.decode("utf-8")
+    return [
+        cell
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for cell in row
+    ]
+
+
+#: A cell a spreadsheet may run: a formula sign first, or after whitespace it trims.
+STARTS_LIKE_FORMULA = re.compile("\\s*[=+\\-@\uff1d\uff0b\uff0d\uff20]")
+
+
+def formula_cells(cells: list[str]) -> list[str]:
+    """The cells that start like a formula, numbers (``-5``) aside."""
+    return [cell for cell in cells if STARTS_LIKE_FORMULA.match(cell) and not is_number(cell)]
+
+
+def is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("guard", [True, False])
@@ -290,21 +351,28 @@ def test_csv_formula_injection_is_neutralised_by_default_and_configurable(
     if not guard:
         settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CSV_FORMULA_GUARD": False}
     category = CategoryFactory(name="=category")
-    for text in FORMULAS + HARMLESS:
+    for text in [*FORMULAS, *HARMLESS]:
         ProductFactory(name=text, description=text, category=category, stock=-5)
     ProductFactory(name="negative", price=Decimal("-1.50"), category=category, stock=-5)
     export(
         api, worker, "product", "format=csv&fields=id,name,description,category__name,stock,price"
     )
-    rows = csv_rows(download(api, "product"))
+    data = download(api, "product")
+    rows = csv_rows(data)
+    assert len(rows) == len(FORMULAS) + len(HARMLESS) + 1
     for row in rows:
         stored = Product.objects.get(pk=row["id"])
         for column, value in (("name", stored.name), ("description", stored.description)):
-            expected = "'" + value if guard and value in FORMULAS else value
+            expected = FORMULAS.get(value, value) if guard else value
             assert row[column] == expected, (column, value)
         assert row["category__name"] == ("'=category" if guard else "=category")
         assert row["stock"] == "-5"  # numbers are never changed
         assert row["price"] == str(stored.price)
+    # Nor does a spreadsheet that splits the file at semicolons (German Excel), tabs or bars
+    # find a formula in it; without the guard each of them finds some.
+    for delimiter in (",", ";", "\t", "|"):
+        found = formula_cells(cells_as_split_at(data, delimiter))
+        assert (found == []) is guard, (delimiter, found)
 
 
 #: Characters XML 1.0 does not allow in a document (NUL only where the database stores it).

@@ -32,6 +32,8 @@ from django_report_export.registry import site
 from testproject.shop import factories as f
 from testproject.shop.models import Order
 
+from .formula_guard import guarded
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Every (service, format) pair of the registry: 16 services, 33 pairs.
@@ -90,7 +92,7 @@ def expected_csv(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return "'" + value if value.startswith(FORMULA_STARTS) else value
+        return guarded(value)
     return expected_text(value)
 
 

@@ -12,6 +12,7 @@ import io
 import json
 import random
 import re
+import sys
 import uuid
 import xml.etree.ElementTree as ElementTree
 import zoneinfo
@@ -36,8 +37,11 @@ from django_report_export.formats import (
     unregister_format,
 )
 from django_report_export.formats.base import ChunkRows
+from django_report_export.formats.csv import LEADING_WHITESPACE
 from django_report_export.formats.values import decimal_texts
 from django_report_export.formats.xml import xml_name
+
+from .formula_guard import guarded
 
 UTC = dt.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
@@ -183,12 +187,6 @@ def read_csv(data: bytes) -> list[list[str]]:
         csv.field_size_limit(limit)
 
 
-def guarded(text: str | None) -> str | None:
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
-
-
 # --- CSV -----------------------------------------------------------------------------------
 
 
@@ -265,8 +263,10 @@ def reference_csv(rows: Sequence[Sequence[Any]]) -> bytes:
     records = []
     for row in rows:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\r\n").writerow(row)
-        records.append(buffer.getvalue()[:-2] + "\n")
+        # The module quotes cells holding a character of the line terminator: the writer also
+        # quotes those holding a semicolon, a tab or a bar.
+        csv.writer(buffer, lineterminator="\r\n;\t|").writerow(row)
+        records.append(buffer.getvalue()[:-5] + "\n")
     return (
         "".join(records)
         .encode("utf-8", "surrogatepass")
@@ -327,6 +327,83 @@ def test_csv_formula_guard_on_by_default() -> None:
     assert table[0][2:4] == ["-1.50", "-2.5"]
     assert [cells[4] for cells in table] == ["'-x", "7", "", "'@y", "", "a=b", "", "'quoted"]
     assert table[0][5] == '{"a":"=b"}'  # JSON text starts with "{" or "[", never guarded
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        # after leading whitespace of any kind
+        (" =1+1", "' =1+1"),
+        ("\xa0\u3000\n@cmd", "\"'\xa0\u3000\n'@cmd\""),
+        ("\x0b\x0c\x85\u2028+1", "'\x0b\x0c\x85\u2028+1"),
+        # the full-width signs
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("\uff0bA1", "'\uff0bA1"),
+        ("\uff0d1", "'\uff0d1"),
+        ("\uff20SUM(A1)", "'\uff20SUM(A1)"),
+        # where a spreadsheet splitting at ; , tab or a line end starts a cell or a record
+        ("x;=1+1", '"x;\'=1+1"'),
+        ("x; =1+1", '"x;\' =1+1"'),
+        ("Tel. 030; +49 171", '"Tel. 030;\' +49 171"'),
+        ("a,=1", '"a,\'=1"'),
+        ("a, -b", '"a,\' -b"'),
+        ("x\t\t=1", "\"x\t'\t'=1\""),
+        ("ok\n=1+1", '"ok\n\'=1+1"'),
+        ("ok\r\n-1", "\"ok\r'\n'-1\""),
+        ("a|=1", '"a|\'=1"'),
+        # and after a quote, which opens a quoted cell where a spreadsheet starts one
+        ('x;"=1"', '"x;\'""=1"""'),
+        ('"=1"', '"\'""=1"""'),
+        (";;=1", '";;\'=1"'),
+        ("=1;=2", "\"'=1;'=2\""),
+        # a tab or CR first is guarded whatever follows (OWASP), and so is the sign after it
+        ("\tx", '"\'\tx"'),
+        ("\rx", '"\'\rx"'),
+        ("\t=1", "\"'\t'=1\""),
+        # harmless: no formula character where a cell may start
+        ("a - b", "a - b"),
+        ("e-mail a@example.com", "e-mail a@example.com"),
+        ("a=b;c+d", '"a=b;c+d"'),
+        ("x; y", '"x; y"'),
+        ("x;\ty", '"x;\ty"'),
+        ("one\r\n\r\n\tindented", '"one\r\n\r\n\tindented"'),
+        (" ", " "),
+        ("'=1", "'=1"),
+    ],
+)
+def test_csv_formula_guard_marks_every_place_a_spreadsheet_may_start_a_cell(
+    text: str, written: str
+) -> None:
+    data = CSVWriter("order", ["text", "n"]).encode_rows([(text, 1)], first=True)
+    assert data == f"{written},1\n".encode()
+    assert read_csv(data) == [[guarded(text), "1"]]
+
+
+def test_csv_formula_guard_of_random_texts() -> None:
+    """The scan of a whole column finds every text that needs a mark: random texts of cell
+    breaks, whitespace, quotes and signs, written 100 to a chunk, read back against the rule
+    spelled out."""
+    rng = random.Random(5)
+    alphabet = [*",;\t|\r\n", " ", "\xa0", "\u3000", '"', *"=+-@", "\uff1d", "x", "1"]
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 8))) for _ in range(5000)]
+    writer = CSVWriter("order", ["text", "n"])
+    data = b"".join(
+        writer.encode_rows([(text, 1) for text in texts[start : start + 100]], first=True)
+        for start in range(0, len(texts), 100)
+    )
+    assert read_csv(data) == [[guarded(text), "1"] for text in texts]
+
+
+def test_leading_whitespace_is_what_python_calls_whitespace() -> None:
+    everything = map(chr, range(sys.maxunicode + 1))
+    assert set(LEADING_WHITESPACE) == {char for char in everything if char.isspace()}
+
+
+def test_csv_cells_holding_a_semicolon_a_tab_or_a_bar_are_quoted() -> None:
+    with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": False}):
+        writer = CSVWriter("order", ["a", "b"])
+    data = writer.encode_rows([("x;y", "x\ty"), ("plain", "a|b")], first=True)
+    assert data == b'"x;y","x\ty"\nplain,"a|b"\n'
 
 
 def test_csv_formula_guard_off() -> None:

@@ -7,8 +7,10 @@ through the whole job with gzip. PostgreSQL only: on SQLite the module is skippe
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
+import io
 import random
 import time
 from decimal import Decimal
@@ -21,6 +23,7 @@ from django.test import override_settings
 
 from django_report_export import control
 from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_writer_class
+from django_report_export.formats.csv import CELL_BREAKS, FORMULA_SIGNS, LEADING_WHITESPACE
 from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, Status
 from django_report_export.readers import OrmChunkReader, get_reader
@@ -34,6 +37,8 @@ from django_report_export.registry import site
 from django_report_export.storage import get_storage
 from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher
 
+from .formula_guard import guarded
+
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path is PostgreSQL's"),
@@ -45,7 +50,7 @@ UTC = dt.UTC
 #: Characters a PostgreSQL text can hold that a format treats specially (no NUL, no lone
 #: surrogates: PostgreSQL cannot store them).
 PALETTE = [
-    *"ab ,;\"'\\/\n\r\t<>&=+-@{}[]:.",
+    *"ab ,;|\"'\\/\n\r\t<>&=+-@{}[]:.",
     "\x01",
     "\x0b",
     "\x0c",
@@ -65,6 +70,12 @@ PALETTE = [
     '""',
     "null",
     "},{",
+    "\xa0",
+    "\u3000",
+    "\uff1d",
+    "\uff0b",
+    "\uff0d",
+    "\uff20",
 ]
 AWKWARD_TEXTS = [
     "",
@@ -85,6 +96,21 @@ AWKWARD_TEXTS = [
     "back\\slash \\n \\u0000",
     '},{"id":1}',
     "null",
+    # The formula guard's places: after whitespace, after each cell break, full-width signs.
+    " =1+1",
+    "\xa0\u3000@cmd",
+    "\uff1d1+1",
+    "\uff0bx \uff0dy \uff20z",
+    "x;=1+1",
+    ";=1",
+    "a, -b; +c",
+    "x\t\t=1",
+    "first\n=1+1\r\n \uff1dx",
+    " plain; text, only",
+    "a|=1",
+    "\t=1",
+    "x;\ty",
+    "one\r\n\r\n\tindented",
 ]
 
 
@@ -126,7 +152,7 @@ def shop() -> None:
             inquiry.save()
         for index, order in enumerate(Order.objects.order_by("pk")[:120]):
             order.note = texts[index % len(texts)]
-            order.number = f"{texts[(index * 3) % len(texts)]}#{index}"
+            order.number = f"{texts[(index * 3) % len(texts)][:24]}#{index}"  # 32 at most
             order.paid_at = times[index % len(times)] if index % 2 else None
             order.subtotal = [
                 Decimal("0.00"),
@@ -276,6 +302,32 @@ def test_every_escaped_character(shop: Any, export_format: str) -> None:
     orm, fast = both_readers("inquiry", export_format)
     for chunk_size in (1, 5, 1000):
         assert export_bytes(fast, chunk_size) == export_bytes(orm, chunk_size), chunk_size
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_every_place_of_the_formula_guard(shop: Any, guard: bool) -> None:
+    """Each whitespace character before each formula sign (and before a letter), at a text's
+    start and after each cell break: the same bytes on both paths, the guard on and off."""
+    signs = [*FORMULA_SIGNS, "x"]
+    Inquiry.objects.bulk_create(
+        Inquiry(
+            email="guard@example.com",
+            subject=f"{space}{sign}1",
+            message="".join(f"{brk}{space}{other}1" for brk in CELL_BREAKS for other in signs),
+        )
+        for space in ["", *LEADING_WHITESPACE]
+        for sign in signs
+    )
+    with override_settings(REPORT_EXPORT={"CSV_FORMULA_GUARD": guard}):
+        orm, fast = both_readers("inquiry", "csv")
+    data = export_bytes(fast, 1000)
+    assert data == export_bytes(orm, 1000)
+    records = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+    messages = {str(pk): message for pk, message in Inquiry.objects.values_list("pk", "message")}
+    assert len(records) == len(messages)
+    for record in records:
+        message = messages[record["id"]]
+        assert record["message"] == (guarded(message) if guard else message)
 
 
 def test_one_column_csv(shop: Any) -> None:

@@ -1,23 +1,28 @@
 """CSV: UTF-8 without BOM, a header row of column names, RFC 4180 quoting, ``\\n`` record ends.
 
-Cells are quoted exactly when they hold a comma, a quote, ``\\r`` or ``\\n`` (a quote inside is
-doubled), and every record ends with ``\\n``: what PostgreSQL's ``COPY ... WITH (FORMAT csv)``
-and pandas write, so that the PostgreSQL fast path (``readers/postgres.py``) and this writer
-produce the same bytes. (Python's ``csv`` module is not used: before Python 3.12 it leaves a
-lone ``\\r`` unquoted when records end with ``\\n``, and the writer here, column by column, is
-about twice as fast.) A record of a single empty cell is written ``""``, as the csv module
-does, so that it is not an empty line.
+Cells are quoted exactly when they hold a comma, a quote, ``\\r``, ``\\n``, a semicolon, a
+tab or a bar (a quote inside is doubled), and every record ends with ``\\n``, as PostgreSQL's
+``COPY ... WITH (FORMAT csv)`` and pandas end them; the PostgreSQL fast path
+(``readers/postgres.py``) writes the same bytes as this writer. (Python's ``csv`` module is not
+used: before Python 3.12 it leaves a lone ``\\r`` unquoted when records end with ``\\n``, and
+the writer here, column by column, is about twice as fast.) A record of a single empty cell is
+written ``""``, as the csv module does, so that it is not an empty line.
 
-A text cell that starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a leading
-``'`` while ``REPORT_EXPORT["CSV_FORMULA_GUARD"]`` is true (the default), so spreadsheets show
-it instead of running it (OWASP "CSV injection"). Numbers are never changed.
+While ``REPORT_EXPORT["CSV_FORMULA_GUARD"]`` is true (the default), a text gets a ``'`` wherever
+a spreadsheet could start reading a formula in it (OWASP "CSV injection"): at its start and
+after each comma, semicolon, tab, bar or line end in it (a spreadsheet may split the file at
+any of them), where ``=``, ``+``, ``-``, ``@`` or a full-width form of them follows, after any
+whitespace; and at the start of a text that starts with a tab or CR. Numbers are never
+changed. The rule does not depend on the file's delimiter; docs/formats.md tells why.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
-from operator import itemgetter
+from itertools import accumulate, count
+from operator import add
 from typing import Any
 
 from django_report_export.conf import export_settings
@@ -31,36 +36,86 @@ from django_report_export.formats.values import (
     token_column,
 )
 
-#: First characters that make a spreadsheet read a cell as a formula.
-FORMULA_PREFIXES = frozenset("=+-@\t\r")
+#: Characters that start a formula: = + - @ (OWASP) and their full-width forms U+FF1D, U+FF0B,
+#: U+FF0D, U+FF20, which East Asian spreadsheets take for them. ``-`` comes last, so that the
+#: text is also the inside of a regex bracket.
+FORMULA_SIGNS = "=+@\uff1d\uff0b\uff0d\uff20-"
+#: Characters that OWASP also guards at the start of a text, whatever follows: tab and CR.
+FORMULA_STARTS = "\t\r"
+#: Whitespace a spreadsheet may trim before reading a cell: every character ``str.isspace()``
+#: holds for (spaces of every width, tabs, line ends).
+LEADING_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+#: Where a spreadsheet may begin a new cell or record inside a text, whatever the delimiter of
+#: the file: the delimiters a spreadsheet may assume (comma, semicolon, tab, bar), line ends.
+CELL_BREAKS = ",;\t|\r\n"
+
+#: A formula sign after anything a spreadsheet may drop before it reads a cell: whitespace, and
+#: quotes (that open a quoted cell, where a cell starts inside a text).
+_FORMULA = f'[{LEADING_WHITESPACE}"]*[{FORMULA_SIGNS}]'
+#: Regular expressions of the guard, written so that Python and PostgreSQL read them alike
+#: (``readers/postgres.py`` uses the same texts): a text starting like a formula; a cell break
+#: followed by one (the break is kept, a ``'`` goes after it); either of them.
+FORMULA_AT_START = f"^([{FORMULA_STARTS}]|{_FORMULA})"
+FORMULA_AFTER_BREAK = f"([{CELL_BREAKS}])(?={_FORMULA})"
+FORMULA_ANYWHERE = f"^[{FORMULA_STARTS}]|(^|[{CELL_BREAKS}]){_FORMULA}"
+
+_starts_like_formula = re.compile(FORMULA_AT_START).match
+_guard_after_breaks = re.compile(FORMULA_AFTER_BREAK).sub
+_needs_guard = re.compile(FORMULA_ANYWHERE).search
+#: The scan of a whole column for ``_guard_column``: a cell break, then whitespace or quotes that
+#: are no cell break, then a sign. Any run of whitespace before a sign that holds cell breaks ends
+#: with one, so this finds every place ``FORMULA_AFTER_BREAK`` does, and no match reaches past
+#: the line end before the next text.
+_INNER_SKIPPED = "".join(char for char in LEADING_WHITESPACE if char not in CELL_BREAKS) + '"'
+_formulas_after_breaks = re.compile(f"[{CELL_BREAKS}][{_INNER_SKIPPED}]*[{FORMULA_SIGNS}]").finditer
 
 #: Types written through ``str()`` (which is ``repr()`` for floats), ``None`` as an empty cell.
 _NATIVE_TYPES = frozenset({NoneType, int, float})
 _TEXT_TYPES = frozenset({NoneType, str})
-_first_char = itemgetter(0)
 
 #: The end of every record.
 RECORD_END = "\n"
 
 
 def guard_formula(value: str) -> str:
-    """``value`` with a leading ``'`` when a spreadsheet would take it for a formula."""
-    if value and value[0] in FORMULA_PREFIXES:
-        return "'" + value
-    return value
+    """``value`` with a ``'`` at its start and after each cell break where a formula follows."""
+    if _needs_guard(value) is None:
+        return value
+    guarded = _guard_after_breaks("\\1'", value)
+    return "'" + guarded if _starts_like_formula(value) else guarded
 
 
-def _guard_column(column: list[Any]) -> list[Any]:
-    """A column of ``str``/``None`` values with formula-like texts guarded."""
-    # filter(None, ...) drops None and "": every remaining text has a first character.
-    if FORMULA_PREFIXES.isdisjoint(map(_first_char, filter(None, column))):
-        return column
-    return ["'" + value if value and value[0] in FORMULA_PREFIXES else value for value in column]
+def _guard_column(texts: list[str]) -> list[str]:
+    """A column of texts with the formula-like ones guarded.
+
+    Most columns hold no formula sign at all, or only inside words (``SKU-1``, ``a@b.com``):
+    scans in C over the whole column find the few texts that may need a mark, and only those
+    are looked at one by one.
+    """
+    # Every text after a line end, so that its start is found as a cell break is.
+    lines = "\n".join(["", *texts])
+    suspects: set[int] = set()
+    if any(sign in lines for sign in FORMULA_SIGNS):
+        breaks = [match.start() for match in _formulas_after_breaks(lines)]
+        if breaks:
+            # Where each text starts in ``lines``: one past the line end before it.
+            starts = list(map(add, accumulate(map(len, texts), initial=1), count()))
+            suspects.update(bisect_right(starts, position + 1) - 1 for position in breaks)
+    if "\t" in lines or "\r" in lines:
+        suspects.update(index for index, text in enumerate(texts) if text.startswith(("\t", "\r")))
+    if not suspects:
+        return texts
+    guarded = list(texts)
+    for index in suspects:
+        guarded[index] = guard_formula(texts[index])
+    return guarded
 
 
 def _convert_column(column: list[Any], types: set[type], guard: bool) -> list[Any]:
-    if types <= _TEXT_TYPES:
-        return _guard_column(column) if guard else column
     texts = token_column(column, types)
     if texts is not None:
         return texts
@@ -73,18 +128,19 @@ def _convert_column(column: list[Any], types: set[type], guard: bool) -> list[An
     return texts
 
 
-#: Characters that make a cell quoted (RFC 4180): the delimiter, the quote, CR and LF.
-_SPECIAL = (",", '"', "\r", "\n")
-_SPECIAL_RE = re.compile('[,"\r\n]')
+#: Characters that make a cell quoted: RFC 4180's delimiter, quote, CR and LF, and the other
+#: delimiters a spreadsheet may assume (semicolon, tab, bar).
+QUOTED_CHARACTERS = ',"\r\n;\t|'
+_quoted_character = re.compile(f"[{QUOTED_CHARACTERS}]").search
 
 
 def _quote_column(cells: list[str]) -> list[str]:
-    """Cells quoted where they hold a delimiter, a quote, CR or LF; quotes inside doubled."""
+    """Cells quoted where they hold a special character; quotes inside doubled."""
     joined = "".join(cells)  # One scan per character for the whole column, in C.
-    if not any(char in joined for char in _SPECIAL):
+    if not any(char in joined for char in QUOTED_CHARACTERS):
         return cells
-    search = _SPECIAL_RE.search
-    return ['"' + cell.replace('"', '""') + '"' if search(cell) else cell for cell in cells]
+    quoted = _quoted_character
+    return ['"' + cell.replace('"', '""') + '"' if quoted(cell) else cell for cell in cells]
 
 
 def _empty_for_none(column: list[Any]) -> list[Any]:

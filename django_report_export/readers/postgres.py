@@ -54,7 +54,15 @@ from django.db.models import QuerySet
 
 from django_report_export.exceptions import ReportExportError
 from django_report_export.formats.base import FormatWriter
-from django_report_export.formats.csv import CSVWriter
+from django_report_export.formats.csv import (
+    FORMULA_AFTER_BREAK,
+    FORMULA_ANYWHERE,
+    FORMULA_AT_START,
+    FORMULA_SIGNS,
+    LEADING_WHITESPACE,
+    QUOTED_CHARACTERS,
+    CSVWriter,
+)
 from django_report_export.formats.json import JSONWriter
 from django_report_export.formats.xml import XMLWriter
 from django_report_export.readers.base import Chunk, ChunkReader
@@ -111,10 +119,13 @@ KEY_TYPES: dict[int, KeyType] = {**dict.fromkeys(INT_OIDS, INT_KEY), UUID_OID: U
 
 #: ``isoformat()`` of a UTC datetime; ``.000000`` (no microseconds) is removed afterwards.
 _ISO_DATETIME = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
-#: First characters the CSV formula guard prefixes with ``'``: = + - @ tab CR.
-_FORMULA_CODES = "61, 43, 45, 64, 9, 13"
-#: Characters that make a CSV cell quoted, as SQL literals.
-_CSV_SPECIAL = ("','", "'\"'", "E'\\r'", "E'\\n'")
+#: Code points of the characters that start a formula, and of the whitespace before one
+#: (``ascii()`` gives the code point of a text's first character); a quote before one makes
+#: the text quoted, which is looked at with the regular expressions.
+_FORMULA_CODES = ", ".join(str(ord(char)) for char in FORMULA_SIGNS)
+_WHITESPACE_CODES = ", ".join(str(ord(char)) for char in LEADING_WHITESPACE)
+#: ``regexp_replace``'s replacement of a cell break before a formula: the break, then ``'``.
+_MARK_BREAK = "'\\1'''"
 
 
 def literal(text: str) -> str:
@@ -151,16 +162,36 @@ def plain_text(kind: str, column: str) -> str:
 def csv_cell(kind: str, column: str, guard: bool) -> str:
     """SQL for a cell as ``CSVWriter`` writes it, ``NULL`` for an empty cell.
 
-    A text is quoted when it holds a comma, a quote, CR or LF (its quotes doubled), and gets
-    a leading ``'`` when the formula guard is on and it starts like a formula."""
+    A text is quoted when it holds one of ``QUOTED_CHARACTERS`` (its quotes doubled). With the
+    formula guard on it gets the writer's ``'`` marks, found with the writer's own regular
+    expressions. Every cell break and the quote are quoted characters, so a text that is not
+    quoted can need a mark only at its start, which its first character mostly tells without
+    a regular expression."""
     if kind != "text":
         return plain_text(kind, column)
-    special = " OR ".join(f"strpos({column}, {char}) > 0" for char in _CSV_SPECIAL)
-    formula = f"ascii({column}) IN ({_FORMULA_CODES})"
-    opening = f"CASE WHEN {formula} THEN '\"''' ELSE '\"' END" if guard else "'\"'"
-    quoted = f"{opening} || replace({column}, '\"', '\"\"') || '\"'"
-    guarded = f" WHEN {formula} THEN '''' || {column}" if guard else ""
-    return f"CASE WHEN {special} THEN {quoted}{guarded} ELSE {column} END"
+    special = " OR ".join(f"strpos({column}, {literal(char)}) > 0" for char in QUOTED_CHARACTERS)
+    if not guard:
+        return f"CASE WHEN {special} THEN {csv_quoted(column)} ELSE {column} END"
+    at_start = f"{column} ~ {literal(FORMULA_AT_START)}"
+    after_breaks = f"regexp_replace({column}, {literal(FORMULA_AFTER_BREAK)}, {_MARK_BREAK}, 'g')"
+    guarded = (
+        f"CASE WHEN {column} ~ {literal(FORMULA_ANYWHERE)}"
+        f" THEN CASE WHEN {at_start} THEN '''' ELSE '' END || {after_breaks}"
+        f" ELSE {column} END"
+    )
+    starts_like_formula = (
+        f"ascii({column}) IN ({_FORMULA_CODES})"
+        f" OR (ascii({column}) IN ({_WHITESPACE_CODES}) AND {at_start})"
+    )
+    return (
+        f"CASE WHEN {special} THEN {csv_quoted(guarded)}"
+        f" WHEN {starts_like_formula} THEN '''' || {column} ELSE {column} END"
+    )
+
+
+def csv_quoted(text: str) -> str:
+    """SQL for ``text`` in quotes, its quotes doubled."""
+    return f"'\"' || replace({text}, '\"', '\"\"') || '\"'"
 
 
 def csv_record(kinds: Sequence[str], columns: Sequence[str], guard: bool) -> str:
