@@ -40,7 +40,7 @@ from django_report_export.registry import ExportService
 from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
 from django_report_export.shards import forget_shards, release_shards
 from django_report_export.status import MISSING, EarlyRead, StatusStore, now_ts, snapshot
-from django_report_export.storage import COMPRESSIONS, delete_parts, get_storage
+from django_report_export.storage import COMPRESSIONS, delete_export_files, get_storage
 
 JOB_PATH = "django_report_export.job.run_export"
 JOB_FAILED_PATH = "django_report_export.recovery.job_failed"
@@ -429,7 +429,7 @@ def finish_stop(export_id: Any, target: int, reason: str, now: Any, lost_run: bo
         return
     export.update_fields(status=target, run_token="", error=reason, finished_at=now, checkpoint={})
     forget_shards(export, get_redis())
-    delete_parts(get_storage(), export)
+    delete_export_files(get_storage(), export)
     signals.export_canceled.send(sender=ReportExport, export=export)
 
 

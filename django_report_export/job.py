@@ -42,7 +42,7 @@ from django_report_export.storage import (
     PartSequence,
     Piece,
     checkpoint_parts,
-    delete_parts,
+    delete_export_files,
     delete_quietly,
     final_name,
     get_storage,
@@ -390,28 +390,44 @@ class ExportRun:
             logger.warning("Export %s: paused with Redis unreachable.", self.export.pk)
         logger.info("Export %s paused at row %s.", self.export.pk, self.processed)
 
+    def owns_export(self) -> bool:
+        return ReportExport.objects.filter(
+            pk=self.export.pk, run_token=self.token, status=Status.RUNNING
+        ).exists()
+
     def cancel(self) -> None:
         now = timezone.now()
-        ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+        canceled = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
             status=Status.CANCELED, run_token="", checkpoint={}, finished_at=now, updated_at=now
         )
+        if not canceled:
+            raise Superseded(export_id=self.export.pk)
         self.export.refresh_from_db()
-        delete_parts(self.storage, self.export)
+        delete_export_files(self.storage, self.export)
         self.parts.delete_all()
         self.store_end_state(Status.CANCELED, {"finished_at": now})
         signals.export_canceled.send(sender=ReportExport, export=self.export)
 
     def finish(self, pieces: list[Piece] | None = None) -> None:
-        """Publish the file, from this run's parts or the given ``pieces`` (a sharded export)."""
+        """Publish the file, from this run's parts or the given ``pieces`` (a sharded export).
+
+        Only a run that still owns the export publishes, under a name of its own, and the file
+        counts once the guarded update records it: a run that lost the export meanwhile
+        deletes its own file, never the one another run recorded.
+        """
         self.parts.flush()
+        if not self.owns_export():
+            raise Superseded(export_id=self.export.pk)
         name, size = publish(
             self.storage,
             self.parts.parts if pieces is None else pieces,
-            final_name(self.export, self.writer.extension),
+            final_name(self.export, self.writer.extension, self.token),
             self.export.compression,
         )
         now = timezone.now()
-        done = ReportExport.objects.filter(pk=self.export.pk, run_token=self.token).update(
+        done = ReportExport.objects.filter(
+            pk=self.export.pk, run_token=self.token, status=Status.RUNNING
+        ).update(
             status=Status.FINISHED,
             run_token="",
             file_name=name,
@@ -427,7 +443,7 @@ class ExportRun:
             delete_quietly(self.storage, [name])
             raise Superseded(export_id=self.export.pk)
         self.export.refresh_from_db()
-        delete_parts(self.storage, self.export)
+        delete_export_files(self.storage, self.export, keep=name)
         self.parts.delete_all()
         self.store_end_state(
             Status.FINISHED,
@@ -447,7 +463,7 @@ class ExportRun:
         now = timezone.now()
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("Export %s failed.", self.export.pk)
-        owned = False
+        owned: bool | None = None  # unknown while the database does not answer
         connections[DEFAULT_DB_ALIAS].close_if_unusable_or_obsolete()
         try:
             owned = bool(
@@ -458,10 +474,14 @@ class ExportRun:
             self.export.refresh_from_db()
         except Exception:
             logger.exception("Export %s: the failure could not be recorded.", self.export.pk)
-        if owned:
-            delete_parts(self.storage, self.export)
-            forget_shards(self.export, self.store.redis)
         self.parts.discard_unsaved()
+        if owned is False:
+            # Another run owns the export now: its files, status and signals are that run's.
+            logger.warning("Export %s: run %s failed after losing it.", self.export.pk, self.token)
+            return
+        if owned:
+            delete_export_files(self.storage, self.export)
+            forget_shards(self.export, self.store.redis)
         try:
             self.store_end_state(Status.ERROR, {"error": error, "finished_at": now})
         except StatusUnavailable:

@@ -21,7 +21,7 @@ from django_report_export.models import ReportExport, Status
 from django_report_export.processes import closing_new_connections
 from django_report_export.shards import forget_shards
 from django_report_export.status import StatusStore
-from django_report_export.storage import delete_parts, get_storage
+from django_report_export.storage import delete_export_files, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def recover_lost_run(store: StatusStore, slot: str, status: Mapping[str, Any]) -
                 status=Status.ERROR, error=error, finished_at=now, run_token="", checkpoint={}
             )
             forget_shards(export, store.redis)
-            delete_parts(get_storage(), export)
+            delete_export_files(get_storage(), export)
             signals.export_failed.send(sender=ReportExport, export=export)
             logger.error("Export %s: %s", export.pk, error)
         return taken.written

@@ -47,10 +47,12 @@ def part_name(export: ReportExport, sequence: int, run: str, shard: int | None =
     return f"{export_folder(export)}/parts/{prefix}{sequence:05d}-{run}.part"
 
 
-def final_name(export: ReportExport, extension: str) -> str:
+def final_name(export: ReportExport, extension: str, run: str) -> str:
+    """The published file's name: in a folder of the run that publishes it, so that a run
+    which lost the export never writes over, nor deletes, the file of the run that took it."""
     stamp = export.created_at.strftime("%Y%m%d-%H%M%S")
     suffix = COMPRESSIONS.get(export.compression, "")
-    return f"{export_folder(export)}/{export.service}-{stamp}.{extension}{suffix}"
+    return f"{export_folder(export)}/{run}/{export.service}-{stamp}.{extension}{suffix}"
 
 
 def save_part(storage: Storage, name: str, content: IO[bytes]) -> str:
@@ -194,17 +196,17 @@ def publish(
     storage: Storage, pieces: Iterable[Piece], name: str, compression: str
 ) -> tuple[str, int]:
     """Write ``pieces`` one after another into the file ``name``; returns its stored name and
-    size. On the storages that allow it the bytes stream from the parts into storage, never
-    held whole in memory or on disk. A file left at ``name`` by a publish that was killed is
-    replaced, and a publish that fails leaves nothing behind.
+    size. ``name`` is the publishing run's own (``final_name``): nothing is ever deleted to
+    make room for it. On the storages that allow it the bytes stream from the parts into
+    storage, never held whole in memory or on disk. The file appears under ``name`` complete
+    or not at all: on a local disk it is assembled under a name of its own and renamed into
+    place; an object storage shows an upload only once it is complete. A publish that fails
+    leaves nothing behind.
     """
     pieces = list(pieces)
-    delete_quietly(storage, [name])  # only ever a half-written file of this same export
-    if not compression and (linked := _link(storage, pieces, name)):
-        return linked
+    if local_folder(storage):
+        return _publish_locally(storage, pieces, name, compression)
     try:
-        if not compression and local_folder(storage):
-            return _concatenate(storage, pieces, name)
         blocks = _compressed(_read_pieces(storage, pieces), compression)
         if can_stream(storage):
             stream = StreamedFile(blocks)
@@ -221,10 +223,35 @@ def publish(
         raise
 
 
-def _link(storage: Storage, pieces: list[Piece], name: str) -> tuple[str, int] | None:
-    """Publish a single whole part on a local disk as a second name of the same file: no
-    byte is copied, and the part stays whole until it is deleted like any other."""
-    if len(pieces) != 1 or not isinstance(pieces[0], Part) or not local_folder(storage):
+#: The suffix of a file being assembled on a local disk, before it is renamed into place.
+ASSEMBLING = ".assembling"
+
+
+def _publish_locally(
+    storage: Storage, pieces: list[Piece], name: str, compression: str
+) -> tuple[str, int]:
+    # Saved through the storage, so that its folder and permissions are the storage's own.
+    assembling = storage.save(name + ASSEMBLING, ContentFile(b""))
+    try:
+        if not compression and (size := _link(storage, pieces, name)) is not None:
+            return name, size
+        with open(storage.path(assembling), "wb", buffering=0) as target:
+            if compression:
+                for block in _compressed(_read_pieces(storage, pieces), compression):
+                    _write_all(target, block)
+            else:
+                _concatenate(storage, pieces, target)
+            size = target.tell()
+        os.replace(storage.path(assembling), storage.path(name))
+        return name, size
+    finally:
+        delete_quietly(storage, [assembling])
+
+
+def _link(storage: Storage, pieces: list[Piece], name: str) -> int | None:
+    """Publish a single whole part as a second name of the same file (its size): no byte is
+    copied, and the part stays whole until it is deleted like any other."""
+    if len(pieces) != 1 or not isinstance(pieces[0], Part):
         return None
     part = pieces[0]
     source = storage.path(part.name)
@@ -235,21 +262,18 @@ def _link(storage: Storage, pieces: list[Piece], name: str) -> tuple[str, int] |
         os.link(source, storage.path(name))
     except OSError:  # a file system without hard links: copy instead
         return None
-    return name, size
+    return size
 
 
-def _concatenate(storage: Storage, pieces: list[Piece], name: str) -> tuple[str, int]:
-    """The pieces copied one after another into ``name`` on a local disk, the parts by the
-    kernel (``copy_file_range``): their bytes never pass through Python."""
-    stored = storage.save(name, ContentFile(b""))
-    with open(storage.path(stored), "wb", buffering=0) as target:
-        for piece in pieces:
-            if isinstance(piece, bytes):
-                _write_all(target, piece)
-                continue
-            with open(storage.path(piece.name), "rb", buffering=0) as source:
-                _check_size(piece, _copy_range(source, target, piece.size))
-        return stored, target.tell()
+def _concatenate(storage: Storage, pieces: list[Piece], target: IO[bytes]) -> None:
+    """The pieces copied one after another into ``target``, the parts by the kernel
+    (``copy_file_range``): their bytes never pass through Python."""
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            _write_all(target, piece)
+            continue
+        with open(storage.path(piece.name), "rb", buffering=0) as source:
+            _check_size(piece, _copy_range(source, target, piece.size))
 
 
 def _copy_range(source: IO[bytes], target: IO[bytes], size: int | None) -> int:
@@ -355,15 +379,24 @@ def delete_quietly(storage: Storage, names: Iterable[str]) -> None:
                 storage.delete(name)
 
 
-def delete_parts(storage: Storage, export: ReportExport) -> None:
-    """Remove every part of ``export``, including those of runs that were taken from a worker."""
-    folder = f"{export_folder(export)}/parts"
+def stored_files(storage: Storage, folder: str) -> Iterator[str]:
+    """The names of every file under ``folder``, its subfolders' included."""
     try:
-        _, files = storage.listdir(folder)
+        folders, files = storage.listdir(folder)
     except (FileNotFoundError, NotImplementedError, OSError):
-        files = []
-    delete_quietly(storage, [f"{folder}/{name}" for name in files])
-    delete_quietly(storage, export.checkpoint.get("parts", []))
+        return
+    for file in files:
+        yield f"{folder}/{file}"
+    for sub in folders:
+        yield from stored_files(storage, f"{folder}/{sub}")
+
+
+def delete_export_files(storage: Storage, export: ReportExport, keep: str = "") -> None:
+    """Remove every file of ``export`` but ``keep``: the parts of all its runs, including
+    those taken from a worker, the files of runs that lost it, and what a publish that was
+    killed left behind."""
+    names = [*stored_files(storage, export_folder(export)), *export.checkpoint.get("parts", [])]
+    delete_quietly(storage, [name for name in names if name != keep])
 
 
 def download_url(storage: Storage, name: str, filename: str, content_type: str) -> str:

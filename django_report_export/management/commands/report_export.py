@@ -45,7 +45,7 @@ from django_report_export.exceptions import (
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService, site
 from django_report_export.status import StatusStore, slot_key
-from django_report_export.storage import delete_parts, delete_quietly, get_storage
+from django_report_export.storage import delete_export_files, delete_quietly, get_storage
 
 EXIT_OK = 0
 #: Unexpected failure.
@@ -459,7 +459,7 @@ class Command(BaseCommand):
             # Under the slot's lock, so that no start claims the slot while its status goes.
             with control.slot_lock(store, export.slot):
                 delete_quietly(storage, [export.file_name])
-                delete_parts(storage, export)
+                delete_export_files(storage, export)
                 forget_slot(store, export)
                 export.delete()
             if options["verbosity"] >= 2:
