@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import inspect
 import io
 import os
 import tempfile
@@ -364,15 +363,3 @@ def delete_parts(storage: Storage, export: ReportExport) -> None:
         files = []
     delete_quietly(storage, [f"{folder}/{name}" for name in files])
     delete_quietly(storage, export.checkpoint.get("parts", []))
-
-
-def download_url(storage: Storage, name: str, filename: str, content_type: str) -> str:
-    """The storage's URL for a published file; on object storage that can sign response
-    headers (django-storages' S3), one that downloads as an attachment of ``content_type``."""
-    if "parameters" not in inspect.signature(storage.url).parameters:
-        return storage.url(name)
-    headers = {
-        "ResponseContentDisposition": f'attachment; filename="{filename}"',
-        "ResponseContentType": content_type,
-    }
-    return storage.url(name, parameters=headers)  # type: ignore[call-arg]
