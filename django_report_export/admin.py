@@ -14,7 +14,6 @@ status endpoint (``report/<service>/status``) while an export is active.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from functools import update_wrapper
 from types import SimpleNamespace
@@ -25,7 +24,6 @@ from django.contrib.admin.utils import unquote
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -45,12 +43,11 @@ from django_report_export import control
 from django_report_export.admin_actions import ExportStartForm, render_start_form
 from django_report_export.api.serializers import status_body
 from django_report_export.conf import export_settings
-from django_report_export.exceptions import NoExportInState, ReportExportError
-from django_report_export.formats import get_writer_class
+from django_report_export.download import download_response
+from django_report_export.exceptions import ExportFileGone, NoExportInState, ReportExportError
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService, site
 from django_report_export.status import snapshot
-from django_report_export.storage import get_storage
 
 #: Operations the detail page's buttons run, with the states that allow each.
 OPERATIONS: dict[str, tuple[Status, ...]] = {
@@ -428,20 +425,10 @@ class ReportExportAdmin(admin.ModelAdmin):
         export = self.visible_export(request, object_id)
         if export.status != Status.FINISHED or not export.file_name:
             raise Http404("The export has no finished file.")
-        storage = get_storage()
-        if export_settings.DOWNLOAD == "redirect":
-            return HttpResponseRedirect(storage.url(export.file_name))
         try:
-            handle = storage.open(export.file_name, "rb")
-        except FileNotFoundError:
+            return download_response(export)
+        except ExportFileGone:
             raise Http404("The export's file is no longer available.") from None
-        content_type = None if export.compression else get_writer_class(export.format).content_type
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=os.path.basename(export.file_name),
-            content_type=content_type,
-        )
 
     def start_view(self, request: HttpRequest) -> HttpResponse:
         """Starts the export the admin action's form describes; then shows its progress."""

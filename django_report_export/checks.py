@@ -8,17 +8,22 @@
 - E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
 - E007 a ``REPORT_EXPORT`` value is invalid (unknown key, or a value out of its range).
 - E008 a service's field path crosses a to-many relation (one record, many rows).
+- E009 ``DOWNLOAD`` is ``"redirect"`` but the storage's URLs are not signed (they never expire).
+- W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from django_report_export.conf import DEFAULTS, SETTING_NAME, export_settings
+from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
 from django_report_export.registry import resolve_field_path, site
 from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
 
@@ -88,6 +93,61 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not _is_int(max_shards) or max_shards < 1:
         errors.append(_error(f"{SETTING_NAME}['MAX_SHARDS'] must be an integer >= 1.", 7))
     return errors
+
+
+@checks.register()
+def check_storage(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The export storage keeps its files private: redirects expire (E009), and the folder
+    is not one the web server serves (W001)."""
+    alias = export_settings.STORAGE
+    if alias not in settings.STORAGES:
+        return []  # E002
+    storage = storages[alias]
+    found: list[checks.CheckMessage] = []
+    if _download_setting() == "redirect" and not signs_urls(storage):
+        found.append(
+            _error(
+                f"{SETTING_NAME}['DOWNLOAD'] is 'redirect' but the URLs of storage {alias!r} "
+                f"({type(storage).__qualname__}) are not signed: a download link would never "
+                "expire and would outlive a revoked permission.",
+                9,
+                hint="Use DOWNLOAD 'stream', or a storage that signs its URLs (django-storages' "
+                "S3Storage with querystring_auth=True, or a storage class that sets "
+                f"{SIGNED_URLS_ATTRIBUTE} = True).",
+            )
+        )
+    if under_media_root(storage):
+        found.append(
+            checks.Warning(
+                f"{SETTING_NAME}['STORAGE'] is {alias!r}, a folder under MEDIA_ROOT: the web "
+                "server serves it, so anyone holding an export's URL can fetch the file, "
+                "whatever the service's permissions.",
+                hint="Define a private storage alias in settings.STORAGES (a FileSystemStorage "
+                "with its own location outside MEDIA_ROOT, or a private S3 bucket) and set "
+                f"{SETTING_NAME}['STORAGE'] to it.",
+                id="django_report_export.W001",
+            )
+        )
+    return found
+
+
+def _download_setting() -> Any:
+    try:
+        return export_settings.DOWNLOAD
+    except ImproperlyConfigured:
+        return None  # E007
+
+
+def under_media_root(storage: Storage) -> bool:
+    """Whether ``storage`` keeps its files in ``MEDIA_ROOT`` or a folder inside it.
+
+    Judged by where the files are, not by ``base_url``: a ``FileSystemStorage`` without one
+    falls back to ``MEDIA_URL`` wherever its files are.
+    """
+    if not isinstance(storage, FileSystemStorage) or not settings.MEDIA_ROOT:
+        return False
+    location = Path(storage.location).resolve()
+    return location.is_relative_to(Path(settings.MEDIA_ROOT).resolve())
 
 
 def _is_int(value: Any) -> bool:

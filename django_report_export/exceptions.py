@@ -63,6 +63,12 @@ class NoExportInState(ReportExportError, LookupError):
     default_message = "No export in a state that allows this."
 
 
+class ExportFileGone(NoExportInState):
+    """A finished export's file is no longer in its storage (deleted by hand, say)."""
+
+    default_message = "The export's file is no longer available."
+
+
 class StatusUnavailable(ReportExportError, ConnectionError):
     """Redis did not answer, returned no status, or a status write failed."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import inspect
 import io
 import os
 import tempfile
@@ -397,15 +396,3 @@ def delete_export_files(storage: Storage, export: ReportExport, keep: str = "") 
     killed left behind."""
     names = [*stored_files(storage, export_folder(export)), *export.checkpoint.get("parts", [])]
     delete_quietly(storage, [name for name in names if name != keep])
-
-
-def download_url(storage: Storage, name: str, filename: str, content_type: str) -> str:
-    """The storage's URL for a published file; on object storage that can sign response
-    headers (django-storages' S3), one that downloads as an attachment of ``content_type``."""
-    if "parameters" not in inspect.signature(storage.url).parameters:
-        return storage.url(name)
-    headers = {
-        "ResponseContentDisposition": f'attachment; filename="{filename}"',
-        "ResponseContentType": content_type,
-    }
-    return storage.url(name, parameters=headers)  # type: ignore[call-arg]

@@ -2,9 +2,11 @@
 
 SQLite by default; ``DATABASE_URL`` (``postgres://...``) switches to PostgreSQL.
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) serves django-rq and the status store.
-``REPLICA_DATABASE_URL`` adds a ``replica`` database (``REPORT_EXPORT["DATABASE_ALIAS"]``), and
-``EXPORT_STORAGE_S3_BUCKET`` an ``exports`` storage on S3 (``REPORT_EXPORT["STORAGE"]``); see
-docs/deployment.md. ``REPORT_EXPORT_DB_PROBE_DIR`` installs the test suite's database probe.
+``REPLICA_DATABASE_URL`` adds a ``replica`` database (``REPORT_EXPORT["DATABASE_ALIAS"]``).
+Export files live in the private ``exports`` storage (``REPORT_EXPORT["STORAGE"]``): the folder
+``EXPORT_STORAGE_DIR`` (default ``var/exports``), or an S3 bucket with
+``EXPORT_STORAGE_S3_BUCKET``; see docs/deployment.md. ``REPORT_EXPORT_DB_PROBE_DIR`` installs the
+test suite's database probe.
 """
 
 import json
@@ -130,9 +132,15 @@ def s3_export_storage(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+# Export files are customer data: never under MEDIA_ROOT, which the web server serves to
+# anyone holding a link (system check W001).
 if os.environ.get("EXPORT_STORAGE_S3_BUCKET"):
-    # REPORT_EXPORT_SETTINGS='{"STORAGE": "exports"}' puts parts and files in the bucket.
     STORAGES["exports"] = s3_export_storage(os.environ)
+else:
+    STORAGES["exports"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": Path(os.environ.get("EXPORT_STORAGE_DIR", VAR_DIR / "exports"))},
+    }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {
@@ -157,6 +165,7 @@ SPECTACULAR_SETTINGS = {
 # REPORT_EXPORT_SETTINGS (JSON) overrides keys, e.g. '{"CHUNK_SIZE": 1000}'.
 REPORT_EXPORT = {
     "QUEUE": "default",
+    "STORAGE": "exports",
     **json.loads(os.environ.get("REPORT_EXPORT_SETTINGS", "{}")),
 }
 

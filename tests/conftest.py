@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import django_rq
@@ -83,6 +84,18 @@ def redis_db(redis_server: Redis) -> Iterator[Redis]:
 def media_root(settings: Any, tmp_path: Any) -> Any:
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def export_root(settings: Any, tmp_path: Any) -> Path:
+    """The folder of the demo's private ``exports`` storage, this test's own (outside
+    ``media_root``); worker processes get it as ``EXPORT_STORAGE_DIR``."""
+    root = tmp_path / "exports"
+    exports = settings.STORAGES.get("exports", {})
+    if exports.get("BACKEND") == "django.core.files.storage.FileSystemStorage":
+        options = {**exports.get("OPTIONS", {}), "location": root}
+        settings.STORAGES = {**settings.STORAGES, "exports": {**exports, "OPTIONS": options}}
+    return root
 
 
 class BurstWorker(SimpleWorker):

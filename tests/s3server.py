@@ -122,8 +122,14 @@ class S3Server:
 
 
 def host(tmp_path: Path, name: str, s3_env: dict[str, str]) -> dict[str, str]:
-    """The environment of a worker on a host of its own: empty media and temporary folders."""
-    media, tmp = tmp_path / name / "media", tmp_path / name / "tmp"
-    media.mkdir(parents=True)
-    tmp.mkdir()
-    return {**s3_env, "MEDIA_ROOT": str(media), "TMPDIR": str(tmp)}
+    """The environment of a worker on a host of its own: empty media, export and temporary
+    folders."""
+    media, exports, tmp = (tmp_path / name / folder for folder in ("media", "exports", "tmp"))
+    for folder in (media, exports, tmp):
+        folder.mkdir(parents=True)
+    return {
+        **s3_env,
+        "MEDIA_ROOT": str(media),
+        "EXPORT_STORAGE_DIR": str(exports),
+        "TMPDIR": str(tmp),
+    }

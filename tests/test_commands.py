@@ -296,11 +296,11 @@ def aged(export_id, days: float) -> None:
     ReportExport.objects.filter(pk=export_id).update(created_at=when, finished_at=when)
 
 
-def test_cleanup_removes_old_files_and_records_but_keeps_active_ones(products, worker, media_root):
+def test_cleanup_removes_old_files_and_records_but_keeps_active_ones(products, worker, export_root):
     service = site.get("product")
     old_finished = control.start(service, control.parse_request(service, {"format": ["csv"]}))
     worker()
-    old_file = media_root / ReportExport.objects.get(pk=old_finished["id"]).file_name
+    old_file = export_root / ReportExport.objects.get(pk=old_finished["id"]).file_name
     assert old_file.exists()
     aged(old_finished["id"], 40)
     recent = control.start(service, control.parse_request(service, {"format": ["json"]}))

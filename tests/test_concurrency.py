@@ -366,7 +366,7 @@ def inquiries(settings):
     return [customer.pk for customer in customers]
 
 
-def test_parallel_clients_never_lose_a_row(inquiries, tmp_path, media_root, redis_db):
+def test_parallel_clients_never_lose_a_row(inquiries, tmp_path, export_root, redis_db):
     probe_dir = tmp_path / "probe"
     probe_dir.mkdir()
     env = {probe.PROBE_DIR_VARIABLE: str(probe_dir)}
@@ -432,7 +432,7 @@ def test_parallel_clients_never_lose_a_row(inquiries, tmp_path, media_root, redi
     file_hashes = set()
     rows_checked = 0
     for export in finished:
-        stored = (media_root / export.file_name).read_bytes()
+        stored = (export_root / export.file_name).read_bytes()
         assert len(stored) == export.file_size
         file_hashes.add(hashlib.sha256(stored).hexdigest())
         data = gzip.decompress(stored) if export.compression == "gzip" else stored
@@ -447,7 +447,7 @@ def test_parallel_clients_never_lose_a_row(inquiries, tmp_path, media_root, redi
     for export in exports:
         if export.status == Status.PAUSED:
             kept |= set(export.checkpoint.get("parts", []))
-    files = {str(p.relative_to(media_root)) for p in media_root.rglob("*") if p.is_file()}
+    files = {str(p.relative_to(export_root)) for p in export_root.rglob("*") if p.is_file()}
     assert files <= kept, sorted(files - kept)[:10]
 
     by_endpoint = Counter()

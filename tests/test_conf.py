@@ -8,7 +8,7 @@ from django_report_export.conf import DEFAULTS, export_settings
 
 OTHER_VALUES = {
     "QUEUE": "exports",
-    "STORAGE": "exports",
+    "STORAGE": "private-exports",
     "STORAGE_PREFIX": "elsewhere",
     "CHUNK_SIZE": 17,
     "HEARTBEAT_INTERVAL": 2,

@@ -53,7 +53,7 @@ def test_pause_resume_across_worker_processes_is_byte_identical(
     assert export.checkpoint == {}
 
 
-def test_cancel_on_a_worker_process_discards_the_output(api, tmp_path, media_root):
+def test_cancel_on_a_worker_process_discards_the_output(api, tmp_path, export_root):
     call_command("seed_shop", orders=1500, seed=7, verbosity=0)
     api.post("/api/report/order/start?format=json")
     with WorkerProcess(tmp_path / "worker.log", CHUNK_SIZE=2, CHECKPOINT_INTERVAL=0):
@@ -62,10 +62,10 @@ def test_cancel_on_a_worker_process_discards_the_output(api, tmp_path, media_roo
         assert response.status_code == 200
         assert response.json()["status"] == Status.CANCELED
     assert status(api)["status"] == Status.CANCELED
-    assert [p for p in media_root.rglob("*") if p.is_file()] == []
+    assert [p for p in export_root.rglob("*") if p.is_file()] == []
 
 
-def test_start_while_running_on_a_worker_process(api, tmp_path, media_root):
+def test_start_while_running_on_a_worker_process(api, tmp_path, export_root):
     call_command("seed_shop", orders=1500, seed=7, verbosity=0)
     first = api.post("/api/report/order/start?format=json").json()["id"]
     with WorkerProcess(tmp_path / "worker.log", CHUNK_SIZE=2, CHECKPOINT_INTERVAL=0):
@@ -75,6 +75,6 @@ def test_start_while_running_on_a_worker_process(api, tmp_path, media_root):
         assert ReportExport.objects.get(pk=first).status == Status.CANCELED
         wait_for(lambda: status(api)["status"] == Status.FINISHED)
     assert status(api)["id"] == second.json()["id"]
-    files = [p for p in media_root.rglob("*") if p.is_file()]
+    files = [p for p in export_root.rglob("*") if p.is_file()]
     assert len(files) == 1
     assert files[0].suffix == ".xml"

@@ -268,7 +268,7 @@ def test_dropped_database_connection_is_reopened(api, service, shop, fast_failur
 
 
 def test_failing_query_mid_export_is_an_error_and_publishes_nothing(
-    api, service, shop, fast_failure, tmp_path, media_root
+    api, service, shop, fast_failure, tmp_path, export_root
 ):
     table = site.get(service).model._meta.db_table
     start(api, service)
@@ -286,5 +286,5 @@ def test_failing_query_mid_export_is_an_error_and_publishes_nothing(
     assert table in body["error"]
     failed = ReportExport.objects.get(status=Status.ERROR)
     assert not failed.file_name
-    leftovers = [p for p in media_root.rglob("*") if p.is_file() and str(failed.pk) in str(p)]
+    leftovers = [p for p in export_root.rglob("*") if p.is_file() and str(failed.pk) in str(p)]
     assert leftovers == []

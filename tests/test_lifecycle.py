@@ -209,7 +209,7 @@ def test_pause_before_the_worker_began_needs_no_worker(api, products, worker):
 
 
 @pytest.mark.parametrize("when", ["starting", "running", "paused"])
-def test_cancel(api, products, worker, small_chunks, received, media_root, when):
+def test_cancel(api, products, worker, small_chunks, received, export_root, when):
     api.post("/api/report/product/start?format=csv")
     if when == "running":
         poller = while_running("product", 5, control.cancel)
@@ -238,7 +238,7 @@ def test_cancel(api, products, worker, small_chunks, received, media_root, when)
     export = ReportExport.objects.get()
     assert export.status == Status.CANCELED
     assert not export.file_name
-    assert [path for path in media_root.rglob("*") if path.is_file()] == []
+    assert [path for path in export_root.rglob("*") if path.is_file()] == []
     assert [name for name, *_ in received] == ["export_started", "export_canceled"]
 
 
@@ -293,7 +293,9 @@ def test_start_after_finish_starts_a_new_export(api, products, worker):
 def test_error_is_reported_with_its_reason(api, products, worker, settings, tmp_path, received):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    settings.MEDIA_ROOT = blocker / "media"
+    exports = settings.STORAGES["exports"]
+    options = {**exports.get("OPTIONS", {}), "location": blocker / "exports"}
+    settings.STORAGES = {**settings.STORAGES, "exports": {**exports, "OPTIONS": options}}
     api.post("/api/report/product/start?format=csv")
     export_id = str(ReportExport.objects.get().pk)
     with pytest.raises(NotADirectoryError):

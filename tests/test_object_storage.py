@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from django.core.management import call_command
+from django.test import Client
 
 from django_report_export.models import ReportExport, Status
 from django_report_export.storage import export_folder
@@ -56,7 +57,7 @@ def local_files(*folders: Path) -> list[Path]:
 
 
 def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
-    api, s3, exports_storage, tmp_path, media_root
+    api, s3, exports_storage, tmp_path, media_root, export_root
 ):
     call_command("seed_shop", orders=ORDERS, seed=3, verbosity=0)
     assert api.post("/api/report/order/start?format=json").status_code == 202
@@ -96,7 +97,7 @@ def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
     assert export.file_size == len(uninterrupted)
     # Nothing was written to a local disk, by this process or by either worker.
     hosts = [tmp_path / name for name in ("host-0", "host-a", "host-b")]
-    assert local_files(media_root, *hosts) == []
+    assert local_files(media_root, export_root, *hosts) == []
 
 
 def test_redirect_download_is_a_short_lived_presigned_url(
@@ -127,6 +128,34 @@ def test_redirect_download_is_a_short_lived_presigned_url(
     # The redirect is only given to callers with the service's read permission.
     api.logout()
     assert api.get("/api/report/order/download").status_code == 401
+
+
+def test_admin_redirect_download_signs_the_attachment_headers_like_the_api(
+    api, admin_user_, s3, exports_storage, settings, tmp_path
+):
+    call_command("seed_shop", orders=200, seed=3, verbosity=0)
+    assert api.post("/api/report/order/start?format=xml&compression=gzip").status_code == 202
+    run_worker(tmp_path / "worker.log", exports_storage)
+    export = ReportExport.objects.get(status=Status.FINISHED)
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "DOWNLOAD": "redirect"}
+    admin = Client()
+    admin.force_login(admin_user_)
+
+    by_admin = admin.get(f"/admin/django_report_export/reportexport/{export.pk}/download/")
+    by_api = api.get("/api/report/order/download")
+
+    assert by_admin.status_code == by_api.status_code == 302
+    signed = parse_qs(urlsplit(by_admin["Location"]).query)
+    filename = export.file_name.rsplit("/", 1)[-1]
+    assert signed["response-content-disposition"] == [f'attachment; filename="{filename}"']
+    assert signed["response-content-type"] == ["application/gzip"]
+    assert signed["X-Amz-Signature"]
+    api_signed = parse_qs(urlsplit(by_api["Location"]).query)
+    for name in ("response-content-disposition", "response-content-type", "X-Amz-Expires"):
+        assert signed[name] == api_signed[name], name
+    fetched = requests.get(by_admin["Location"], timeout=10)
+    assert fetched.status_code == 200
+    assert fetched.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
 
 
 class HeadersDiffer(AssertionError):

@@ -47,8 +47,8 @@ def download(api: Any) -> bytes:
     return b"".join(response.streaming_content)
 
 
-def parts_on_disk(media_root: Path, export: ReportExport) -> list[Path]:
-    return sorted((Path(media_root) / export_folder(export) / "parts").glob("*"))
+def parts_on_disk(export_root: Path, export: ReportExport) -> list[Path]:
+    return sorted((Path(export_root) / export_folder(export) / "parts").glob("*"))
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -70,7 +70,7 @@ def paused_export(api: Any, worker: Any, export_format: str, compression: str) -
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 @pytest.mark.parametrize("export_format", ["csv", "json"])  # the product service's formats
 def test_checkpoints_count_the_bytes_of_one_part_and_resume_ignores_bytes_past_them(
-    api, products, worker, media_root, export_format, compression
+    api, products, worker, export_root, export_format, compression
 ):
     api.post(f"/api/report/product/start?format={export_format}&compression={compression}")
     worker()
@@ -78,8 +78,8 @@ def test_checkpoints_count_the_bytes_of_one_part_and_resume_ignores_bytes_past_t
 
     export = paused_export(api, worker, export_format, compression)
     # Twenty and more checkpoints, and still one part: the run appended to it.
-    (part,) = parts_on_disk(media_root, export)
-    assert export.checkpoint["parts"] == [str(part.relative_to(media_root))]
+    (part,) = parts_on_disk(export_root, export)
+    assert export.checkpoint["parts"] == [str(part.relative_to(export_root))]
     assert export.checkpoint["sizes"] == [part.stat().st_size]
     # What a run that was lost writes after its last checkpoint: bytes no checkpoint counted.
     with part.open("ab") as lost_run:
@@ -89,11 +89,11 @@ def test_checkpoints_count_the_bytes_of_one_part_and_resume_ignores_bytes_past_t
     worker()
     assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
     assert download(api) == uninterrupted
-    assert parts_on_disk(media_root, ReportExport.objects.get(pk=export.pk)) == []
+    assert parts_on_disk(export_root, ReportExport.objects.get(pk=export.pk)) == []
 
 
 def test_uninterrupted_export_publishes_its_part_without_copying_it(
-    api, products, worker, media_root, monkeypatch
+    api, products, worker, export_root, monkeypatch
 ):
     links: list[tuple[str, str]] = []
     real_link = os.link
@@ -107,7 +107,7 @@ def test_uninterrupted_export_publishes_its_part_without_copying_it(
     worker()
     export = ReportExport.objects.get()
     assert export.status == Status.FINISHED
-    published = Path(media_root) / export.file_name
+    published = Path(export_root) / export.file_name
     assert [Path(target) for _, target in links] == [published]
     assert "/parts/" in links[0][0]
     assert published.stat().st_nlink == 1  # the part's name is gone, the file stays
@@ -115,13 +115,13 @@ def test_uninterrupted_export_publishes_its_part_without_copying_it(
     assert export.file_size == published.stat().st_size
 
 
-def test_a_resumed_export_is_assembled_from_both_runs_parts(api, products, worker, media_root):
+def test_a_resumed_export_is_assembled_from_both_runs_parts(api, products, worker, export_root):
     export = paused_export(api, worker, "csv", "none")
     assert api.post("/api/report/product/resume").status_code == 200
     worker()
     export.refresh_from_db()
     assert export.status == Status.FINISHED
-    rows = csv_rows(Path(media_root) / export.file_name)
+    rows = csv_rows(Path(export_root) / export.file_name)
     assert len(rows) == ROWS + 1
     assert len({row[0] for row in rows[1:]}) == ROWS
 

@@ -181,13 +181,13 @@ def test_pause_and_resume_a_sharded_export(api, worker, shop, settings):
     assert b"".join(api.get("/api/report/order/download").streaming_content) == expected
 
 
-def test_cancel_a_sharded_export_leaves_no_parts(api, worker, shop, settings, media_root):
+def test_cancel_a_sharded_export_leaves_no_parts(api, worker, shop, settings, export_root):
     use(settings, **SHARDED)
     api.post("/api/report/order/start?format=xml")
     run_while(worker, while_running("order", 50, control.cancel))
     assert api.get("/api/report/order/status").json()["status"] == Status.CANCELED
     assert not ReportExportShard.objects.exists()
-    assert not [path for path in media_root.rglob("*") if path.is_file()]
+    assert not [path for path in export_root.rglob("*") if path.is_file()]
 
 
 def test_newer_start_cancels_a_running_sharded_export(api, worker, shop, settings):

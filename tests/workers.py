@@ -34,10 +34,17 @@ def worker_env(**report_export: Any) -> dict[str, str]:
         DATABASE_URL=database_url(),
         REDIS_URL=settings.RQ_QUEUES["default"]["URL"],
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        **export_storage_dir(),
         REPORT_EXPORT_SETTINGS=json.dumps({**settings.REPORT_EXPORT, **report_export}),
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def export_storage_dir() -> dict[str, str]:
+    """``EXPORT_STORAGE_DIR``: the folder of this process's ``exports`` storage, if a folder."""
+    location = settings.STORAGES.get("exports", {}).get("OPTIONS", {}).get("location")
+    return {"EXPORT_STORAGE_DIR": str(location)} if location else {}
 
 
 class WorkerProcess:

@@ -8,13 +8,11 @@ then the service's read permission (401 or 403 ``permission_denied``); each acti
 from __future__ import annotations
 
 import builtins
-import os
 import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import DataError
-from django.http import FileResponse, HttpResponseRedirect
 from django.utils.functional import LazyObject, empty
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
@@ -33,12 +31,11 @@ from django_report_export.api.permissions import ServiceReadPermission, may_read
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
 from django_report_export.api.serializers import history_body, status_body
-from django_report_export.conf import export_settings
-from django_report_export.formats import get_writer_class
+from django_report_export.download import download_response
+from django_report_export.exceptions import ExportFileGone
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService, site
 from django_report_export.status import EarlyRead
-from django_report_export.storage import download_url, get_storage
 
 #: Body keys a browser form adds that are not export parameters.
 FORM_NOISE = ("csrfmiddlewaretoken", "_content", "_content_type")
@@ -179,25 +176,10 @@ class ReportViewSet(viewsets.ViewSet):
 
     @action(detail=True, methods=["get"])
     def download(self, request: Request, service: str) -> Any:
-        export = self.finished_export(request)
-        storage = get_storage()
-        filename = os.path.basename(export.file_name)
-        content_type = (
-            "application/gzip"
-            if export.compression
-            else get_writer_class(export.format).content_type
-        )
-        if export_settings.DOWNLOAD == "redirect":
-            return HttpResponseRedirect(
-                download_url(storage, export.file_name, filename, content_type)
-            )
         try:
-            handle = storage.open(export.file_name, "rb")
-        except FileNotFoundError:
+            return download_response(self.finished_export(request))
+        except ExportFileGone:
             raise NotFound("The export's file is no longer available.") from None
-        return FileResponse(
-            handle, as_attachment=True, filename=filename, content_type=content_type
-        )
 
     def unrouted(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         raise NotFound("No such report endpoint.")

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from django_report_export import control, recovery
 from django_report_export.api.serializers import status_body
 from django_report_export.conf import export_settings
+from django_report_export.download import open_file
 from django_report_export.exceptions import (
     InvalidExportRequest,
     NoExportInState,
@@ -358,13 +359,7 @@ class Command(BaseCommand):
         if export is None or not export.file_name:
             raise NoExportInState("No finished export to download.", service=service.name)
         output = options["output"] or os.path.basename(export.file_name)
-        try:
-            source = get_storage().open(export.file_name, "rb")
-        except FileNotFoundError:
-            raise NoExportInState(
-                "The export's file is no longer available.", service=service.name
-            ) from None
-        with source:
+        with open_file(export) as source:
             if output == "-":
                 shutil.copyfileobj(source, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
