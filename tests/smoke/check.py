@@ -9,10 +9,10 @@ import sys
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import django  # noqa: E402
-from django.contrib.staticfiles import finders  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.template.loader import get_template  # noqa: E402
+import django
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from django.template.loader import get_template
 
 django.setup()
 
