@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_filters",
     "django_rq",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from the demo, not a CDN
     "django_report_export",
     "testproject.shop",
 ]
@@ -160,6 +161,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Asynchronous data exports of the demo shop's services.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # REPORT_EXPORT_SETTINGS (JSON) overrides keys, e.g. '{"CHUNK_SIZE": 1000}'.

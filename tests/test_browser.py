@@ -249,3 +249,37 @@ def test_admin_export_of_a_selection_in_headless_chromium(live_server, browser_p
     latest = ReportExport.objects.order_by("-created_at").first()
     assert (latest.format, latest.filters) == ("json", {"is_active": "true"})
     print(f"headless admin flow: {time.monotonic() - started:.1f} s")
+
+
+# --- the API docs, offline ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [
+        ("/api/docs/", ".opblock-summary-path[data-path='/api/report/{service}/start']"),
+        ("/api/redoc/", "h2:has-text('Services the caller may read, with formats and current')"),
+    ],
+)
+def test_api_docs_render_their_operations_without_network(
+    live_server, browser_page, path, operation
+):
+    """Swagger UI and Redoc come from drf-spectacular-sidecar: with every request to another
+    host refused, the page still renders the schema's operations, and asks another host for
+    nothing but a picture (Redoc's own "API docs by Redocly" logo)."""
+    refused: list[tuple[str, str]] = []
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:
+            refused.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    browser_page.route("**/*", local_only)
+    errors: list[str] = []
+    browser_page.on("pageerror", lambda error: errors.append(str(error)))
+    browser_page.goto(f"{live_server.url}{path}")
+    browser_page.wait_for_selector(operation)
+    assert [url for kind, url in refused if kind != "image"] == []
+    assert errors == []
