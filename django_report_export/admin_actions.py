@@ -49,6 +49,16 @@ from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import Status
 from django_report_export.registry import ExportService, site
 
+#: Where Django 6.1 shows an action (``ActionLocation.CHANGE_LIST``); ``None`` before 6.1, where
+#: every action is a changelist's.
+CHANGE_LIST: Any
+try:
+    from django.contrib.admin.options import ActionLocation
+except ImportError:  # Django < 6.1
+    CHANGE_LIST = None
+else:
+    CHANGE_LIST = ActionLocation.CHANGE_LIST
+
 ACTION_PREFIX = "report_export_"
 START_TEMPLATE = "django_report_export/admin/start_export.html"
 #: ``selection`` values of the start form.
@@ -143,15 +153,27 @@ class ExportActionMixin:
             return list(self.report_export_services)
         return services_for_model(self.model)  # type: ignore[attr-defined]
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+    def get_actions(
+        self, request: HttpRequest, action_location: Any = CHANGE_LIST
+    ) -> dict[str, Any]:
+        # Django 6.1 passes ``action_location`` (changelist or change form); earlier versions
+        # know no locations and call ``get_actions(request)``.
+        if CHANGE_LIST is None:
+            actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[misc]
         if self.actions is None or IS_POPUP_VAR in request.GET:  # type: ignore[attr-defined]
             return actions
+        if action_location != CHANGE_LIST:
+            return actions  # the export actions act on a changelist's selection only
         for name in self.get_report_export_services():
             if not site.get(name).has_permission(request.user):
                 continue
-            func = export_action(name)
-            actions[func.__name__] = (func, func.__name__, func.short_description)  # type: ignore[attr-defined]
+            # ``get_action`` gives what this Django version's actions are: an ``Action``
+            # (Django 6.1) or a ``(func, name, description)`` tuple.
+            action = self.get_action(export_action(name))  # type: ignore[attr-defined]
+            if action is not None:
+                actions[f"{ACTION_PREFIX}{name}"] = action
         return actions
 
 

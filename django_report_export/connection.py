@@ -7,6 +7,7 @@ a ``RedisError`` within seconds instead of a hung request.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
@@ -51,8 +52,20 @@ def _bounded_copy(conn: Redis, timeout: float) -> Redis:
     return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
 
+#: Queue jobs at once, whatever the project's ``RQ`` commit mode: the caller learns then that
+#: Redis is unreachable (``QueueUnavailable``), and the export row is already committed (the
+#: views run outside request transactions). django-rq 4.0 replaced ``autocommit`` (default
+#: on) by ``commit_mode``, whose default, ``"on_db_commit"``, would defer a job queued inside
+#: a transaction to its commit.
+_ENQUEUE_AT_ONCE: dict[str, Any] = (
+    {"commit_mode": "auto"}
+    if "commit_mode" in inspect.signature(django_rq.get_queue).parameters
+    else {"autocommit": True}
+)
+
+
 def get_queue() -> Queue:
-    return django_rq.get_queue(export_settings.QUEUE, connection=get_redis())
+    return django_rq.get_queue(export_settings.QUEUE, connection=get_redis(), **_ENQUEUE_AT_ONCE)
 
 
 @receiver(setting_changed)

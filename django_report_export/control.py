@@ -21,7 +21,7 @@ from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import DatabaseError
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.callbacks import Callback
+from rq import Callback
 
 from django_report_export import signals
 from django_report_export.conf import export_settings

@@ -69,3 +69,19 @@ class TestInvalid:
     def test_not_a_dict(self):
         with override_settings(REPORT_EXPORT=["QUEUE"]), pytest.raises(ImproperlyConfigured):
             export_settings.QUEUE  # noqa: B018
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", [None, "on_db_commit", "request_finished"])
+def test_jobs_are_queued_at_once_whatever_the_rq_commit_mode(mode, settings, redis_db):
+    """django-rq 4 defers a job queued inside a transaction to its commit by default; the
+    package's queue does not, so an unreachable Redis is reported to the caller."""
+    from django.db import transaction
+
+    from django_report_export.connection import get_queue
+
+    settings.RQ = {"COMMIT_MODE": mode} if mode else {}
+    queue = get_queue()
+    with transaction.atomic():
+        queue.enqueue_call("builtins.len", args=("ab",))
+        assert queue.count == 1

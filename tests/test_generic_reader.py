@@ -42,7 +42,7 @@ from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_w
 from django_report_export.formats.base import ChunkRows, FormatWriter, Row
 from django_report_export.models import ReportExport
 from django_report_export.readers import OrmChunkReader
-from django_report_export.readers.orm import _convert
+from django_report_export.readers.orm import _convert, _sqlite_decimal_converter
 from testproject.shop.models import CustomerAccount, Inquiry, Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -428,8 +428,17 @@ def test_sqlite_decimal_column_of_other_types_goes_value_by_value() -> None:
     column = column_of("subtotal")
     functions = sqlite.ops.get_db_converters(column)
     assert_column_like_django(functions, column, [1.5, True], sqlite)
-    with pytest.raises(TypeError):
-        _convert(["1.5"], functions, column, sqlite)
+    # A text: Django before 6.1 raises TypeError, 6.1 makes it a Decimal.
+    assert_column_like_django(functions, column, ["1.5"], sqlite)
+
+
+@pytest.mark.parametrize("types", [{float}, {int}, {int, float}])
+def test_sqlite_decimal_column_of_numbers_goes_by_column(types: set[type]) -> None:
+    """Whatever shape this Django's converter closure has, numbers take the column path."""
+    sqlite = sqlite_connection()
+    for expression in (column_of("subtotal"), F("subtotal")):
+        converter = sqlite.ops.get_decimalfield_converter(expression)
+        assert _sqlite_decimal_converter(converter, types) is not None
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import decimal
+import functools
 import gc
 import sys
 import threading
@@ -288,7 +289,7 @@ def _convert_column(function: Converter, values: list[Any], expression: Any) -> 
     if method is not None:
         return _sqlite_method_column(method, getattr(function, "__self__", None), values, types)
     if types <= {int, float}:
-        decimals = _sqlite_decimal_converter(function)
+        decimals = _sqlite_decimal_converter(function, types)
         if decimals is not None:
             return decimals(values, expression)
     return None
@@ -347,14 +348,18 @@ def _sqlite_datetimes(values: list[Any], types: set[type], tz: Any) -> list[Any]
     return aware if present is values else _with_nones(values, aware)
 
 
-def _sqlite_decimal_converter(function: Converter) -> Callable[[list[Any], Any], list[Any]] | None:
-    """SQLite's decimal converter over a whole column of ``float`` and ``int`` values, or
-    ``None`` when ``function`` is not that converter.
+def _sqlite_decimal_converter(
+    function: Converter, types: set[type]
+) -> Callable[[list[Any], Any], list[Any]] | None:
+    """SQLite's decimal converter over a whole column of ``types`` (``float`` and ``int``
+    values), or ``None`` when ``function`` is not that converter.
 
     The converter is a closure made by ``get_decimalfield_converter``:
     ``create_decimal(value).quantize(quantize_value, context=expression.output_field.context)``
     (``create_decimal(value)`` alone for an expression that is not a column). The same
-    functions, taken from the closure, are mapped over the column.
+    functions, taken from the closure, are mapped over the column. Before Django 6.1 the
+    closure holds ``create_decimal``; from 6.1 on it holds ``self``, the operations, whose
+    ``_create_decimal`` is that function (``_sqlite_create_decimal``).
     """
     if getattr(function, "__module__", None) != "django.db.backends.sqlite3.operations":
         return None
@@ -367,8 +372,12 @@ def _sqlite_decimal_converter(function: Converter) -> Callable[[list[Any], Any],
     if code is None or len(code.co_freevars) != len(closure):
         return None
     cells = dict(zip(code.co_freevars, (cell.cell_contents for cell in closure), strict=True))
+    if set(cells) - {"create_decimal", "quantize_value", "self"}:
+        return None
     create_decimal = cells.get("create_decimal")
-    if create_decimal is None or set(cells) - {"create_decimal", "quantize_value"}:
+    if create_decimal is None and "self" in cells:
+        create_decimal = _sqlite_create_decimal(cells["self"], types)
+    if create_decimal is None:
         return None
     quantize_value = cells.get("quantize_value")
 
@@ -399,6 +408,41 @@ def _sqlite_decimal_converter(function: Converter) -> Callable[[list[Any], Any],
         return converted if present is values else _with_nones(values, converted)
 
     return convert
+
+
+#: What Django 6.1's ``DatabaseOperations._create_decimal`` gives for a value of each type:
+#: ``Decimal(value)`` for an ``int`` (and a ``str``), else the ``float`` rounded to 15 digits.
+_CREATE_DECIMAL: dict[type, Callable[[Any], decimal.Decimal]] = {
+    int: decimal.Decimal,
+    float: decimal.Context(prec=15).create_decimal_from_float,
+}
+#: Values on which each function of ``_CREATE_DECIMAL`` is checked against Django's own.
+_DECIMAL_PROBES: dict[type, tuple[Any, ...]] = {
+    int: (0, -7, 2**60 + 1),
+    float: (2.675, -0.0, 1e-7, 0.1 + 0.2, 123456789.125, 2**52 + 0.5),
+}
+
+
+def _sqlite_create_decimal(ops: Any, types: set[type]) -> Callable[[Any], Any] | None:
+    """The function that makes Django 6.1's SQLite converter's decimals from a column of
+    ``types``: a C-level one when the column has one type and it gives what
+    ``ops._create_decimal`` gives (checked once on a few values), else that method itself."""
+    sqlite = _sqlite_operations()
+    method = getattr(type(ops), "_create_decimal", None)
+    if sqlite is None or not isinstance(ops, sqlite) or method is None:
+        return None
+    if len(types) == 1:
+        (kind,) = types
+        fast = _CREATE_DECIMAL.get(kind)
+        if fast is not None and _same_decimals(method, kind):
+            return fast
+    return method
+
+
+@functools.cache
+def _same_decimals(method: Callable[[Any], Any], kind: type) -> bool:
+    fast = _CREATE_DECIMAL[kind]
+    return all(str(fast(value)) == str(method(value)) for value in _DECIMAL_PROBES[kind])
 
 
 def _present(values: list[Any]) -> list[Any]:

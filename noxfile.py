@@ -1,0 +1,95 @@
+"""The supported matrix: ``nox`` runs the fast part of the suite (``-m "not slow"``) on SQLite
+for every Python x Django combination, and once on the lowest versions the pins allow.
+
+    nox -l                                   # the sessions
+    nox -s "tests-3.13(django='6.1')"        # one combination
+    nox -s lowest
+
+Each session needs a Redis database of its own: ``REDIS_URL`` (default
+``redis://127.0.0.1:6379/15``, like scripts/test), and keeps its SQLite files in its own
+folder. Virtualenvs are reused between runs (``-R`` also skips the install).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+DJANGOS = ["5.2", "6.0", "6.1"]
+#: Django 6.0 and later need Python 3.12.
+MIN_PYTHON = {"5.2": "3.11", "6.0": "3.12", "6.1": "3.12"}
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+PYTEST = ["pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests", "lowest"]
+
+
+def _find_pyenv_pythons() -> None:
+    """Put pyenv's interpreters on PATH when a matrix ``pythonX.Y`` is not found there."""
+    if all(shutil.which(f"python{version}") for version in PYTHONS):
+        return
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = sorted(glob.glob(str(root / "versions" / "*" / "bin")), reverse=True)
+    os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_find_pyenv_pythons()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _run_suite(session: nox.Session) -> None:
+    session.env["REDIS_URL"] = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    session.env["DATABASE_URL"] = ""  # SQLite
+    session.env["DEMO_VAR_DIR"] = session.create_tmp()
+    session.run("python", "-c", _VERSIONS)
+    session.run(*PYTEST, *session.posargs)
+
+
+#: Prints the versions the session resolved (they go in the matrix of docs/deployment.md).
+_VERSIONS = (
+    "import importlib.metadata as m, sys; print('python', sys.version.split()[0], *("
+    "f'{n} {m.version(n)}' for n in ('Django', 'djangorestframework', 'django-filter',"
+    " 'django-rq', 'rq', 'redis')))"
+)
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("django", DJANGOS)
+def tests(session: nox.Session, django: str) -> None:
+    """The fast suite on SQLite with the newest releases pip resolves for one Django."""
+    python = str(session.python)
+    if _version(python) < _version(MIN_PYTHON[django]):
+        session.skip(f"Django {django} needs Python {MIN_PYTHON[django]} or later")
+    session.install("-e", ".[test]", f"Django~={django}.0")
+    _run_suite(session)
+
+
+def lowest_pins() -> list[str]:
+    """The runtime dependencies of pyproject.toml at the lowest versions they allow."""
+    project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
+    pins = []
+    for requirement in project["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)>=([0-9.]+)", requirement.replace(" ", ""))
+        if match is None:
+            raise ValueError(f"not a lower bound: {requirement!r}")
+        pins.append(f"{match[1]}=={match[2]}")
+    return pins
+
+
+@nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """The fast suite on SQLite with each runtime dependency at its lowest allowed version
+    (the test tools at their newest)."""
+    session.install("-e", ".[test]", *lowest_pins())
+    _run_suite(session)
