@@ -24,14 +24,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 from redis.exceptions import RedisError
 
 from django_report_export import control, recovery
@@ -106,13 +106,14 @@ def describe(exc: Exception) -> str:
 
 
 class Command(BaseCommand):
-    # Lazy: translated when the parser is made, in the language active then.
-    help = cast(
-        str,
-        gettext_lazy(
-            "Start, follow, pause, resume, cancel and download exports; clean up old ones."
-        ),
+    help = gettext_noop(
+        "Start, follow, pause, resume, cancel and download exports; clean up old ones."
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # In the language active when the command is loaded (argparse needs a str).
+        self.help = _(type(self).help)
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
