@@ -19,6 +19,7 @@ from functools import update_wrapper
 from types import SimpleNamespace
 from typing import Any, cast
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db import transaction
@@ -37,6 +38,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django.views.i18n import JavaScriptCatalog
 from redis.exceptions import RedisError
 
 from django_report_export import control
@@ -88,7 +91,7 @@ def format_rows(body: dict[str, Any]) -> str:
 
 def format_rate(body: dict[str, Any]) -> str:
     rate = body["rows_per_second"]
-    return f"{round(rate):,} rows/s" if rate else EMPTY
+    return str(_("%(rate)s rows/s") % {"rate": f"{round(rate):,}"}) if rate else EMPTY
 
 
 def format_time(value: dt.datetime | None) -> str:
@@ -170,9 +173,14 @@ class ReportExportAdmin(admin.ModelAdmin):
     readonly_fields = ["exported_fields", "selected_rows"]
     change_form_template = "django_report_export/admin/change_form.html"
 
-    class Media:
-        css = {"all": ["django_report_export/progress.css"]}
-        js = ["django_report_export/progress.js"]
+    @property
+    def media(self) -> forms.Media:
+        """progress.css and progress.js, after the catalog of progress.js's texts (jsi18n)."""
+        catalog = reverse(f"{self.admin_site.name}:django_report_export_reportexport_jsi18n")
+        return super().media + forms.Media(
+            css={"all": ["django_report_export/progress.css"]},
+            js=[catalog, "django_report_export/progress.js"],
+        )
 
     # --- permissions: read-only records, visible per service read permission -------------
 
@@ -258,7 +266,7 @@ class ReportExportAdmin(admin.ModelAdmin):
             "data-rex-hide-empty{}>{}</div>",
             body["status"],
             export.pk,
-            body["status_name"],
+            Status(body["status"]).label,
             error,
             export.pk,
             "" if error else " hidden",
@@ -279,8 +287,9 @@ class ReportExportAdmin(admin.ModelAdmin):
         if body["status"] not in Status.active():
             return EMPTY
         return format_html(
-            '{}<br><span class="rex-quiet">ETA {}</span>',
+            '{}<br><span class="rex-quiet">{} {}</span>',
             field_html(export, "rate", format_rate(body)),
+            _("ETA"),
             field_html(export, "eta", format_eta(body["eta_seconds"])),
         )
 
@@ -300,9 +309,14 @@ class ReportExportAdmin(admin.ModelAdmin):
     def selected_rows(self, export: ReportExport) -> str:
         if export.keys is None:
             return str(_("all rows matching the filters"))
+        count = len(export.keys)
         shown = ", ".join(str(key) for key in export.keys[:20])
-        more = f", … ({len(export.keys)} in all)" if len(export.keys) > 20 else ""
-        return f"{len(export.keys)} selected: {shown}{more}"
+        if count > 20:
+            shown += ", … " + _("(%(count)s in all)") % {"count": count}
+        return ngettext("%(count)s selected: %(keys)s", "%(count)s selected: %(keys)s", count) % {
+            "count": count,
+            "keys": shown,
+        }
 
     def poll_url(self, export: ReportExport) -> str | None:
         self.body(None, export)
@@ -335,6 +349,7 @@ class ReportExportAdmin(admin.ModelAdmin):
                 "started_at": format_time(export.started_at),
                 "finished_at": format_time(export.finished_at),
                 "body": body,
+                "status_label": Status(body["status"]).label,
                 "bar": progress_bar(body, self.poll_url(export), large=True),
                 "rows": format_rows(body),
                 "rate": format_rate(body),
@@ -372,6 +387,7 @@ class ReportExportAdmin(admin.ModelAdmin):
         name = "django_report_export_reportexport"
         urls = [
             path("start/", wrap(self.start_view), name=f"{name}_start"),
+            path("jsi18n/", wrap(self.javascript_catalog), name=f"{name}_jsi18n"),
             path("<path:object_id>/status/", wrap(self.status_view), name=f"{name}_status"),
             path("<path:object_id>/download/", wrap(self.download_view), name=f"{name}_download"),
         ]
@@ -392,6 +408,12 @@ class ReportExportAdmin(admin.ModelAdmin):
             raise Http404("No such export.")
         return cast(ReportExport, export)
 
+    def javascript_catalog(self, request: HttpRequest) -> HttpResponseBase:
+        """The translations of progress.js (``djangojs`` domain of this package only)."""
+        return JavaScriptCatalog.as_view(domain="djangojs", packages=["django_report_export"])(
+            request
+        )
+
     def status_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return JsonResponse(self.body(request, self.visible_export(request, object_id)))
 
@@ -406,7 +428,7 @@ class ReportExportAdmin(admin.ModelAdmin):
             current = control.get_status(service, owner)
             if str(current["id"]) != str(export.pk):
                 raise NoExportInState(
-                    "This export is no longer the current export of its service.",
+                    str(_("This export is no longer the current export of its service.")),
                     service=export.service,
                 )
             body = getattr(control, operation)(service, owner)
@@ -416,7 +438,10 @@ class ReportExportAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 _("%(operation)s: the export is now %(status)s.")
-                % {"operation": operation.capitalize(), "status": Status(body["status"]).label},
+                % {
+                    "operation": OPERATION_LABELS[operation],
+                    "status": Status(body["status"]).label,
+                },
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(self.url("change", export))

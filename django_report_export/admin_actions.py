@@ -193,7 +193,11 @@ def export_selection(
     if queryset.model._meta.concrete_model is not service.model._meta.concrete_model:
         modeladmin.message_user(
             request,
-            f"Service {service.name!r} does not export {queryset.model._meta.verbose_name_plural}.",
+            _("Service %(service)s does not export %(verbose_name_plural)s.")
+            % {
+                "service": service.name,
+                "verbose_name_plural": queryset.model._meta.verbose_name_plural,
+            },
             messages.ERROR,
         )
         return None

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from django_report_export import control
 from django_report_export.models import ReportExport, Status
+from django_report_export.registry import site
 from testproject.shop.factories import OrderFactory, ProductFactory
 
 from .workers import WorkerProcess
@@ -149,7 +151,9 @@ def chromium() -> str:
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
+def browser_page(request, monkeypatch):
+    """A page of headless Chromium; indirect parameters are more options of its context
+    (``{"locale": "de-DE"}``)."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium()
@@ -158,8 +162,9 @@ def browser_page(monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        options = getattr(request, "param", {})
         context = browser.new_context(
-            accept_downloads=True, viewport={"width": 1280, "height": 900}
+            accept_downloads=True, viewport={"width": 1280, "height": 900}, **options
         )
         context.set_default_timeout(30_000)
         try:
@@ -283,3 +288,45 @@ def test_api_docs_render_their_operations_without_network(
     browser_page.wait_for_selector(operation)
     assert [url for kind, url in refused if kind != "image"] == []
     assert errors == []
+
+
+@pytest.mark.parametrize("browser_page", [{"locale": "de-DE"}], indirect=True)
+def test_progress_bar_speaks_german_in_a_german_browser(live_server, browser_page):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("admin", "admin@example.com", "admin")
+    ProductFactory.create_batch(5)
+    product = site.get("product")
+    status = control.start(product, control.parse_request(product, {"format": ["csv"]}))
+    page = browser_page
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/django_report_export/reportexport/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    page.goto(f"{live_server.url}/admin/django_report_export/reportexport/{status['id']}/change/")
+    label = page.locator(".rex-panel [data-rex-field=status_name]")
+    assert label.inner_text() == "Wartend"
+    assert page.locator("button.rex-button-pause").inner_text() == "Pausieren"
+
+    # What progress.js writes: the status label after each poll, the notice of a newer export.
+    label.evaluate("element => { element.textContent = '?'; }")
+    page.wait_for_function(
+        "document.querySelector('.rex-panel [data-rex-field=status_name]').textContent"
+        " === 'Wartend'"
+    )
+    control.pause(product)
+    page.wait_for_function(
+        "document.querySelector('.rex-panel [data-rex-field=status_name]').textContent"
+        " === 'Pausiert'"
+    )
+    resume = page.locator("button.rex-button-resume")
+    resume.wait_for(state="visible")
+    assert resume.inner_text() == "Fortsetzen"
+    control.start(product, control.parse_request(product, {"format": ["json"]}))
+    notice = page.locator(".rex-panel [data-rex-field=notice]")
+    notice.wait_for(state="visible")
+    assert notice.inner_text() == (
+        "Ein neuerer Export hat diesen ersetzt; laden Sie die Seite neu, um seinen endgültigen "
+        "Stand zu sehen."
+    )

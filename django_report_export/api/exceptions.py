@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 from rest_framework import exceptions, status
@@ -28,7 +29,8 @@ class InternalError(exceptions.APIException):
 
 class ServiceCurrentlyUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = _("Service currently unavailable")
+    # The text of SPEC §4, not translated: clients match it.
+    default_detail = "Service currently unavailable"
     default_code = "Service currently unavailable"
 
 
@@ -59,7 +61,7 @@ def translate(exc: Exception) -> Exception:
     if isinstance(exc, errors.StatusUnavailable):
         return InternalError(exc.message)
     if isinstance(exc, RedisError):
-        return InternalError(f"Redis cannot be reached: {exc}")
+        return InternalError(gettext("Redis cannot be reached: %(error)s") % {"error": exc})
     if isinstance(exc, errors.UnknownService):
         return UnknownServiceError(exc.message)
     if isinstance(exc, errors.InvalidExportRequest):
@@ -70,7 +72,7 @@ def translate(exc: Exception) -> Exception:
         return NotFound(str(exc) or None)
     if isinstance(exc, SuspiciousOperation):
         # Django's request limits (too many parameters, too large a body).
-        return exceptions.ParseError(f"The request was refused: {exc}")
+        return exceptions.ParseError(gettext("The request was refused: %(error)s") % {"error": exc})
     return exc
 
 

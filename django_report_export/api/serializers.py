@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils import translation
 from rest_framework import serializers
 
 from django_report_export.api.links import endpoint_path
@@ -12,7 +13,15 @@ from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
 from django_report_export.status import snapshot
 
-STATUS_NAMES = {int(value): str(label) for value, label in Status.choices}
+
+def contract_status_names() -> dict[int, str]:
+    """The status names of SPEC §3 ("Ready" ... "Error"): English in every language, since
+    clients compare them; the admin shows the translated ``Status`` labels instead."""
+    with translation.override(None):
+        return {int(value): str(label) for value, label in Status.choices}
+
+
+STATUS_NAMES = contract_status_names()
 
 
 def status_body(

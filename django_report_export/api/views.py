@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DataError
 from django.utils.functional import LazyObject, empty
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
@@ -30,7 +31,7 @@ from django_report_export.api.parsers import BoundedJSONParser
 from django_report_export.api.permissions import ServiceReadPermission, may_read
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
-from django_report_export.api.serializers import history_body, status_body
+from django_report_export.api.serializers import STATUS_NAMES, history_body, status_body
 from django_report_export.download import download_response
 from django_report_export.exceptions import ExportFileGone
 from django_report_export.models import ReportExport, Status
@@ -113,7 +114,7 @@ class ReportViewSet(viewsets.ViewSet):
             super().perform_authentication(request)
         except DataError:
             # Credentials the database cannot even look up (a NUL in a user name).
-            raise exceptions.AuthenticationFailed("Invalid credentials.") from None
+            raise exceptions.AuthenticationFailed(_("Invalid credentials.")) from None
         request.user = unwrap_user(request.user)
 
     def check_permissions(self, request: Request) -> None:
@@ -145,7 +146,7 @@ class ReportViewSet(viewsets.ViewSet):
                     "fields": list(service.fields),
                     "filters": service.get_filter_names(),
                     "status": int(status["status"]),
-                    "status_name": Status(int(status["status"])).label,
+                    "status_name": STATUS_NAMES[int(status["status"])],
                     "url": request.build_absolute_uri(url),
                 }
             )
@@ -179,10 +180,10 @@ class ReportViewSet(viewsets.ViewSet):
         try:
             return download_response(self.finished_export(request))
         except ExportFileGone:
-            raise NotFound("The export's file is no longer available.") from None
+            raise NotFound(_("The export's file is no longer available.")) from None
 
     def unrouted(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        raise NotFound("No such report endpoint.")
+        raise NotFound(_("No such report endpoint."))
 
     @action(detail=True, methods=["get"])
     def history(self, request: Request, service: str) -> Response:
@@ -221,7 +222,7 @@ class ReportViewSet(viewsets.ViewSet):
                 for name, value in data.items()
             }
         else:
-            raise exceptions.ParseError("The request body must be a JSON object or a form.")
+            raise exceptions.ParseError(_("The request body must be a JSON object or a form."))
         for name, values in body.items():
             if name not in FORM_NOISE and name not in params:
                 params[name] = [v for v in values if v != ""] if name != "format" else values
@@ -235,15 +236,15 @@ class ReportViewSet(viewsets.ViewSet):
             try:
                 export_id = uuid.UUID(requested)
             except ValueError:
-                raise exceptions.ValidationError({"id": ["Not a valid export id."]}) from None
+                raise exceptions.ValidationError({"id": [_("Not a valid export id.")]}) from None
         else:
             status = control.get_status(service, request.user)
             if status["status"] != Status.FINISHED:
-                raise NotFound("No finished export to download.")
+                raise NotFound(_("No finished export to download."))
             export_id = status["id"]
         export = ReportExport.objects.filter(
             pk=export_id, slot=slot, status=Status.FINISHED
         ).first()
         if export is None or not export.file_name:
-            raise NotFound("No finished export to download.")
+            raise NotFound(_("No finished export to download."))
         return export

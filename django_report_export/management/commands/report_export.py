@@ -30,6 +30,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, gettext_noop
 from redis.exceptions import RedisError
 
 from django_report_export import control, recovery
@@ -64,15 +66,17 @@ EXIT_FAILED = 6
 #: ``--wait``: the export was paused; resume it, then ``status --wait`` again.
 EXIT_PAUSED = 7
 
-EXIT_CODES = {
-    EXIT_OK: "success (with --wait: the export Finished)",
-    EXIT_ERROR: "unexpected error",
-    EXIT_USAGE: "unknown service or user, or an invalid parameter",
-    EXIT_UNAVAILABLE: "Redis or the queue unreachable, or the export did not stop in time",
-    EXIT_NOT_FOUND: "no export in a state that allows the operation",
-    EXIT_CANCELED: "--wait: the export was canceled",
-    EXIT_FAILED: "--wait: the export failed (Error)",
-    EXIT_PAUSED: "--wait: the export was paused",
+EXIT_CODES: dict[int, Any] = {
+    EXIT_OK: gettext_lazy("success (with --wait: the export Finished)"),
+    EXIT_ERROR: gettext_lazy("unexpected error"),
+    EXIT_USAGE: gettext_lazy("unknown service or user, or an invalid parameter"),
+    EXIT_UNAVAILABLE: gettext_lazy(
+        "Redis or the queue unreachable, or the export did not stop in time"
+    ),
+    EXIT_NOT_FOUND: gettext_lazy("no export in a state that allows the operation"),
+    EXIT_CANCELED: gettext_lazy("--wait: the export was canceled"),
+    EXIT_FAILED: gettext_lazy("--wait: the export failed (Error)"),
+    EXIT_PAUSED: gettext_lazy("--wait: the export was paused"),
 }
 
 #: Command-line spelling of each export parameter, to name it in error messages.
@@ -92,29 +96,36 @@ def exit_code_of(exc: Exception) -> int:
 
 def describe(exc: Exception) -> str:
     if isinstance(exc, InvalidExportRequest):
-        lines = ["Invalid parameters:"]
+        lines = [_("Invalid parameters:")]
         for name, messages in exc.errors.items():
             option = OPTION_NAMES.get(name, f"--filter {name}")
             lines += [f"  {option}: {message}" for message in messages]
         return "\n".join(lines)
     if isinstance(exc, RedisError):
-        return f"Redis cannot be reached: {exc}"
+        return _("Redis cannot be reached: %(error)s") % {"error": exc}
     return str(exc)
 
 
 class Command(BaseCommand):
-    help = "Start, follow, pause, resume, cancel and download exports; clean up old ones."
+    help = gettext_noop(
+        "Start, follow, pause, resume, cancel and download exports; clean up old ones."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # In the language active when the command is loaded (argparse needs a str).
+        self.help = _(type(self).help)
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
         def service_command(name: str, help_text: str) -> CommandParser:
             command = sub.add_parser(name, help=help_text, description=help_text)
-            command.add_argument("service", metavar="SERVICE", help="Service name, e.g. order.")
+            command.add_argument("service", metavar="SERVICE", help=_("Service name, e.g. order."))
             command.add_argument(
                 "--user",
                 metavar="USERNAME",
-                help="Whose slot (needed when SLOT_SCOPE is 'user'); recorded as starter.",
+                help=_("Whose slot (needed when SLOT_SCOPE is 'user'); recorded as starter."),
             )
             return command
 
@@ -122,69 +133,73 @@ class Command(BaseCommand):
             command.add_argument(
                 "--wait",
                 action="store_true",
-                help="Show a progress bar until the export ends; the exit code tells how.",
+                help=_("Show a progress bar until the export ends; the exit code tells how."),
             )
             command.add_argument(
                 "--interval",
                 type=float,
                 default=1.0,
                 metavar="SECONDS",
-                help="Seconds between status reads while waiting (default 1).",
+                help=_("Seconds between status reads while waiting (default 1)."),
             )
 
-        start = service_command("start", "Start an export (an active one is canceled first).")
-        start.add_argument("--format", required=True, help="One of the service's formats.")
-        start.add_argument("--fields", help="Comma-separated subset of the service's fields.")
-        start.add_argument("--compression", help="gzip or none.")
+        start = service_command("start", _("Start an export (an active one is canceled first)."))
+        start.add_argument("--format", required=True, help=_("One of the service's formats."))
+        start.add_argument("--fields", help=_("Comma-separated subset of the service's fields."))
+        start.add_argument("--compression", help=_("gzip or none."))
         start.add_argument(
             "--shards",
             type=int,
             metavar="K",
-            help="Split the export into K key ranges run by parallel jobs (1: never; default: "
-            "the service's shards, else by SHARD_ROWS).",
+            help=_(
+                "Split the export into K key ranges run by parallel jobs (1: never; default: "
+                "the service's shards, else by SHARD_ROWS)."
+            ),
         )
         start.add_argument(
             "--filter",
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="A filter of the service; repeat for more.",
+            help=_("A filter of the service; repeat for more."),
         )
         wait_options(start)
 
-        status = service_command("status", "Show the status of the service's export.")
-        status.add_argument("--json", action="store_true", help="Print the API's status body.")
+        status = service_command("status", _("Show the status of the service's export."))
+        status.add_argument("--json", action="store_true", help=_("Print the API's status body."))
         wait_options(status)
 
-        service_command("pause", "Pause the running export.")
-        wait_options(service_command("resume", "Resume the paused export."))
-        service_command("cancel", "Cancel the export.")
+        service_command("pause", _("Pause the running export."))
+        wait_options(service_command("resume", _("Resume the paused export.")))
+        service_command("cancel", _("Cancel the export."))
 
-        history = service_command("history", "List past exports of the service, newest first.")
-        history.add_argument("--limit", type=int, default=20, help="How many (default 20).")
+        history = service_command("history", _("List past exports of the service, newest first."))
+        history.add_argument("--limit", type=int, default=20, help=_("How many (default 20)."))
 
-        download = service_command("download", "Write the finished export's file.")
+        download = service_command("download", _("Write the finished export's file."))
         download.add_argument(
-            "-o", "--output", metavar="FILE", help="Where to write it ('-' for stdout)."
+            "-o", "--output", metavar="FILE", help=_("Where to write it ('-' for stdout).")
         )
-        download.add_argument("--id", help="A finished export of the history; default: current.")
+        download.add_argument("--id", help=_("A finished export of the history; default: current."))
 
         cleanup = sub.add_parser(
             "cleanup",
-            help="Delete exports (records and files) older than RETENTION_DAYS.",
-            description="Delete ended exports (records and files) older than RETENTION_DAYS. "
-            "Exports that are starting, running or paused are kept.",
+            help=_("Delete exports (records and files) older than RETENTION_DAYS."),
+            description=_(
+                "Delete ended exports (records and files) older than RETENTION_DAYS. "
+                "Exports that are starting, running or paused are kept."
+            ),
         )
-        cleanup.add_argument("--days", type=int, help="Age in days (default: RETENTION_DAYS).")
-        cleanup.add_argument("--dry-run", action="store_true", help="Only list what would go.")
+        cleanup.add_argument("--days", type=int, help=_("Age in days (default: RETENTION_DAYS)."))
+        cleanup.add_argument("--dry-run", action="store_true", help=_("Only list what would go."))
 
         sweep = sub.add_parser(
             "sweep",
-            help="Continue exports whose worker was lost.",
-            description="Continue exports whose worker stopped heartbeating (recovery.sweep).",
+            help=_("Continue exports whose worker was lost."),
+            description=_("Continue exports whose worker stopped heartbeating (recovery.sweep)."),
         )
         sweep.add_argument(
-            "--every", type=float, metavar="SECONDS", help="Repeat every SECONDS until stopped."
+            "--every", type=float, metavar="SECONDS", help=_("Repeat every SECONDS until stopped.")
         )
 
     # --- dispatch ------------------------------------------------------------------------
@@ -200,10 +215,12 @@ class Command(BaseCommand):
             raise CommandError(describe(exc), returncode=exit_code_of(exc)) from exc
         except KeyboardInterrupt:
             raise CommandError(
-                "Interrupted; an export that was running goes on.", returncode=130
+                _("Interrupted; an export that was running goes on."), returncode=130
             ) from None
         if code:
-            raise CommandError(EXIT_CODES.get(code, "failed").capitalize() + ".", returncode=code)
+            raise CommandError(
+                str(EXIT_CODES.get(code, _("failed"))).capitalize() + ".", returncode=code
+            )
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -215,7 +232,7 @@ class Command(BaseCommand):
         if not username:
             if export_settings.SLOT_SCOPE == "user":
                 raise CommandError(
-                    "--user is required when REPORT_EXPORT['SLOT_SCOPE'] is 'user'.",
+                    _("--user is required when REPORT_EXPORT['SLOT_SCOPE'] is 'user'."),
                     returncode=EXIT_USAGE,
                 )
             return None
@@ -223,7 +240,9 @@ class Command(BaseCommand):
         try:
             return model._default_manager.get_by_natural_key(username)
         except model.DoesNotExist:
-            raise CommandError(f"Unknown user {username!r}.", returncode=EXIT_USAGE) from None
+            raise CommandError(
+                _("Unknown user %(username)r.") % {"username": username}, returncode=EXIT_USAGE
+            ) from None
 
     def show(self, service: ExportService, status: dict[str, Any], progress: bool = True) -> None:
         body = status_body(service, status)
@@ -261,16 +280,20 @@ class Command(BaseCommand):
         for item in options["filter"]:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise CommandError(f"--filter {item!r}: expected KEY=VALUE.", returncode=EXIT_USAGE)
+                raise CommandError(
+                    _("--filter %(item)r: expected KEY=VALUE.") % {"item": item},
+                    returncode=EXIT_USAGE,
+                )
             if key.strip() in params:
                 raise CommandError(
-                    f"--filter {key.strip()}: use --{key.strip()} instead.", returncode=EXIT_USAGE
+                    _("--filter %(key)s: use --%(key)s instead.") % {"key": key.strip()},
+                    returncode=EXIT_USAGE,
                 )
             params.setdefault(key.strip(), []).append(value)
         request = control.parse_request(service, params)
         if options["shards"] is not None:
             if options["shards"] < 1:
-                raise CommandError("--shards must be 1 or more.", returncode=EXIT_USAGE)
+                raise CommandError(_("--shards must be 1 or more."), returncode=EXIT_USAGE)
             request.shards = options["shards"]
         status = control.start(service, request, user=user)
         self.show(service, status, progress=not options["wait"])
@@ -312,7 +335,8 @@ class Command(BaseCommand):
             .select_related("created_by")
             .order_by("-created_at")[: max(options["limit"], 0)]
         )
-        rows = [("created", "id", "status", "format", "rows", "by", "size", "error")]
+        header = (_("created"), "id", _("status"), _("format"), _("rows"), _("by"), _("size"))
+        rows = [(*header, _("error"))]
         for export in exports:
             is_live = str(live.get("id")) == str(export.pk)
             processed = live["processed"] if is_live else export.processed
@@ -331,7 +355,7 @@ class Command(BaseCommand):
                 )
             )
         if len(rows) == 1:
-            self.stdout.write(f"No exports of {service.name} yet.")
+            self.stdout.write(_("No exports of %(service)s yet.") % {"service": service.name})
             return
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
@@ -346,18 +370,19 @@ class Command(BaseCommand):
                 export_id: Any = uuid.UUID(options["id"])
             except ValueError:
                 raise CommandError(
-                    f"--id {options['id']!r} is not an export id.", returncode=EXIT_USAGE
+                    _("--id %(id)r is not an export id.") % {"id": options["id"]},
+                    returncode=EXIT_USAGE,
                 ) from None
         else:
             status = control.get_status(service, user)
             if status["status"] != Status.FINISHED:
-                raise NoExportInState("No finished export to download.", service=service.name)
+                raise NoExportInState(_("No finished export to download."), service=service.name)
             export_id = status["id"]
         export = ReportExport.objects.filter(
             pk=export_id, slot=slot, status=Status.FINISHED
         ).first()
         if export is None or not export.file_name:
-            raise NoExportInState("No finished export to download.", service=service.name)
+            raise NoExportInState(_("No finished export to download."), service=service.name)
         output = options["output"] or os.path.basename(export.file_name)
         with open_file(export) as source:
             if output == "-":
@@ -368,8 +393,14 @@ class Command(BaseCommand):
                 with open(output, "wb") as target:
                     shutil.copyfileobj(source, target)
             except OSError as exc:
-                raise CommandError(f"Cannot write {output}: {exc}", returncode=EXIT_ERROR) from exc
-        self.stdout.write(f"Wrote {output} ({export.file_size} bytes, {export.processed} rows).")
+                raise CommandError(
+                    _("Cannot write %(output)s: %(error)s") % {"output": output, "error": exc},
+                    returncode=EXIT_ERROR,
+                ) from exc
+        self.stdout.write(
+            _("Wrote %(output)s (%(size)s bytes, %(rows)s rows).")
+            % {"output": output, "size": export.file_size, "rows": export.processed}
+        )
 
     # --- waiting -------------------------------------------------------------------------
 
@@ -386,7 +417,9 @@ class Command(BaseCommand):
             body = status_body(service, status)
             if str(body["id"]) != str(export_id):
                 self.finish_line(tty, last_line)
-                self.stderr.write(f"The export was replaced by a newer one ({body['id']}).")
+                self.stderr.write(
+                    _("The export was replaced by a newer one (%(id)s).") % {"id": body["id"]}
+                )
                 return EXIT_CANCELED
             line = progress_line(body)
             now = time.monotonic()
@@ -412,17 +445,23 @@ class Command(BaseCommand):
         code = body["status"]
         if code == Status.FINISHED:
             self.stdout.write(
-                f"Finished: {body['processed']} rows, {body['file_size']} bytes. "
-                f"Download it with: manage.py report_export download {service.name}"
+                _(
+                    "Finished: %(rows)s rows, %(size)s bytes. "
+                    "Download it with: manage.py report_export download %(service)s"
+                )
+                % {"rows": body["processed"], "size": body["file_size"], "service": service.name}
             )
             return EXIT_OK
         if code == Status.PAUSED:
-            self.stderr.write(f"Paused at row {body['processed']}. {body['error'] or ''}".strip())
+            paused = _("Paused at row %(row)s.") % {"row": body["processed"]}
+            self.stderr.write(f"{paused} {body['error'] or ''}".strip())
             return EXIT_PAUSED
         if code == Status.CANCELED:
-            self.stderr.write(f"Canceled. {body['error'] or ''}".strip())
+            self.stderr.write(f"{_('Canceled.')} {body['error'] or ''}".strip())
             return EXIT_CANCELED
-        self.stderr.write(f"Error: {body['error'] or 'the export failed.'}")
+        self.stderr.write(
+            _("Error: %(error)s") % {"error": body["error"] or _("the export failed.")}
+        )
         return EXIT_FAILED
 
     # --- maintenance ---------------------------------------------------------------------
@@ -430,7 +469,7 @@ class Command(BaseCommand):
     def do_cleanup(self, options: dict[str, Any]) -> None:
         days = options["days"] if options["days"] is not None else export_settings.RETENTION_DAYS
         if days < 0:
-            raise CommandError("--days must be 0 or more.", returncode=EXIT_USAGE)
+            raise CommandError(_("--days must be 0 or more."), returncode=EXIT_USAGE)
         cutoff = timezone.now() - dt.timedelta(days=days)
         old = (
             ReportExport.objects.filter(status__in=Status.ended())
@@ -440,13 +479,13 @@ class Command(BaseCommand):
         storage = get_storage()
         store = control.get_store()
         count = size = 0
-        verb = "Would delete" if options["dry_run"] else "Deleted"
+        verb = _("Would delete") if options["dry_run"] else _("Deleted")
         for export in old.iterator():
             count += 1
             size += export.file_size or 0
             label = (
                 f"{export.service} {export.pk} ({Status(export.status).label}, "
-                f"{export.file_name or 'no file'})"
+                f"{export.file_name or _('no file')})"
             )
             if options["dry_run"]:
                 self.stdout.write(f"{verb} {label}")
@@ -460,7 +499,8 @@ class Command(BaseCommand):
             if options["verbosity"] >= 2:
                 self.stdout.write(f"{verb} {label}")
         self.stdout.write(
-            f"{verb} {count} export(s) older than {days} day(s), {size} bytes of files."
+            _("%(verb)s %(count)s export(s) older than %(days)s day(s), %(size)s bytes of files.")
+            % {"verb": verb, "count": count, "days": days, "size": size}
         )
 
     def do_sweep(self, options: dict[str, Any]) -> None:
@@ -471,12 +511,17 @@ class Command(BaseCommand):
             except (StatusUnavailable, RedisError) as exc:
                 if every is None:
                     raise
-                self.stderr.write(f"{timezone.now():%H:%M:%S} {describe(exc)}; retrying.")
+                retrying = _("%(error)s; retrying.") % {"error": describe(exc)}
+                self.stderr.write(f"{timezone.now():%H:%M:%S} {retrying}")
             else:
                 for export_id in recovered:
-                    self.stdout.write(f"Continued export {export_id} (its worker was lost).")
+                    self.stdout.write(
+                        _("Continued export %(id)s (its worker was lost).") % {"id": export_id}
+                    )
                 if every is None or options["verbosity"] >= 2:
-                    self.stdout.write(f"Swept: {len(recovered)} export(s) continued.")
+                    self.stdout.write(
+                        _("Swept: %(count)s export(s) continued.") % {"count": len(recovered)}
+                    )
             if every is None:
                 return
             time.sleep(max(every, 0.1))

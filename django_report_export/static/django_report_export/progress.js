@@ -6,7 +6,8 @@
  * Paused. The answer (the API's status body) updates every element of the same export
  * (data-rex-export="<id>"): data-rex-field="progress|status_name|rows|rate|eta|..." get new
  * text, data-rex-states="5" elements are shown only in those states (buttons, download link).
- * Plain JavaScript, no build step.
+ * Texts are translated by Django's JavaScript catalog (the admin's jsi18n view of this app,
+ * loaded before this file); without it they stay English. Plain JavaScript, no build step.
  */
 (function () {
   "use strict";
@@ -15,6 +16,23 @@
   var STATUS_CLASS = /\brex-(status|progress)-\d\b/g;
   var POLL_MS = {1: 1000, 2: 1000, 3: 3000};
   var RETRY_MS = 5000;
+
+  var gettext = window.gettext || function (text) { return text; };
+  var interpolate = window.interpolate || function (format, values, named) {
+    return format.replace(/%\(\w+\)s/g, function (match) {
+      return String(values[match.slice(2, -2)]);
+    });
+  };
+  // The status labels of the admin (the API's status_name stays English).
+  var STATUS_LABELS = {
+    0: gettext("Ready"),
+    1: gettext("Starting"),
+    2: gettext("Running"),
+    3: gettext("Paused"),
+    4: gettext("Canceled"),
+    5: gettext("Finished"),
+    6: gettext("Error")
+  };
 
   function formatNumber(value) {
     return Math.round(value).toLocaleString("en-US");
@@ -70,9 +88,11 @@
       rows += " / " + formatNumber(body.total);
     }
     return {
-      status_name: body.status_name,
+      status_name: STATUS_LABELS[body.status] || body.status_name,
       rows: rows,
-      rate: body.rows_per_second ? formatNumber(body.rows_per_second) + " rows/s" : "—",
+      rate: body.rows_per_second
+        ? interpolate(gettext("%(rate)s rows/s"), {rate: formatNumber(body.rows_per_second)}, true)
+        : "—",
       eta: body.eta_seconds !== null && body.eta_seconds !== undefined
         ? formatDuration(body.eta_seconds) : "—",
       started_at: formatDate(body.started_at),
@@ -157,7 +177,8 @@
         .then(function (body) {
           if (body.id !== exportId) {
             // A newer export took the slot: this one was canceled by that start.
-            notice(exportId, "A newer export replaced this one; reload the page to see its final state.");
+            notice(exportId, gettext(
+              "A newer export replaced this one; reload the page to see its final state."));
             return;
           }
           notice(exportId, "");
@@ -167,7 +188,9 @@
           }
         })
         .catch(function (error) {
-          notice(exportId, "The status could not be read (" + error.message + "); retrying.");
+          notice(exportId, interpolate(
+            gettext("The status could not be read (%(error)s); retrying."),
+            {error: error.message}, true));
           schedule(RETRY_MS);
         });
     }
