@@ -401,11 +401,30 @@ def test_malformed_basic_credentials_are_401(anon, request, credentials):
 
 @pytest.mark.parametrize(
     "query",
-    ["id=../../etc/passwd", "id=%00", "id=1", "id=" + "f" * 100_000, "id=\xff"],
+    [
+        "id=../../etc/passwd",
+        "id=%00",
+        "id=1",
+        "id=" + "f" * 100_000,
+        "id=\xff",
+        "id=",
+        "id=null",
+        "id=" + "0" * 32,  # a UUID, but not as the API writes (and the schema describes) one
+        "id={00000000-0000-0000-0000-000000000000}",
+        "id=00000000-0000-0000-0000-000000000000&id=00000000-0000-0000-0000-000000000000",
+    ],
 )
-def test_download_id_that_is_no_export_id_is_400(api, query):
+def test_download_id_that_is_no_export_id_is_400_naming_it(api, query):
     response = raw_request(api, "get", "/api/report/product/download", query)
-    assert json_error(response, 400)["errors"].keys() == {"id"}
+    body = json_error(response, 400)
+    assert body["type"] == "invalid"
+    assert body["errors"].keys() == {"id"}
+    assert "id" in body["detail"]
+
+
+def test_download_id_of_no_export_is_404(api):
+    query = "id=00000000-0000-0000-0000-000000000000"
+    assert json_error(raw_request(api, "get", "/api/report/product/download", query), 404)
 
 
 @pytest.mark.parametrize(
@@ -416,8 +435,27 @@ def test_history_page_that_does_not_exist_is_404(api, query):
     assert json_error(raw_request(api, "get", "/api/report/product/history", query), 404)
 
 
-@pytest.mark.parametrize("query", ["page_size=-1", "page_size=abc", "page_size=10000000000000"])
-def test_history_page_size_out_of_range_falls_back_to_the_bounds(api, query):
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page_size=null",
+        "page_size=",
+        "page_size=abc",
+        "page_size=0",
+        "page_size=-1",
+        "page_size=1.5",
+        "page_size=%00",
+        "page_size=5&page_size=6",
+    ],
+)
+def test_history_page_size_that_is_no_positive_integer_is_400_naming_it(api, query):
+    body = json_error(raw_request(api, "get", "/api/report/product/history", query), 400)
+    assert body["type"] == "invalid"
+    assert body["errors"].keys() == {"page_size"}
+
+
+@pytest.mark.parametrize("query", ["page_size=1", "page_size=200", "page_size=10000000000000"])
+def test_history_page_size_above_the_maximum_is_served_as_the_maximum(api, query):
     response = raw_request(api, "get", "/api/report/product/history", query)
     assert response.status_code == 200
     assert response.json()["results"] == []
