@@ -152,6 +152,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Asynchronous data exports of the demo shop's services.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One path per export service, with its own formats, fields and filters.
+    "DEFAULT_GENERATOR_CLASS": "django_report_export.api.schema.ReportSchemaGenerator",
 }
 
 # REPORT_EXPORT_SETTINGS (JSON) overrides keys, e.g. '{"CHUNK_SIZE": 1000}'.
