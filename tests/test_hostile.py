@@ -177,6 +177,9 @@ MALFORMED_QUERIES = [
     ("format=csv&\xff=1", "\xff"),  # not UTF-8: Django decodes the query as latin-1
     ("format=csv&is_active=tr%00ue", "is_active"),
     ("format=csv&fields=,,,", "fields"),
+    ("format=csv&fields=id,,sku", "fields"),  # an empty item: outside the schema's enum
+    ("format=csv&fields=id,sku,", "fields"),
+    ("format=csv&fields=,id", "fields"),
     ("format=csv&fields=id,%00", "fields"),
     ("format=csv&fields=id&fields=sku", "fields"),
     ("format=csv&compression=%00", "compression"),
@@ -188,6 +191,8 @@ MALFORMED_QUERIES = [
     # An empty filter value is no filter (what an HTML form sends for an unused field).
     ("format=csv&is_active", None),
     ("format=csv&is_active=&search=", None),
+    ("format=csv&fields=", None),  # all fields
+    ("format=csv&fields=id,+sku+", None),
 ]
 
 
