@@ -82,6 +82,7 @@ def test_fields_are_the_services_own_comma_separated(schema):
         assert fields["schema"] == {
             "type": "array",
             "items": {"type": "string", "enum": list(service.fields)},
+            "uniqueItems": True,
         }
         assert (fields["style"], fields["explode"]) == ("form", False)
 

@@ -177,7 +177,11 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
         ),
         query_parameter(
             "fields",
-            {"type": "array", "items": {"type": "string", "enum": list(service.fields)}},
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": list(service.fields)},
+                "uniqueItems": True,
+            },
             style="form",
             explode=False,
             allowEmptyValue=True,
