@@ -101,15 +101,15 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     fields = list(service.fields)
     requested = single("fields")
     if requested:
-        fields = [name.strip() for name in requested.split(",") if name.strip()]
-        unknown = [name for name in fields if name not in service.fields]
-        if unknown or not fields:
+        fields = [name.strip() for name in requested.split(",")]
+        unknown = [name for name in fields if name and name not in service.fields]
+        if unknown:
             errors["fields"] = [
                 f"Unknown field(s) {', '.join(map(repr, unknown))}; "
                 f"choose from: {', '.join(service.fields)}."
-                if unknown
-                else "Give at least one field."
             ]
+        elif "" in fields:
+            errors["fields"] = ["An empty field name: separate the names by single commas."]
         elif len(set(fields)) != len(fields):
             errors["fields"] = ["A field is listed more than once."]
     if "fields" not in errors:

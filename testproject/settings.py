@@ -167,6 +167,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One path per export service, with its own formats, fields and filters.
+    "DEFAULT_GENERATOR_CLASS": "django_report_export.api.schema.ReportSchemaGenerator",
 }
 
 # REPORT_EXPORT_SETTINGS (JSON) overrides keys, e.g. '{"CHUNK_SIZE": 1000}'.

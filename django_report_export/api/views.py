@@ -8,6 +8,7 @@ then the service's read permission (401 or 403 ``permission_denied``); each acti
 from __future__ import annotations
 
 import builtins
+import re
 import uuid
 from typing import Any
 
@@ -24,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from django_report_export import control
-from django_report_export.api.exceptions import NotFound, exception_handler
+from django_report_export.api.exceptions import InvalidParameters, NotFound, exception_handler
 from django_report_export.api.links import endpoint_path
 from django_report_export.api.negotiation import ExportContentNegotiation
 from django_report_export.api.parsers import BoundedJSONParser
@@ -41,11 +42,41 @@ from django_report_export.status import EarlyRead
 #: Body keys a browser form adds that are not export parameters.
 FORM_NOISE = ("csrfmiddlewaretoken", "_content", "_content_type")
 
+#: An export id as the API writes it (and the schema describes it): a hyphenated UUID.
+EXPORT_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def invalid(name: str, message: str) -> InvalidParameters:
+    """The 400 ``invalid`` naming query parameter ``name``."""
+    return InvalidParameters(f"Invalid query parameter(s): {name}.", {name: [message]})
+
+
+def single_query_value(request: Request, name: str) -> str | None:
+    """The one value of query parameter ``name``, ``None`` when absent; given twice is a 400."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise invalid(name, f"{name!r} may be given only once.")
+    return values[0] if values else None
+
 
 class HistoryPagination(PageNumberPagination):
+    """Pages of 20 exports; ``page_size`` asks for 1 to 200 (more is served as 200).
+
+    A ``page_size`` that is not a positive integer is a 400 naming it, as the schema
+    describes it, rather than DRF's silent fallback to the default size.
+    """
+
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request: Any) -> int:
+        requested = single_query_value(request, self.page_size_query_param)
+        if requested is None:
+            return self.page_size
+        if not re.fullmatch(r"[0-9]+", requested) or int(requested) < 1:
+            raise invalid(self.page_size_query_param, "Give a whole number of at least 1.")
+        return min(int(requested), self.max_page_size)
 
 
 def unwrap_user(user: Any) -> Any:
@@ -231,12 +262,11 @@ class ReportViewSet(viewsets.ViewSet):
     def finished_export(self, request: Request) -> ReportExport:
         service = self.get_service()
         slot = control.slot_for(service, request.user)
-        requested = request.query_params.get("id")
-        if requested:
-            try:
-                export_id = uuid.UUID(requested)
-            except ValueError:
-                raise exceptions.ValidationError({"id": [_("Not a valid export id.")]}) from None
+        requested = single_query_value(request, "id")
+        if requested is not None:
+            if not EXPORT_ID.fullmatch(requested):
+                raise invalid("id", _("Not a valid export id (a UUID)."))
+            export_id = uuid.UUID(requested)
         else:
             status = control.get_status(service, request.user)
             if status["status"] != Status.FINISHED:

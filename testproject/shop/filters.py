@@ -50,6 +50,10 @@ class DateOrDateTimeField(forms.Field):
     default_error_messages = {
         "invalid": "Enter a date (YYYY-MM-DD) or an ISO 8601 date-time.",
     }
+    #: How the API schema describes the values (django_report_export.api.schema).
+    openapi_schema = {
+        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
+    }
 
     def to_python(self, value: Any) -> dt.date | dt.datetime | None:
         if value in EMPTY_VALUES:
@@ -98,6 +102,7 @@ class StrictBooleanField(forms.Field):
 
     widget = forms.Select(choices=[("", "---------"), ("true", "Yes"), ("false", "No")])
     default_error_messages = {"invalid": "Enter true or false."}
+    openapi_schema = {"type": "boolean"}
     TRUE = frozenset({"true", "1", "yes", "on"})
     FALSE = frozenset({"false", "0", "no", "off"})
 
