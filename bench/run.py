@@ -272,9 +272,15 @@ def orders_in(database: str) -> int:
 def ensure_data(args: argparse.Namespace, database: str, orders: int) -> None:
     name = database if database.startswith("sqlite") else database_name(database)
     if database.startswith("mysql"):
+        # A new database for a new seed: deleting rows keeps MariaDB's AUTO_INCREMENT
+        # counters, and the keys must be those of the other databases' seed.
+        fresh = args.reseed or orders_in(database) != orders
         connection = mysql_connect(database, database=False)
         try:
-            connection.cursor().execute(
+            cursor = connection.cursor()
+            if fresh:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{database_name(database)}`")
+            cursor.execute(
                 f"CREATE DATABASE IF NOT EXISTS `{database_name(database)}` "
                 "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
             )
