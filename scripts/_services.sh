@@ -95,7 +95,7 @@ ensure_mariadb() {  # ensure_mariadb URL; returns 1 (with a message) when no Mar
   hostport="${url#mysql://}"; hostport="${hostport%%/*}"; hostport="${hostport##*@}"
   host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=3306
   mariadb_answers "$url" || status=$?
-  [ "$status" -eq 0 ] && return 0
+  [ "$status" -eq 0 ] && { ensure_mariadb_time_zones "$host" "$port"; return 0; }
   if [ "$status" -eq 2 ]; then
     say "MariaDB skipped: mysqlclient is not installed (pip install -e '.[mysql]')"
     return 1
@@ -118,7 +118,24 @@ ensure_mariadb() {  # ensure_mariadb URL; returns 1 (with a message) when no Mar
   "$server" --no-defaults --user="$(id -un)" --datadir="$datadir" --bind-address="$host" --port="$port" \
     --socket="$datadir/mariadb.sock" --pid-file="$datadir/mariadb.pid" \
     --character-set-server=utf8mb4 --skip-name-resolve >"$ROOT/var/mariadb.log" 2>&1 &
-  for _ in $(seq 100); do mariadb_answers "$url" && return 0; sleep 0.2; done
+  for _ in $(seq 100); do
+    mariadb_answers "$url" && { ensure_mariadb_time_zones "$host" "$port"; return 0; }
+    sleep 0.2
+  done
   say "MariaDB skipped: $(basename "$server") started but does not answer on $host:$port (var/mariadb.log)"
   return 1
+}
+
+ensure_mariadb_time_zones() {  # ensure_mariadb_time_zones HOST PORT (as root, empty password)
+  # Django's date lookups and the admin's date_hierarchy use CONVERT_TZ with zone names,
+  # NULL until the server's time zone tables are loaded.
+  local client
+  client="$(command -v mariadb || command -v mysql || true)"
+  [ -n "$client" ] || return 0
+  if [ "$("$client" -uroot -h"$1" -P"$2" -N -e "SELECT CONVERT_TZ('2000-01-01', 'UTC', 'Europe/Berlin') IS NULL" 2>/dev/null)" = 1 ]; then
+    say "Loading MariaDB's time zone tables"
+    "$(command -v mariadb-tzinfo-to-sql || command -v mysql_tzinfo_to_sql)" /usr/share/zoneinfo 2>/dev/null \
+      | "$client" -uroot -h"$1" -P"$2" mysql \
+      || say "could not load the time zone tables (mariadb-tzinfo-to-sql /usr/share/zoneinfo | mariadb mysql)"
+  fi
 }
