@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import gc
+import json
 import math
 import time
 import uuid
@@ -515,3 +516,37 @@ def test_the_reading_thread_closes_its_connection(shop: None) -> None:
     while sessions() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sessions() == before
+
+
+def test_the_values_written_come_back_exactly() -> None:
+    """What a user sees, whatever the database: the file holds the decimals, booleans and
+    datetimes (microseconds, in UTC) that were saved, not the database's raw forms (MariaDB
+    returns booleans as 0/1, SQLite decimals as floats and datetimes as texts)."""
+    from testproject.shop.factories import CustomerAccountFactory
+
+    saved = [
+        (Decimal("-9999999999.99"), False, dt.datetime(2024, 3, 31, 1, 59, 59, 999999, BERLIN)),
+        (Decimal("0.10"), True, dt.datetime(1999, 12, 31, 23, 59, 59, 1, UTC)),
+        (Decimal("1234567.89"), True, dt.datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC)),
+    ]
+    keys = [
+        CustomerAccountFactory(
+            credit_balance=balance, is_active=active, created_at=moment, last_login_at=None
+        ).pk
+        for balance, active, moment in saved
+    ]
+    fields = ["id", "credit_balance", "is_active", "created_at", "last_login_at"]
+    expected_rows = [
+        (key, balance, active, moment.astimezone(UTC), None)
+        for key, (balance, active, moment) in zip(keys, saved, strict=True)
+    ]
+    queryset = CustomerAccount.objects.filter(pk__in=keys).order_by("pk")
+    for writer_class in (CSVWriter, JSONWriter, XMLWriter):
+        writer = writer_class("c", fields)
+        expected = writer.header() + writer.encode_rows(expected_rows, first=True)
+        expected += writer.footer(empty=False)
+        data, _, _ = read_all(OrmChunkReader(queryset, fields, writer_class("c", fields)), 2)
+        assert data == expected, writer_class.name
+    record = json.loads(read_all(OrmChunkReader(queryset, fields, JSONWriter("c", fields)), 2)[0])
+    assert [row["credit_balance"] for row in record] == ["-9999999999.99", "0.10", "1234567.89"]
+    assert [row["is_active"] for row in record] == [False, True, True]
