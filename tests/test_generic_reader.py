@@ -550,3 +550,47 @@ def test_the_values_written_come_back_exactly() -> None:
     record = json.loads(read_all(OrmChunkReader(queryset, fields, JSONWriter("c", fields)), 2)[0])
     assert [row["credit_balance"] for row in record] == ["-9999999999.99", "0.10", "1234567.89"]
     assert [row["is_active"] for row in record] == [False, True, True]
+
+
+# --- MySQL's converters, column by column, against Django's value by value -------------------
+
+
+def mysql_connection(time_zone: str | None = None) -> Any:
+    """A MySQL/MariaDB connection (never opened), whatever database the suite runs on."""
+    options: dict[str, Any] = {"ENGINE": "django.db.backends.mysql", "NAME": "unused"}
+    if time_zone is not None:
+        options["TIME_ZONE"] = time_zone
+    return ConnectionHandler({"default": options})["default"]
+
+
+@pytest.mark.parametrize("time_zone", [None, "Europe/Berlin"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        NAIVE,
+        [None, *NAIVE, None],
+        [None, None],
+        [],
+        [NAIVE[0], dt.datetime(2024, 5, 1, 10, 0, tzinfo=BERLIN)],
+    ],
+)
+def test_mysql_datetime_column(values: list[Any], time_zone: str | None) -> None:
+    mysql = mysql_connection(time_zone)
+    column = column_of("created_at")
+    functions = mysql.ops.get_db_converters(column)
+    assert any(getattr(f, "__func__", None) for f in functions), "a converter of MySQL's"
+    assert_column_like_django(functions, column, values, mysql)
+
+
+@pytest.mark.parametrize("values", [[1, 0, None, 1], [1, 0, 2, -1, None, 1.0, "1", Decimal("1")]])
+def test_mysql_boolean_column(values: list[Any]) -> None:
+    mysql = mysql_connection()
+    column = CustomerAccount._meta.get_field("is_active").get_col("t")
+    assert_column_like_django(mysql.ops.get_db_converters(column), column, values, mysql)
+
+
+def test_mysql_uuid_column() -> None:
+    mysql = mysql_connection()
+    key = ReportExport._meta.get_field("id").get_col("t")
+    texts = [uuid.uuid4().hex, None, uuid.uuid4().hex]
+    assert_column_like_django(mysql.ops.get_db_converters(key), key, texts, mysql)
