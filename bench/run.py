@@ -987,7 +987,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for database in databases:
         lines += table(
-            f"{database.title} ({args.rows:,} rows)", results[database.vendor], copy_seconds
+            f"{database.title} ({args.rows:,} orders, {args.service} service)",
+            results[database.vendor],
+            copy_seconds,
         )
     lines += goals(results, small_results, load, copy_seconds)
     lines += sharding(results, args.workers)
