@@ -1,10 +1,11 @@
 """One benchmark method, run in a process of its own: ``python -m bench.methods NAME OUT``.
 
 Every method exports the demo shop's ``order`` service (its 15 fields, two of them through
-the customer relation, in primary-key order) to the file ``OUT`` and prints one JSON line:
-``{"seconds": <time of the work itself>, ...}``. The database, Redis and media folder come
-from ``DATABASE_URL``, ``REDIS_URL`` and ``MEDIA_ROOT`` (``testproject.settings``). The
-runner (``bench/run.py``) measures each process's wall time and peak memory around it.
+the customer relation, in primary-key order; ``BENCH_SERVICE`` names another service) to
+the file ``OUT`` and prints one JSON line: ``{"seconds": <time of the work itself>, ...}``.
+The database, Redis and media folder come from ``DATABASE_URL``, ``REDIS_URL`` and
+``MEDIA_ROOT`` (``testproject.settings``). The runner (``bench/run.py``) measures each
+process's wall time and peak memory around it.
 
 Methods:
 
@@ -27,7 +28,7 @@ Methods:
 * ``naive-values-json``: ``values().iterator(5000)`` and ``orjson.dumps`` per row.
 * ``naive-values-xml``: ``values().iterator(5000)`` and lxml's ``xmlfile``, one element per row.
 * ``import-export-csv``: django-import-export's ``ModelResource.export()`` and tablib's CSV.
-* ``sql``: prints the service's SQL (for ``psql``/``sqlite3`` run by the runner).
+* ``sql``: prints the service's SQL (for ``psql``/``sqlite3``/``mariadb`` run by the runner).
 * ``session``: prints a session key of a user allowed to read the service (load test).
 * ``profile``: the generic reader and writer loop under cProfile; prints the top functions.
 """
@@ -46,7 +47,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-SERVICE = "order"
+SERVICE = os.environ.get("BENCH_SERVICE", "order")
 CHUNK_SIZE = 5000
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -73,8 +74,8 @@ def service_sql(inline: bool = True) -> str:
     queryset, fields = service_rows()
     sql, params = queryset.values_list(*fields).query.get_compiler(using=queryset.db).as_sql()
     if params and inline:
-        if connection.vendor != "postgresql":
-            raise NotImplementedError("Only PostgreSQL inlines parameters here.")
+        if connection.vendor not in ("postgresql", "mysql"):
+            raise NotImplementedError("Only PostgreSQL and MariaDB/MySQL inline parameters here.")
         with connection.cursor() as cursor:
             return str(cursor.cursor.mogrify(sql, params))
     return str(sql)

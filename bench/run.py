@@ -1,10 +1,12 @@
 """The benchmark runner: ``python -m bench [--rows N] [--runs R] ...`` (``--help``).
 
 1. Data: the demo shop seeded with ``N`` orders (``manage.py seed_shop``) in a PostgreSQL
-   database (``--pg-url``, created if missing) and a SQLite file, plus a second pair with
+   database (``--pg-url``, created if missing), a SQLite file and, with ``--databases``
+   naming ``mysql``, a MariaDB/MySQL database (``--mysql-url``), plus a second set with
    ``N / 10`` orders for the memory check. Databases that already hold exactly that many
    orders are reused (``--reseed`` forces a new seed).
-2. Methods: each one a process of its own (``bench/methods.py``, ``psql``, ``sqlite3``), run
+2. Methods: each one a process of its own (``bench/methods.py``, ``psql``, ``sqlite3``,
+   ``mariadb --batch``), run
    ``R`` times in rounds (every method once, then again), so that all ratios come from the
    same stretch of time. The runner takes each process's wall time and peak RSS from
    ``wait4``; the process reports the time of the work itself. Every output file is read back
@@ -40,20 +42,21 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/bench_report_export"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/bench_report_export"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 FORMATS = ("csv", "json", "xml")
-RECORD_TAG = b"<order>"
+TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MariaDB"}
 
 
 @dataclass
 class Database:
-    vendor: str  # "postgresql" or "sqlite"
+    vendor: str  # "postgresql", "sqlite" or "mysql" (MariaDB or MySQL)
     url: str
     small_url: str
 
     @property
     def title(self) -> str:
-        return "PostgreSQL" if self.vendor == "postgresql" else "SQLite"
+        return TITLES[self.vendor]
 
 
 @dataclass
@@ -129,6 +132,7 @@ def base_env(args: argparse.Namespace, database_url: str, media: Path) -> dict[s
         DATABASE_URL=database_url,
         REDIS_URL=args.redis_url,
         MEDIA_ROOT=str(media),
+        BENCH_SERVICE=args.service,
         DEMO_VAR_DIR=str(args.workdir),
         DJANGO_DEBUG="0",
         PYTHONUNBUFFERED="1",
@@ -165,7 +169,11 @@ def manage(args: argparse.Namespace, database_url: str, *command: str) -> str:
     return result.stdout
 
 
-def count_records(path: Path, export_format: str, header: bool) -> int:
+def count_records(path: Path, export_format: str, header: bool, service: str) -> int:
+    if export_format == "tsv":  # mariadb --batch: a line a row, line breaks escaped
+        with path.open("rb") as file:
+            lines = sum(1 for _ in file)
+        return lines - (1 if header else 0)
     if export_format == "csv":
         csv.field_size_limit(sys.maxsize)
         with path.open(newline="", encoding="utf-8") as file:
@@ -175,12 +183,12 @@ def count_records(path: Path, export_format: str, header: bool) -> int:
         with path.open("rb") as file:
             lines = sum(1 for _ in file)
         return lines - 2  # "[" and "]" on lines of their own, one object per line between
-    count, tail = 0, b""
+    count, tail, tag = 0, b"", f"<{service}>".encode()
     with path.open("rb") as file:
         while block := file.read(1 << 24):
             data = tail + block
-            count += data.count(RECORD_TAG)
-            tail = data[-(len(RECORD_TAG) - 1) :]
+            count += data.count(tag)
+            tail = data[-(len(tag) - 1) :]
     return count
 
 
@@ -209,6 +217,33 @@ def pg_available(url: str) -> bool:
     return True
 
 
+def mysql_connect(url: str, database: bool = True) -> Any:
+    """A mysqlclient connection to ``url`` (to the server alone with ``database=False``)."""
+    import MySQLdb
+
+    parts = urlsplit(url)
+    options: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": parts.username or "root",
+        "password": parts.password or "",
+        "charset": "utf8mb4",
+        "connect_timeout": 5,
+        "autocommit": True,
+    }
+    if database:
+        options["database"] = database_name(url)
+    return MySQLdb.connect(**options)
+
+
+def mysql_available(url: str) -> bool:
+    try:
+        mysql_connect(url, database=False).close()
+    except Exception:
+        return False
+    return True
+
+
 def orders_in(database: str) -> int:
     """How many orders a database holds (-1: no shop tables yet)."""
     try:
@@ -220,6 +255,14 @@ def orders_in(database: str) -> int:
                 return -1
             with sqlite3.connect(path) as connection:
                 return int(connection.execute("SELECT count(*) FROM shop_order").fetchone()[0])
+        if database.startswith("mysql"):
+            connection = mysql_connect(database)
+            try:
+                cursor = connection.cursor()
+                cursor.execute("SELECT count(*) FROM shop_order")
+                return int(cursor.fetchone()[0])
+            finally:
+                connection.close()
         with pg_connect(database) as connection:
             return int(connection.execute("SELECT count(*) FROM shop_order").fetchone()[0])
     except Exception:
@@ -227,8 +270,23 @@ def orders_in(database: str) -> int:
 
 
 def ensure_data(args: argparse.Namespace, database: str, orders: int) -> None:
-    name = database_name(database) if database.startswith("postgres") else database
-    if database.startswith("postgres"):
+    name = database if database.startswith("sqlite") else database_name(database)
+    if database.startswith("mysql"):
+        # A new database for a new seed: deleting rows keeps MariaDB's AUTO_INCREMENT
+        # counters, and the keys must be those of the other databases' seed.
+        fresh = args.reseed or orders_in(database) != orders
+        connection = mysql_connect(database, database=False)
+        try:
+            cursor = connection.cursor()
+            if fresh:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{database_name(database)}`")
+            cursor.execute(
+                f"CREATE DATABASE IF NOT EXISTS `{database_name(database)}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        finally:
+            connection.close()
+    elif database.startswith("postgres"):
         with pg_connect(with_database(database, "postgres")) as admin:
             exists = admin.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", [database_name(database)]
@@ -247,6 +305,16 @@ def ensure_data(args: argparse.Namespace, database: str, orders: int) -> None:
     if database.startswith("postgres"):
         with pg_connect(database) as connection:
             connection.execute("VACUUM ANALYZE")
+    elif database.startswith("mysql"):
+        connection = mysql_connect(database)
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SHOW TABLES LIKE 'shop\\_%'")
+            tables = ", ".join(f"`{row[0]}`" for row in cursor.fetchall())
+            cursor.execute(f"ANALYZE TABLE {tables}")
+            cursor.fetchall()
+        finally:
+            connection.close()
     else:
         import sqlite3
 
@@ -286,6 +354,10 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
         methods.append(
             Method("copy-psycopg", "psycopg 3 cursor.copy() (CSV)", vendor, "csv", header=False)
         )
+    elif vendor == "mysql":
+        if shutil.which("mariadb") or shutil.which("mysql"):
+            label = "mariadb --batch (tab-separated, raw values)"
+            methods.append(Method("mariadb-batch", label, vendor, "tsv", header=False))
     elif shutil.which("sqlite3"):
         methods.append(
             Method("sqlite3-cli", "sqlite3 -csv command line", vendor, "csv", header=False)
@@ -356,6 +428,15 @@ def method_argv(method: Method, database: Database, out: Path, sql: dict[str, st
         return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", database.url, "-c", copy]
     if method.key == "sqlite3-cli":
         return ["sqlite3", "-csv", str(sqlite_path(database.url)), sql[database.vendor]]
+    if method.key == "mariadb-batch":
+        parts = urlsplit(database.url)
+        client = shutil.which("mariadb") or "mysql"
+        argv = [client, "--batch", "--skip-column-names", "--default-character-set=utf8mb4"]
+        argv += [f"--host={parts.hostname or '127.0.0.1'}", f"--port={parts.port or 3306}"]
+        argv += [f"--user={parts.username or 'root'}"]
+        if parts.password:
+            argv.append(f"--password={parts.password}")
+        return [*argv, database_name(database.url), "-e", sql[database.vendor]]
     return [PYTHON, "-m", "bench.methods", method.key, str(out)]
 
 
@@ -372,7 +453,7 @@ def run_method(
     stderr = args.workdir / "logs" / f"{database.vendor}-{method.key}-{method.path}.log"
     env = {**base_env(args, url, args.workdir / "media" / database.vendor), **method.env}
     argv = method_argv(method, replace_url(database, url), out, sql)
-    direct = method.key in ("copy-psql", "sqlite3-cli")
+    direct = method.key in ("copy-psql", "sqlite3-cli", "mariadb-batch")
     # Each method starts with the writeback of the files before it done, not throttled by it.
     os.sync()
     wall, code, rss = run_process(argv, env, out if direct else stdout, stderr)
@@ -385,7 +466,7 @@ def run_method(
         report = json.loads(lines[-1]) if lines else {}
         stdout.unlink()
     seconds = float(report.pop("seconds", wall))
-    rows = count_records(out, method.export_format, method.header)
+    rows = count_records(out, method.export_format, method.header, args.service)
     if "rows" in report and int(report.pop("rows")) != rows:
         raise RuntimeError(f"{out.name}: {rows} records read back, the method says otherwise")
     digest = file_digest(out) if method.group in ("job", "loop") else ""
@@ -576,7 +657,7 @@ def goals(
         )
     naive = {"csv": "naive-values-list-csv", "json": "naive-values-json", "xml": "naive-values-xml"}
     for vendor, outcomes in results.items():
-        title = "PostgreSQL, fast path off" if vendor == "postgresql" else "SQLite"
+        title = "PostgreSQL, fast path off" if vendor == "postgresql" else TITLES[vendor]
         for export_format, key in naive.items():
             job, loop = find(outcomes, f"job-{export_format}", "generic"), find(outcomes, key)
             value = loop.median("seconds") / job.median("seconds") if job and loop else None
@@ -738,8 +819,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--databases",
         default="postgresql,sqlite",
-        help="comma-separated: postgresql, sqlite (default both; PostgreSQL is skipped with a "
-        "warning when it does not answer)",
+        help="comma-separated: postgresql, sqlite, mysql (default postgresql,sqlite; PostgreSQL "
+        "and MariaDB/MySQL are skipped with a warning when they do not answer)",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("BENCH_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help=f"MariaDB/MySQL database to use, created if missing (default {DEFAULT_MYSQL_URL}); "
+        "the memory check uses <name>_small beside it",
+    )
+    parser.add_argument(
+        "--service",
+        default="order",
+        help="the demo service every method exports (default order; e.g. customerAccount)",
     )
     parser.add_argument(
         "--pg-url",
@@ -799,12 +891,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             small = with_database(args.pg_url, f"{database_name(args.pg_url)}_small")
             databases.append(Database(vendor, args.pg_url, small))
+        elif vendor == "mysql":
+            if not mysql_available(args.mysql_url):
+                say(f"MariaDB/MySQL does not answer at {args.mysql_url}: its part is skipped")
+                continue
+            small = with_database(args.mysql_url, f"{database_name(args.mysql_url)}_small")
+            databases.append(Database(vendor, args.mysql_url, small))
         elif vendor == "sqlite":
             url = f"sqlite:///{args.workdir / f'shop-{args.rows}.sqlite3'}"
             small = f"sqlite:///{args.workdir / f'shop-{small_rows}.sqlite3'}"
             databases.append(Database(vendor, url, small))
         else:
-            raise SystemExit(f"Unknown database {vendor!r}: postgresql or sqlite.")
+            raise SystemExit(f"Unknown database {vendor!r}: postgresql, sqlite or mysql.")
     if not databases:
         raise SystemExit("No database to run on.")
     for database in databases:
@@ -879,7 +977,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     copy_seconds = copy.median("seconds") if copy else None
     lines = [
-        f"## Export benchmark: {args.rows:,} orders, median of {args.runs} run(s) "
+        f"## Export benchmark: {args.rows:,} orders ({args.service} service), median of "
+        f"{args.runs} run(s) "
         f"({args.reference_runs} of django-import-export)",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform_text()}; load average "
@@ -888,7 +987,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for database in databases:
         lines += table(
-            f"{database.title} ({args.rows:,} rows)", results[database.vendor], copy_seconds
+            f"{database.title} ({args.rows:,} orders, {args.service} service)",
+            results[database.vendor],
+            copy_seconds,
         )
     lines += goals(results, small_results, load, copy_seconds)
     lines += sharding(results, args.workers)

@@ -1,4 +1,4 @@
-# Shared by scripts/demo and scripts/test: a virtualenv, and Redis/PostgreSQL that answer.
+# Shared by scripts/demo and scripts/test: a virtualenv, and Redis/PostgreSQL/MariaDB that answer.
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,5 +69,73 @@ ensure_postgres() {  # ensure_postgres URL (postgres://user@host:port/db)
     fi
     for _ in $(seq 50); do pg_answers "$admin_url" && break; sleep 0.2; done
     pg_answers "$admin_url" || die "no PostgreSQL answers at $admin_url (install postgresql, or set TEST_DATABASE_URL)"
+  fi
+}
+
+mariadb_answers() {  # mariadb_answers URL (mysql://user[:password]@host:port/db)
+  "$PY" - "$1" <<'PY'
+import sys
+from urllib.parse import urlsplit
+try:
+    import MySQLdb
+except ImportError:
+    sys.exit(2)
+url = urlsplit(sys.argv[1])
+try:
+    MySQLdb.connect(host=url.hostname or "127.0.0.1", port=url.port or 3306,
+                    user=url.username or "root", password=url.password or "",
+                    connect_timeout=2).close()
+except Exception:
+    sys.exit(1)
+PY
+}
+
+ensure_mariadb() {  # ensure_mariadb URL; returns 1 (with a message) when no MariaDB can answer
+  local url="$1" hostport host port server datadir status=0
+  hostport="${url#mysql://}"; hostport="${hostport%%/*}"; hostport="${hostport##*@}"
+  host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=3306
+  mariadb_answers "$url" || status=$?
+  [ "$status" -eq 0 ] && { ensure_mariadb_time_zones "$host" "$port"; return 0; }
+  if [ "$status" -eq 2 ]; then
+    say "MariaDB skipped: mysqlclient is not installed (pip install -e '.[mysql]')"
+    return 1
+  fi
+  server="$(command -v mariadbd || command -v mysqld || true)"
+  if [ -z "$server" ]; then
+    say "MariaDB skipped: nothing answers at $host:$port and no mariadbd is installed" \
+      "(apt-get install mariadb-server, or set the MariaDB URL)"
+    return 1
+  fi
+  datadir="$ROOT/var/mariadb"
+  if [ ! -d "$datadir/mysql" ]; then
+    say "Creating a MariaDB data directory in $datadir"
+    mkdir -p "$datadir"
+    "$(command -v mariadb-install-db || command -v mysql_install_db)" --no-defaults \
+      --datadir="$datadir" --auth-root-authentication-method=normal >"$ROOT/var/mariadb-install.log" 2>&1 \
+      || { say "MariaDB skipped: mariadb-install-db failed (var/mariadb-install.log)"; return 1; }
+  fi
+  say "Starting $(basename "$server") on $host:$port"
+  "$server" --no-defaults --user="$(id -un)" --datadir="$datadir" --bind-address="$host" --port="$port" \
+    --socket="$datadir/mariadb.sock" --pid-file="$datadir/mariadb.pid" \
+    --character-set-server=utf8mb4 --skip-name-resolve >"$ROOT/var/mariadb.log" 2>&1 &
+  for _ in $(seq 100); do
+    mariadb_answers "$url" && { ensure_mariadb_time_zones "$host" "$port"; return 0; }
+    sleep 0.2
+  done
+  say "MariaDB skipped: $(basename "$server") started but does not answer on $host:$port (var/mariadb.log)"
+  return 1
+}
+
+ensure_mariadb_time_zones() {  # ensure_mariadb_time_zones HOST PORT (as root, empty password)
+  # Django's date lookups and the admin's date_hierarchy use CONVERT_TZ with zone names,
+  # NULL until the server's time zone tables are loaded.
+  local client
+  client="$(command -v mariadb || command -v mysql || true)"
+  [ -n "$client" ] || return 0
+  if [ "$("$client" -uroot -h"$1" -P"$2" -N -e "SELECT CONVERT_TZ('2000-01-01', 'UTC', 'Europe/Berlin') IS NULL" 2>/dev/null)" = 1 ]; then
+    say "Loading MariaDB's time zone tables"
+    "$(command -v mariadb-tzinfo-to-sql || command -v mysql_tzinfo_to_sql)" /usr/share/zoneinfo 2>/dev/null \
+      | "$client" -uroot -h"$1" -P"$2" mysql \
+      || say "could not load the time zone tables (mariadb-tzinfo-to-sql /usr/share/zoneinfo | mariadb mysql)"
   fi
 }

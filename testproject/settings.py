@@ -1,6 +1,7 @@
 """Settings of the demo shop, also used by the test suite.
 
-SQLite by default; ``DATABASE_URL`` (``postgres://...``) switches to PostgreSQL.
+SQLite by default; ``DATABASE_URL`` (``postgres://...``, ``mysql://...``) switches to PostgreSQL
+or MariaDB/MySQL.
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) serves django-rq and the status store.
 ``REPLICA_DATABASE_URL`` adds a ``replica`` database (``REPORT_EXPORT["DATABASE_ALIAS"]``).
 Export files live in the private ``exports`` storage (``REPORT_EXPORT["STORAGE"]``): the folder
@@ -88,6 +89,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # MariaDB/MySQL (mysqlclient; docs/deployment.md, "MariaDB and MySQL"): 4-byte UTF-8, and
+    # READ COMMITTED, so an export's chunks, each its own query, see rows other processes
+    # committed meanwhile, as on PostgreSQL (InnoDB's default, REPEATABLE READ, would be the
+    # same for autocommit reads, but not inside a transaction).
+    DATABASES["default"]["OPTIONS"] = {
+        "charset": "utf8mb4",
+        "isolation_level": "read committed",
+    }
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
 
 if os.environ.get("REPLICA_DATABASE_URL"):
     # A read replica for the export queries: REPORT_EXPORT_SETTINGS='{"DATABASE_ALIAS": "replica"}'.

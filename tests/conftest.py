@@ -73,6 +73,31 @@ def flush_postgres_by_delete() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mariadb_time_zones() -> None:
+    """Stop at once, saying why, when MariaDB/MySQL lacks its time zone tables: Django's
+    date lookups and the admin's date hierarchy (``CONVERT_TZ``) would fail test by test."""
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        return
+    params = connection.get_connection_params()
+    params.pop("database", None)  # the server's tables, whichever database is under test
+    server = connection.Database.connect(**params)
+    try:
+        cursor = server.cursor()
+        cursor.execute("SELECT CONVERT_TZ('2000-01-01', 'UTC', 'Europe/Berlin')")
+        loaded = cursor.fetchone()[0] is not None
+    finally:
+        server.close()
+    if not loaded:
+        pytest.exit(
+            "MariaDB has no time zone tables: mariadb-tzinfo-to-sql /usr/share/zoneinfo | "
+            "mariadb -uroot mysql (scripts/_services.sh ensure_mariadb does it).",
+            3,
+        )
+
+
 @pytest.fixture(autouse=True)
 def redis_db(redis_server: Redis) -> Iterator[Redis]:
     redis_server.flushdb()

@@ -2,8 +2,8 @@
 size, in a subprocess.
 
 Nothing here is timed; the figures of a small run mean little. Each suite runs the part of
-its own database: SQLite's, or PostgreSQL's (in a ``bench_*`` database of its own), so the
-whole CI (the suite on each) runs the benchmark once.
+its own database: SQLite's, or PostgreSQL's or MariaDB's (in a ``bench_*`` database of its
+own), so the whole CI (the suite on each) runs the benchmark once.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ def bench_database_url() -> str:
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     name = f"bench_{db['NAME']}"
+    if connection.vendor == "mysql":
+        return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{name}"
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
 
 
 def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     load_test = require_tool("wrk", "the status endpoint's load test needs wrk")
     on_postgres = connection.vendor == "postgresql"
+    on_mariadb = connection.vendor == "mysql"
     redis_url = settings.RQ_QUEUES["default"]["URL"]
     args = [
         sys.executable,
@@ -45,7 +48,7 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         "--runs",
         "1",
         "--databases",
-        "postgresql" if on_postgres else "sqlite",
+        {"postgresql": "postgresql", "mysql": "mysql"}.get(connection.vendor, "sqlite"),
         "--redis-url",
         redis_url,
         "--workdir",
@@ -59,6 +62,8 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     ]
     if on_postgres:
         args += ["--pg-url", bench_database_url()]
+    if on_mariadb:
+        args += ["--mysql-url", bench_database_url()]
     env = {key: value for key, value in os.environ.items() if key != "REPORT_EXPORT_SETTINGS"}
     result = subprocess.run(
         args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False
@@ -78,6 +83,9 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         assert "psql COPY" in report or "psycopg 3 cursor.copy()" in report
         assert "export job, CSV, fast path" in report
         assert "postgresql xml: 6 job/loop variants, identical files" in report
+    elif on_mariadb:
+        assert "mariadb --batch" in report
+        assert "mysql csv: 3 job/loop variants, identical files" in report
     else:
         assert "sqlite csv: 3 job/loop variants, identical files" in report
     if load_test:

@@ -4,7 +4,7 @@ It runs the queryset's compiled SQL on the DB-API cursor and applies Django's co
 itself, column by column (SQLite's datetimes, decimals, booleans, UUIDs and dates through
 C-level ``map`` calls). These tests compare its values, value for value and type for type, and
 its bytes in every format, with ``values_list`` and the writers' ``encode_rows``, on whichever
-database the suite runs (SQLite and PostgreSQL), with NULLs, relations (inner and outer
+database the suite runs (SQLite, PostgreSQL and MariaDB), with NULLs, relations (inner and outer
 joins), decimals, dates, datetimes with and without time zones, booleans, UUIDs, JSON fields,
 annotations and unicode; and the column-wise SQLite converters against Django's own, value
 by value, with the stored values SQLite allows that Django would not write.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import gc
+import json
 import math
 import time
 import uuid
@@ -304,6 +305,9 @@ def test_sqlite_stored_values_django_would_not_write(shop: None) -> None:
     assert_reads_like_values_list(Order.objects.order_by("pk"), ORDER_FIELDS, chunk_size=1)
 
 
+@pytest.mark.skipif(
+    connection.vendor == "mysql", reason="MariaDB refuses bytes that are not UTF-8 in a text column"
+)
 def test_bytes_in_a_text_column(shop: None) -> None:
     """SQLite keeps a blob in any column: every writer writes it as from the rows."""
     key = Order.objects.order_by("pk").values_list("pk", flat=True)[1]
@@ -503,9 +507,14 @@ def test_the_reading_thread_closes_its_connection(shop: None) -> None:
 
     def sessions() -> int:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            )
+            if connection.vendor == "mysql":
+                cursor.execute(
+                    "SELECT count(*) FROM information_schema.processlist WHERE db = DATABASE()"
+                )
+            else:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                )
             return int(cursor.fetchone()[0])
 
     before = sessions()
@@ -516,3 +525,81 @@ def test_the_reading_thread_closes_its_connection(shop: None) -> None:
     while sessions() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sessions() == before
+
+
+def test_the_values_written_come_back_exactly() -> None:
+    """What a user sees, whatever the database: the file holds the decimals, booleans and
+    datetimes (microseconds, in UTC) that were saved, not the database's raw forms (MariaDB
+    returns booleans as 0/1, SQLite decimals as floats and datetimes as texts)."""
+    from testproject.shop.factories import CustomerAccountFactory
+
+    saved = [
+        (Decimal("-9999999999.99"), False, dt.datetime(2024, 3, 31, 1, 59, 59, 999999, BERLIN)),
+        (Decimal("0.10"), True, dt.datetime(1999, 12, 31, 23, 59, 59, 1, UTC)),
+        (Decimal("1234567.89"), True, dt.datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC)),
+    ]
+    keys = [
+        CustomerAccountFactory(
+            credit_balance=balance, is_active=active, created_at=moment, last_login_at=None
+        ).pk
+        for balance, active, moment in saved
+    ]
+    fields = ["id", "credit_balance", "is_active", "created_at", "last_login_at"]
+    expected_rows = [
+        (key, balance, active, moment.astimezone(UTC), None)
+        for key, (balance, active, moment) in zip(keys, saved, strict=True)
+    ]
+    queryset = CustomerAccount.objects.filter(pk__in=keys).order_by("pk")
+    for writer_class in (CSVWriter, JSONWriter, XMLWriter):
+        writer = writer_class("c", fields)
+        expected = writer.header() + writer.encode_rows(expected_rows, first=True)
+        expected += writer.footer(empty=False)
+        data, _, _ = read_all(OrmChunkReader(queryset, fields, writer_class("c", fields)), 2)
+        assert data == expected, writer_class.name
+    record = json.loads(read_all(OrmChunkReader(queryset, fields, JSONWriter("c", fields)), 2)[0])
+    assert [row["credit_balance"] for row in record] == ["-9999999999.99", "0.10", "1234567.89"]
+    assert [row["is_active"] for row in record] == [False, True, True]
+
+
+# --- MySQL's converters, column by column, against Django's value by value -------------------
+
+
+def mysql_connection(time_zone: str | None = None) -> Any:
+    """A MySQL/MariaDB connection (never opened), whatever database the suite runs on."""
+    options: dict[str, Any] = {"ENGINE": "django.db.backends.mysql", "NAME": "unused"}
+    if time_zone is not None:
+        options["TIME_ZONE"] = time_zone
+    return ConnectionHandler({"default": options})["default"]
+
+
+@pytest.mark.parametrize("time_zone", [None, "Europe/Berlin"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        NAIVE,
+        [None, *NAIVE, None],
+        [None, None],
+        [],
+        [NAIVE[0], dt.datetime(2024, 5, 1, 10, 0, tzinfo=BERLIN)],
+    ],
+)
+def test_mysql_datetime_column(values: list[Any], time_zone: str | None) -> None:
+    mysql = mysql_connection(time_zone)
+    column = column_of("created_at")
+    functions = mysql.ops.get_db_converters(column)
+    assert any(getattr(f, "__func__", None) for f in functions), "a converter of MySQL's"
+    assert_column_like_django(functions, column, values, mysql)
+
+
+@pytest.mark.parametrize("values", [[1, 0, None, 1], [1, 0, 2, -1, None, 1.0, "1", Decimal("1")]])
+def test_mysql_boolean_column(values: list[Any]) -> None:
+    mysql = mysql_connection()
+    column = CustomerAccount._meta.get_field("is_active").get_col("t")
+    assert_column_like_django(mysql.ops.get_db_converters(column), column, values, mysql)
+
+
+def test_mysql_uuid_column() -> None:
+    mysql = mysql_connection()
+    key = ReportExport._meta.get_field("id").get_col("t")
+    texts = [uuid.uuid4().hex, None, uuid.uuid4().hex]
+    assert_column_like_django(mysql.ops.get_db_converters(key), key, texts, mysql)

@@ -77,7 +77,10 @@ def test_status_polls_query_only_the_session_and_the_user(bound):
         response = client.get(STATUS)
     assert response.status_code == 200
     tables = [query["sql"].split(" FROM ")[1].split()[0] for query in queries]
-    assert tables == ['"django_session"', '"auth_user"']
+    assert tables == [
+        connection.ops.quote_name("django_session"),
+        connection.ops.quote_name("auth_user"),
+    ]
 
 
 def test_without_the_memory_each_poll_also_reads_the_permissions(settings):

@@ -279,15 +279,20 @@ def _convert_column(function: Converter, values: list[Any], expression: Any) -> 
     """What ``function`` gives for each of ``values``, computed for the whole column at once,
     or ``None`` when the column does not go this way.
 
-    Only the converters of Django's SQLite backend are known here (it converts most column
-    types in Python); each is done with C-level ``map`` calls, for the types of values the
-    ``sqlite3`` module returns, and gives exactly what the converter gives value by value.
+    Only the converters of Django's SQLite backend (it converts most column types in Python)
+    and MySQL/MariaDB backend (booleans, datetimes, UUIDs) are known here; each is done with
+    C-level ``map`` calls, for the types of values the driver returns, and gives exactly what
+    the converter gives value by value.
     """
     types = set(map(type, values))
     types.discard(NoneType)
     method = getattr(function, "__func__", None)
     if method is not None:
-        return _sqlite_method_column(method, getattr(function, "__self__", None), values, types)
+        ops = getattr(function, "__self__", None)
+        converted = _sqlite_method_column(method, ops, values, types)
+        if converted is None:
+            converted = _mysql_method_column(method, ops, values, types)
+        return converted
     if types <= {int, float}:
         decimals = _sqlite_decimal_converter(function, types)
         if decimals is not None:
@@ -315,6 +320,28 @@ def _sqlite_method_column(
     return None
 
 
+def _mysql_method_column(
+    method: Any, ops: Any, values: list[Any], types: set[type]
+) -> list[Any] | None:
+    """``_convert_column`` for the converters that are methods of MySQL's operations
+    (MariaDB too): mysqlclient returns booleans as 0 and 1, datetimes naive (in the
+    connection's time zone, UTC with ``USE_TZ``) and UUIDs as 32 hex digits."""
+    mysql = _backend_operations("django.db.backends.mysql.operations")
+    if mysql is None:
+        return None
+    if method is mysql.convert_booleanfield_value:
+        return list(map(_BOOLEANS.get, values, values))
+    if method is mysql.convert_datetimefield_value and types <= {datetime.datetime}:
+        # make_aware(value, connection.timezone) for each value; it refuses aware ones.
+        present = _present(values)
+        if set(map(_tzinfo, present)) - {None}:
+            return None
+        return _made_aware(values, present, ops.connection.timezone)
+    if method is mysql.convert_uuidfield_value and types <= {str}:
+        return _present_mapped(uuid.UUID, values)
+    return None
+
+
 #: ``bool(value) if value in (1, 0) else value`` as a look-up (equal values hash alike).
 _BOOLEANS: dict[Any, bool] = {1: True, 0: False}
 _tzinfo = attrgetter("tzinfo")
@@ -337,6 +364,15 @@ def _sqlite_datetimes(values: list[Any], types: set[type], tz: Any) -> list[Any]
         return values
     if set(map(_tzinfo, present)) != {None}:
         return None
+    return _made_aware(values, present, tz)
+
+
+def _made_aware(values: list[Any], present: list[Any], tz: Any) -> list[Any]:
+    """``values`` (``present``: those not ``None``, all naive datetimes) in the time zone
+    ``tz``: ``combine(value.date(), value.time(), tz)`` is ``value.replace(tzinfo=tz)``
+    (``time()`` keeps ``fold``), made in C."""
+    if not present:
+        return values
     aware = list(
         map(
             _combine,
@@ -472,8 +508,12 @@ def _all_subclasses(types: set[type], base: type) -> bool:
 def _sqlite_operations() -> Any:
     """Django's SQLite ``DatabaseOperations`` class, or ``None`` while the SQLite backend is
     not loaded (then no converter can be one of its methods)."""
-    module = sys.modules.get("django.db.backends.sqlite3.operations")
-    return getattr(module, "DatabaseOperations", None)
+    return _backend_operations("django.db.backends.sqlite3.operations")
+
+
+def _backend_operations(module_name: str) -> Any:
+    """A backend's ``DatabaseOperations`` class, or ``None`` while it is not loaded."""
+    return getattr(sys.modules.get(module_name), "DatabaseOperations", None)
 
 
 def _loads_utc_natively(connection: BaseDatabaseWrapper) -> bool:

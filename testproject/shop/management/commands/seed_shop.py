@@ -274,7 +274,10 @@ class Command(BaseCommand):
 
     def clear(self) -> None:
         tables = [model._meta.db_table for model in SHOP_MODELS]
-        sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True)
+        # MySQL/MariaDB's TRUNCATE (and resetting AUTO_INCREMENT) commits the transaction:
+        # there the rows are deleted and new keys go on from the old ones.
+        reset = connection.vendor != "mysql"
+        sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=reset)
         if connection.vendor == "postgresql":
             # TRUNCATE refuses tables with pending deferred FK checks in this transaction.
             sql = ["SET CONSTRAINTS ALL IMMEDIATE", *sql, "SET CONSTRAINTS ALL DEFERRED"]
