@@ -3,13 +3,19 @@
 The demo shop installs this app when ``REPORT_EXPORT_DB_PROBE_DIR`` is set (the worker
 processes of ``test_processes``). Every query through Django appends one line to
 ``$REPORT_EXPORT_DB_PROBE_DIR/<pid>``: the process that opened the connection and the
-database session it runs in (PostgreSQL's backend process id; on SQLite, which has no server,
-the id of the connection object, equal in a process and the children it forked). A work
-horse running queries on its worker's connection shows up as a line whose process is not the
-one that opened the connection.
+database session it runs in (PostgreSQL's backend process id, MySQL/MariaDB's connection id;
+on SQLite, which has no server, the id of the connection object, equal in a process and the
+children it forked). A work horse running queries on its worker's connection shows up as a
+line whose process is not the one that opened the connection.
+
+Django's MySQL backend runs a query of its own on every new connection
+(``init_connection_state``: ``SET SESSION TRANSACTION ISOLATION LEVEL ...``) before it sends
+``connection_created``. The probe therefore remembers the DB-API connection it saw announced,
+not only the wrapper: a query on a connection not announced yet runs inside ``connect()``, in
+the process opening it, whatever process opened the wrapper's previous connection.
 
 ``database_handles(pid)`` is the other side: the descriptors through which a process holds
-the database, read from /proc (sockets to PostgreSQL's port, the SQLite file).
+the database, read from /proc (sockets to the server's port, the SQLite file).
 """
 
 from __future__ import annotations
@@ -36,25 +42,40 @@ class Query:
     session: int
 
 
-#: The process that opened each connection of this process.
-_opened_by: weakref.WeakKeyDictionary[BaseDatabaseWrapper, int] = weakref.WeakKeyDictionary()
+#: Each wrapper's DB-API connection announced by ``connection_created``, and the process that
+#: opened it (inherited as they are by a forked process).
+_opened_by: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[Any, int]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def session_of(wrapper: BaseDatabaseWrapper) -> int:
     if wrapper.vendor == "postgresql":
         return int(wrapper.connection.info.backend_pid)
+    if wrapper.vendor == "mysql":
+        return int(wrapper.connection.thread_id())
     return id(wrapper.connection)
 
 
 def opened(*, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    _opened_by[connection] = os.getpid()
+    _opened_by[connection] = (connection.connection, os.getpid())
     if log not in connection.execute_wrappers:
         connection.execute_wrappers.append(log)
 
 
+def opened_by(wrapper: BaseDatabaseWrapper) -> int:
+    """The process that opened the connection ``wrapper`` runs its query on."""
+    announced, pid = _opened_by.get(wrapper, (None, 0))
+    if wrapper.connection is announced:
+        return pid
+    # Not announced yet: ``connect()`` is opening it in this process (MySQL's
+    # ``init_connection_state`` queries before ``connection_created`` is sent).
+    return os.getpid()
+
+
 def log(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
     wrapper = context["connection"]
-    line = f"{os.getpid()} {_opened_by.get(wrapper, 0)} {session_of(wrapper)}\n"
+    line = f"{os.getpid()} {opened_by(wrapper)} {session_of(wrapper)}\n"
     with open(Path(os.environ[PROBE_DIR_VARIABLE]) / str(os.getpid()), "a") as probe:
         probe.write(line)
     return execute(sql, params, many, context)
@@ -89,9 +110,9 @@ def database_handles(pid: int) -> list[str]:
     if default_connection.vendor == "sqlite":
         name = str(settings["NAME"])
         return [target for target in targets if target.startswith(name)]
-    port = int(settings["PORT"] or 5432)
-    to_postgres = tcp_sockets_to(port)
-    return [target for target in targets if target in to_postgres]
+    port = int(settings["PORT"] or (3306 if default_connection.vendor == "mysql" else 5432))
+    to_server = tcp_sockets_to(port)
+    return [target for target in targets if target in to_server]
 
 
 def tcp_sockets_to(port: int) -> set[str]:

@@ -79,8 +79,9 @@ def test_work_horses_after_a_cleanup_use_connections_of_their_own(api, settings,
     assert in_worker, "the failure callback ran no query in the worker's process"
     assert in_horses
     assert [query for query in queries if query.opened_by != query.pid] == []
-    if connection.vendor == "postgresql":
-        # Seen by the server: no backend served both the worker and a horse.
+    if connection.vendor in ("postgresql", "mysql"):
+        # Seen by the server: no backend (PostgreSQL) or connection id (MariaDB/MySQL) served
+        # both the worker and a horse.
         assert {query.session for query in in_horses}.isdisjoint(
             query.session for query in in_worker
         )
