@@ -603,3 +603,48 @@ def test_mysql_uuid_column() -> None:
     key = ReportExport._meta.get_field("id").get_col("t")
     texts = [uuid.uuid4().hex, None, uuid.uuid4().hex]
     assert_column_like_django(mysql.ops.get_db_converters(key), key, texts, mysql)
+
+
+# --- MySQL's driver conversions, column by column, against mysqlclient's value by value ------
+
+
+@pytest.mark.parametrize(
+    ("field_type", "texts"),
+    [
+        (
+            "DATETIME",
+            [
+                "2024-05-01 10:00:00.000000",
+                "1999-12-31 23:59:59.999999",
+                None,
+                "0001-01-01 00:00:00.000001",
+            ],
+        ),
+        ("DATETIME", ["2024-05-01 10:00:00", None, None]),
+        ("DATETIME", ["2024-05-01 10:00:00.5", "2024-05-01 10:00:00.123"]),  # DATETIME(1), (3)
+        ("DATETIME", ["0000-00-00 00:00:00", "2024-05-01 10:00:00"]),  # the driver's None
+        ("TIMESTAMP", ["2024-05-01 10:00:00", "2024-02-30 10:00:00"]),
+        ("DATE", ["2024-05-01", None, "0000-00-00", "1999-12-31"]),
+        ("DATE", ["2024-05-01", "9999-12-31"]),
+        ("NEWDECIMAL", ["12.50", "12.50", "-0.00", "0.10", None, "12.50", "-9999999999.99"]),
+        ("NEWDECIMAL", ["0.0000001", "0.00000000", "123", "1.10"]),
+        ("DECIMAL", ["1.5", None]),
+        ("NEWDECIMAL", [None, None]),
+    ],
+)
+def test_mysql_text_columns_like_the_driver(field_type: str, texts: list[Any]) -> None:
+    pytest.importorskip("MySQLdb")
+    from MySQLdb.constants import FIELD_TYPE
+    from MySQLdb.converters import conversions
+
+    from django_report_export.readers import mysql
+
+    code = getattr(FIELD_TYPE, field_type)
+    driver = conversions[code]
+    rows = [(index, text) for index, text in enumerate(texts)]
+    (parse,) = (mysql._PARSERS[code][1],)
+    converted = mysql.convert_columns(rows, {1: parse})[1]
+    expected = [None if text is None else driver(text) for text in texts]
+    assert converted == expected
+    assert list(map(type, converted)) == list(map(type, expected))
+    assert list(map(str, converted)) == list(map(str, expected))

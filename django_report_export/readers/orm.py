@@ -15,6 +15,9 @@ exactly the values ``values_list`` would return, with less work per row:
   module's per-value converters, which are applied column by column instead
   (``readers/sqlite.py``); the writer is told the few types such raw values can have, so
   it need not look at every value to learn them;
+* on MySQL/MariaDB, ``DATETIME``, ``DATE`` and ``DECIMAL`` values are fetched as text (the
+  driver would call a Python function for each) and parsed a column at a time into the same
+  values (``readers/mysql.py``);
 * Python's cyclic garbage collector is paused while a chunk is read and encoded (its
   objects hold no reference cycles, and collections set off by their number only cost time);
 * on PostgreSQL with Django's connection in UTC, ``timestamptz`` values are loaded by psycopg's
@@ -60,6 +63,8 @@ from django_report_export.readers.sqlite import SQLITE_TYPES, Source, SqliteRows
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 Rows = Sequence[Sequence[Any]]
+#: A chunk's rows as fetched, and the values standing for some of their columns, by position.
+Fetched = tuple[list[Any], dict[int, list[Any]]]
 NoneType = type(None)
 
 
@@ -89,14 +94,19 @@ class _Query:
                 for expression in expressions
             ]
 
-    def fetch(self) -> list[Any]:
-        """The raw rows, on the calling thread's connection to the database."""
+    def fetch(self) -> Fetched:
+        """The raw rows, on the calling thread's connection to the database, and the values
+        of the columns the driver left as text, by position (MySQL, ``readers/mysql.py``)."""
         connection = connections[self.alias]
         with connection.cursor() as cursor:
+            if connection.vendor == "mysql":
+                from django_report_export.readers.mysql import fetch_rows
+
+                return fetch_rows(cursor, connection.connection, self.sql, self.params)
             if _loads_utc_natively(connection):
                 _use_native_timestamptz_loader(cursor.cursor)
             cursor.execute(self.sql, self.params)
-            return list(cursor.fetchall())
+            return list(cursor.fetchall()), {}
 
     def convert(
         self, rows: list[Any], columns: dict[int, list[Any]] | None = None
@@ -122,7 +132,7 @@ class _Prefetcher:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.executor: ThreadPoolExecutor | None = None
-        self.pending: tuple[Any, int, Future[list[Any]]] | None = None
+        self.pending: tuple[Any, int, Future[Fetched]] | None = None
         self.lock = threading.Lock()
 
     def start(self, after: Any, limit: int, query: _Query) -> None:
@@ -131,7 +141,7 @@ class _Prefetcher:
                 self.executor = ThreadPoolExecutor(1, thread_name_prefix="report-export-read")
             self.pending = (after, limit, self.executor.submit(query.fetch))
 
-    def take(self, after: Any, limit: int) -> Future[list[Any]] | None:
+    def take(self, after: Any, limit: int) -> Future[Fetched] | None:
         """The query started for ``(after, limit)``, if that is the one started."""
         with self.lock:
             pending, self.pending = self.pending, None
@@ -223,13 +233,13 @@ class OrmChunkReader(ChunkReader):
         future = self._prefetcher.take(after, limit)
         if future is not None:
             try:
-                raw = future.result()
+                raw, columns = future.result()
             except BaseException:
                 self.close()
                 raise
         else:
-            raw = query.fetch()
-        return raw, query.convert(raw), None
+            raw, columns = query.fetch()
+        return raw, query.convert(raw, columns), None
 
     def _may_prefetch(self) -> bool:
         """Whether to run the next chunk's query on a second connection while this chunk is
