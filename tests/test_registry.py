@@ -144,7 +144,7 @@ def test_no_fields_is_E005(registered):
 
 
 def test_unknown_queue_is_E001(settings):
-    settings.REPORT_EXPORT = {"QUEUE": "nowhere"}
+    settings.REPORT_EXPORT = {"QUEUE": "nowhere", "STORAGE": "exports"}
     assert check_ids() == ["django_report_export.E001"]
 
 
@@ -154,7 +154,7 @@ def test_unknown_storage_is_E002(settings):
 
 
 def test_unknown_database_is_E006(settings):
-    settings.REPORT_EXPORT = {"DATABASE_ALIAS": "replica"}
+    settings.REPORT_EXPORT = {"DATABASE_ALIAS": "replica", "STORAGE": "exports"}
     assert check_ids() == ["django_report_export.E006"]
 
 

@@ -113,6 +113,8 @@ class PrivateShop:
             DATABASE_URL=self.pair.primary.url(SHOP_DB),
             REPLICA_DATABASE_URL=self.pair.standby.url(SHOP_DB),
             MEDIA_ROOT=str(self.media),
+            # The shop's own export folder: its workers outlive a test's ``export_root``.
+            EXPORT_STORAGE_DIR=str(self.folder / "exports"),
         )
         return env
 
