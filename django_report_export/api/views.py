@@ -102,6 +102,8 @@ def has_credentials(request: Request) -> bool:
 
 @document
 class ReportViewSet(viewsets.ViewSet):
+    #: Marks the reporter API's views for the schema generator (``schema.is_report_view``).
+    report_export_api = True
     permission_classes = [ServiceReadPermission]
     content_negotiation_class = ExportContentNegotiation
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
