@@ -1,6 +1,6 @@
 """Database connections and RQ's processes.
 
-RQ's worker runs the failure callback of an abandoned job (``recovery.job_failed``) in its own
+RQ's worker runs the failure callback of an abandoned job (``maintenance.job_failed``) in its own
 process, and forks a work horse for every job: a connection left open in the worker would be
 inherited by each horse, one socket or SQLite handle used by two processes. Code of ours that
 runs in the worker closes what it opened (``closing_new_connections``); a job starts by

@@ -9,14 +9,16 @@ never both win. ``ReportExport`` rows are the durable copy the hash is rebuilt f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from functools import cached_property
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import orjson
 from redis import Redis
@@ -24,6 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from django_report_export.conf import export_settings
+from django_report_export.connection import get_redis
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.models import ReportExport, Status
 
@@ -58,6 +62,46 @@ end
 return {0, status, id, run, current[4] or ''}
 """
 
+
+class Request(StrEnum):
+    """What an operation asks of the slot's running export (the hash's ``request`` field)."""
+
+    NONE = ""
+    PAUSE = "pause"
+    CANCEL = "cancel"
+
+    @classmethod
+    def of(cls, value: str | None) -> Request:
+        """The request a hash's ``request`` field holds; anything else is none."""
+        try:
+            return cls(value or "")
+        except ValueError:
+            return cls.NONE
+
+
+class SlotStatus(TypedDict, total=False):
+    """A slot's hash as ``decode`` reads it: the fields ``snapshot`` and the runs write."""
+
+    id: str | None
+    service: str | None
+    status: int
+    format: str | None
+    compression: str | None
+    fields: list[str] | None
+    filters: dict[str, Any] | None
+    processed: int | None
+    total: int | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str | None
+    file_size: int | None
+    error: str | None
+    run: str | None
+    request: str | None
+    rate: float | None
+    heartbeat: float | None
+
+
 JSON_FIELDS = ("fields", "filters")
 INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
@@ -89,7 +133,7 @@ _CONVERTERS: dict[str, Any] = {
 class TransitionResult:
     written: bool
     status: str
-    id: str
+    id: str | None
     run: str
     request: str
 
@@ -119,7 +163,7 @@ def encode(values: Mapping[str, Any]) -> dict[str, str]:
     return encoded
 
 
-def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
+def decode(raw: Mapping[bytes, bytes]) -> SlotStatus:
     """The status ``encode`` wrote: typed fields typed (``None`` when absent), "" as ``None``."""
     # One pass: the status endpoint decodes a hash on every request.
     values: dict[str, Any] = dict.fromkeys(_CONVERTERS)
@@ -132,7 +176,7 @@ def decode(raw: Mapping[bytes, bytes]) -> dict[str, Any]:
         value = convert(raw_value) if convert is not None else raw_value.decode()
         values[name] = None if value == "" else value
     values["status"] = values["status"] or Status.READY
-    return values
+    return cast(SlotStatus, values)
 
 
 def snapshot(export: ReportExport) -> dict[str, Any]:
@@ -170,7 +214,7 @@ class StatusStore:
         # Registered on first write only: a store is made per call, and reads are the most.
         return self.redis.register_script(TRANSITION)
 
-    def read(self, slot: str, early: EarlyRead | None = None) -> dict[str, Any] | None:
+    def read(self, slot: str, early: EarlyRead | None = None) -> SlotStatus | None:
         """The slot's status; ``early``, if it was sent for this slot, gives the hash."""
         raw = early.receive() if early is not None and early.slot == slot else None
         if raw is None:
@@ -240,18 +284,45 @@ class StatusStore:
             raise StatusUnavailable(f"Redis cannot be reached: {exc}") from exc
 
 
+def get_store() -> StatusStore:
+    return StatusStore(get_redis())
+
+
+def export_id(status: SlotStatus) -> str:
+    """The id of the slot's export ("" in a slot that never held one)."""
+    return status.get("id") or ""
+
+
+def is_stale(status: SlotStatus) -> bool:
+    """Whether the slot's running export has not shown a heartbeat for ``STALE_AFTER``."""
+    if status["status"] != Status.RUNNING:
+        return False
+    heartbeat = status.get("heartbeat") or 0.0
+    return now_ts() - heartbeat > export_settings.STALE_AFTER
+
+
+@contextlib.contextmanager
+def slot_lock(store: StatusStore, slot: str) -> Iterator[None]:
+    """Hold the slot's lock: operations on one slot, from any process, run one at a time."""
+    timeout = export_settings.CANCEL_TIMEOUT
+    try:
+        lock = store.lock(slot, timeout=timeout * 2 + 30, wait=timeout + 5)
+        acquired = lock.acquire()
+    except RedisError as exc:
+        raise StatusUnavailable(f"Redis cannot be reached: {exc}") from exc
+    if not acquired:
+        raise StatusUnavailable("Another operation on this export did not finish in time.")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(RedisError):
+            lock.release()
+
+
 class EarlyRead:
     """A slot's ``HGETALL`` sent now and received later, so that its round trip overlaps
-    other waiting: the status endpoint sends it before the session and the user are read
-    from the database, and receives it after the permission check.
-
-    ``receive()`` returns the raw hash (empty for an absent slot), or ``None`` if the early
-    read could not be sent or its connection was dropped (a pooled connection Redis closed):
-    the caller then reads as usual, with the client's retry. A timeout, sending or receiving,
-    is final as it is for a usual read, so a stalled Redis is still a ``StatusUnavailable``
-    within twice ``REDIS_TIMEOUT``; so is an error reply. ``close()`` gives back a connection
-    whose reply was never received: drained once the reply is there (a moment at most),
-    otherwise disconnected, so a refused request never waits long for Redis.
+    other waiting (docs/performance.md, *The status endpoint*). ``receive()`` gives the raw
+    hash, or ``None`` to read as usual; ``close()`` gives back an unreceived connection.
     """
 
     #: How long ``close()`` waits for an unreceived reply before dropping the connection.

@@ -42,8 +42,8 @@ from factory.random import reseed_random
 from lxml import etree
 
 from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter
-from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, Status
+from django_report_export.query import export_queryset
 from django_report_export.registry import site
 from django_report_export.status import decode, slot_key
 from testproject.shop.factories import CustomerAccountFactory, InquiryFactory

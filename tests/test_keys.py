@@ -27,12 +27,12 @@ from django_report_export import control
 from django_report_export.admin_actions import ACTION_PREFIX
 from django_report_export.connection import get_redis
 from django_report_export.formats import get_writer_class
-from django_report_export.job import export_queryset
 from django_report_export.keys import key_from_json, key_to_json
+from django_report_export.maintenance import recover_lost_run
 from django_report_export.models import ReportExport, Status
+from django_report_export.query import export_queryset
 from django_report_export.readers import OrmChunkReader, get_reader
 from django_report_export.readers.postgres import PostgresChunkReader
-from django_report_export.recovery import recover_lost_run
 from django_report_export.registry import ExportService, site
 from django_report_export.status import StatusStore
 from testproject.shop.factories import InquiryFactory

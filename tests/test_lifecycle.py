@@ -15,8 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import clear_url_caches, include, path, set_script_prefix
 
 from django_report_export import control, signals
-from django_report_export.job import run_export
 from django_report_export.models import ReportExport, Status
+from django_report_export.runs.single import run_export
 from testproject.shop.factories import ProductFactory
 from testproject.shop.models import Product
 

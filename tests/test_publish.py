@@ -15,10 +15,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 from django.db import connections
 
-from django_report_export import job as job_module
 from django_report_export import signals, storage
-from django_report_export.job import ExportRun, Superseded
 from django_report_export.models import ReportExport
+from django_report_export.runs import single as job_module
+from django_report_export.runs.base import Superseded
+from django_report_export.runs.single import ExportRun
 from django_report_export.status import Status
 from django_report_export.storage import Part, export_folder, get_storage, publish
 from testproject.shop.factories import ProductFactory

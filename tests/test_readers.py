@@ -24,8 +24,8 @@ from django.test import override_settings
 from django_report_export import control
 from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_writer_class
 from django_report_export.formats.csv import CELL_BREAKS, FORMULA_SIGNS, LEADING_WHITESPACE
-from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, Status
+from django_report_export.query import export_queryset
 from django_report_export.readers import OrmChunkReader, get_reader
 from django_report_export.readers.base import ChunkReader
 from django_report_export.readers.postgres import (

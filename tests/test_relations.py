@@ -23,8 +23,8 @@ from lxml import etree
 
 from django_report_export.checks import check_services
 from django_report_export.formats import get_writer_class
-from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, Status
+from django_report_export.query import export_queryset
 from django_report_export.readers import get_reader
 from django_report_export.readers.postgres import PostgresChunkReader
 from django_report_export.registry import ExportService, site

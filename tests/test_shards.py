@@ -20,10 +20,10 @@ from django.core.management import call_command
 from django_report_export import control
 from django_report_export.control import parse_request
 from django_report_export.formats import get_writer_class
-from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, ReportExportShard, Status
+from django_report_export.query import export_queryset
 from django_report_export.registry import site
-from django_report_export.shards import chunk_separator, plan, shard_count
+from django_report_export.runs.plan import chunk_separator, plan, shard_count
 from testproject.shop.models import Order
 
 from .conftest import while_running

@@ -19,7 +19,7 @@ from rq import Worker
 
 from django_report_export.connection import get_redis
 from django_report_export.models import ReportExport, Status
-from django_report_export.shards import RUN_PREFIX, shards_key
+from django_report_export.runs.leases import RUN_PREFIX, shards_key
 
 from .s3server import host
 from .workers import WorkerProcess, wait_for

@@ -17,11 +17,12 @@ from django.core.management import call_command
 from django_report_export import storage as storage_module
 from django_report_export.connection import get_redis
 from django_report_export.formats import get_writer_class
-from django_report_export.job import export_queryset
 from django_report_export.models import ReportExport, ReportExportShard, Status
+from django_report_export.query import export_queryset
 from django_report_export.registry import site
-from django_report_export.sharded import ShardRun
-from django_report_export.shards import ShardStore, plan, shards_key
+from django_report_export.runs.leases import ShardStore, shards_key
+from django_report_export.runs.plan import plan
+from django_report_export.runs.sharded import ShardRun
 from django_report_export.status import now_ts, slot_key
 from django_report_export.storage import Part, StreamedFile, publish
 

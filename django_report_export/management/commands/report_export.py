@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, gettext_noop
 from redis.exceptions import RedisError
 
-from django_report_export import control, recovery
+from django_report_export import control, maintenance
 from django_report_export.api.serializers import status_body
 from django_report_export.conf import export_settings
 from django_report_export.download import open_file
@@ -507,7 +507,7 @@ class Command(BaseCommand):
         every = options["every"]
         while True:
             try:
-                recovered = recovery.sweep()
+                recovered = maintenance.sweep()
             except (StatusUnavailable, RedisError) as exc:
                 if every is None:
                     raise
