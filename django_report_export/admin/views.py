@@ -33,12 +33,11 @@ from redis.exceptions import RedisError
 
 from django_report_export import control
 from django_report_export.admin.forms import ExportStartForm, render_start_form
-from django_report_export.api.serializers import status_body
 from django_report_export.download import download_response
 from django_report_export.exceptions import ExportFileGone, NoExportInState, ReportExportError
 from django_report_export.models import ReportExport, Status
+from django_report_export.presentation import export_status, status_body
 from django_report_export.registry import ExportService, site
-from django_report_export.status import snapshot
 
 #: Operations the detail page's buttons run, with the states that allow each.
 OPERATIONS: dict[str, tuple[Status, ...]] = {
@@ -74,16 +73,14 @@ class ExportAdminViews(admin.ModelAdmin):
         cached = getattr(export, "_report_export_body", None)
         if cached is not None:
             return cast(dict[str, Any], cached)
-        status: dict[str, Any] = snapshot(export)
         service = service_of(export)
-        owner = slot_user(export)
+        current = None
         if export.is_active and isinstance(service, ExportService):
             try:
-                current = control.get_status(service, owner)
+                current = control.get_status(service, slot_user(export))
             except (ReportExportError, RedisError):
                 current = None
-            if current is not None and str(current.get("id")) == str(export.pk):
-                status = current
+        status = export_status(export, current)
         body = status_body(service, status, request, download_url=self.url("download", export))
         export._report_export_body = body  # type: ignore[attr-defined]
         poll = None

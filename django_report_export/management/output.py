@@ -11,8 +11,8 @@ from typing import Any
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from django_report_export.api.serializers import status_body
 from django_report_export.models import ReportExport, Status
+from django_report_export.presentation import export_status, status_body
 from django_report_export.registry import ExportService
 
 BAR_WIDTH = 30
@@ -66,9 +66,9 @@ def history_lines(exports: Iterable[ReportExport], live: dict[str, Any]) -> list
     header = (_("created"), "id", _("status"), _("format"), _("rows"), _("by"), _("size"))
     rows = [(*header, _("error"))]
     for export in exports:
-        is_live = str(live.get("id")) == str(export.pk)
-        processed = live["processed"] if is_live else export.processed
-        code = int(live["status"]) if is_live else export.status
+        status = export_status(export, live)
+        processed = status["processed"]
+        code = int(status["status"])
         total = export.total
         rows.append(
             (

@@ -20,7 +20,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from django_report_export import control
-from django_report_export.api.serializers import status_body
 from django_report_export.conf import export_settings
 from django_report_export.download import open_file
 from django_report_export.exceptions import NoExportInState
@@ -34,6 +33,7 @@ from django_report_export.management.exit_codes import (
 )
 from django_report_export.management.output import history_lines, progress_line, status_lines
 from django_report_export.models import ReportExport, Status
+from django_report_export.presentation import status_body
 from django_report_export.registry import ExportService, site
 
 Options = dict[str, Any]
