@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_report_export import control
-from django_report_export.admin_actions import ACTION_PREFIX
+from django_report_export.admin.actions import ACTION_PREFIX
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import site
 from testproject.shop.factories import OrderFactory, ProductFactory

@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_report_export import control
-from django_report_export.management.commands.report_export import (
+from django_report_export.management.exit_codes import (
     EXIT_CANCELED,
     EXIT_FAILED,
     EXIT_NOT_FOUND,

@@ -43,7 +43,7 @@ from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_w
 from django_report_export.formats.base import ChunkRows, FormatWriter, Row
 from django_report_export.models import ReportExport
 from django_report_export.readers import OrmChunkReader
-from django_report_export.readers.orm import _convert, _sqlite_decimal_converter
+from django_report_export.readers.converters import _convert, _sqlite_decimal_converter
 from testproject.shop.models import CustomerAccount, Inquiry, Order
 
 pytestmark = pytest.mark.django_db(transaction=True)

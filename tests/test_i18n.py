@@ -11,10 +11,10 @@ from django.test import Client
 from django.utils import translation
 
 from django_report_export import control
-from django_report_export.admin_actions import ACTION_PREFIX
-from django_report_export.api.serializers import STATUS_NAMES, contract_status_names
+from django_report_export.admin.actions import ACTION_PREFIX
 from django_report_export.management.commands.report_export import Command
 from django_report_export.models import Status
+from django_report_export.presentation import STATUS_NAMES, contract_status_names
 from django_report_export.registry import site
 from testproject.shop.factories import ProductFactory
 

@@ -24,7 +24,7 @@ from django.db import connection
 from lxml import etree
 
 from django_report_export import control
-from django_report_export.admin_actions import ACTION_PREFIX
+from django_report_export.admin.actions import ACTION_PREFIX
 from django_report_export.connection import get_redis
 from django_report_export.formats import get_writer_class
 from django_report_export.keys import key_from_json, key_to_json

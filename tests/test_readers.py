@@ -28,11 +28,8 @@ from django_report_export.models import ReportExport, Status
 from django_report_export.query import export_queryset
 from django_report_export.readers import OrmChunkReader, get_reader
 from django_report_export.readers.base import ChunkReader
-from django_report_export.readers.postgres import (
-    ALL_FORMATS,
-    PostgresChunkReader,
-    postgres_reader,
-)
+from django_report_export.readers.fast_path import ALL_FORMATS, postgres_reader
+from django_report_export.readers.postgres import PostgresChunkReader
 from django_report_export.registry import site
 from django_report_export.storage import get_storage
 from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher

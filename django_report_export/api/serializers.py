@@ -1,98 +1,11 @@
-"""Bodies of the report endpoints."""
+"""Serializers describing the bodies of the report endpoints, for the schema and the
+browsable API's forms; the bodies themselves are built by ``presentation``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from django.utils import translation
 from rest_framework import serializers
 
-from django_report_export.api.links import endpoint_path
-from django_report_export.models import ReportExport, Status
-from django_report_export.registry import ExportService
-from django_report_export.status import snapshot
-
-
-def contract_status_names() -> dict[int, str]:
-    """The status names of SPEC §3 ("Ready" ... "Error"): English in every language, since
-    clients compare them; the admin shows the translated ``Status`` labels instead."""
-    with translation.override(None):
-        return {int(value): str(label) for value, label in Status.choices}
-
-
-STATUS_NAMES = contract_status_names()
-
-
-def status_body(
-    service: ExportService,
-    status: Mapping[str, Any],
-    request: Any = None,
-    download_url: str | None = None,
-) -> dict[str, Any]:
-    """The status body of SPEC §4 from a slot status (Redis) or an export snapshot."""
-    code = int(status.get("status") or Status.READY)
-    processed = int(status.get("processed") or 0)
-    total = status.get("total")
-    rate = status.get("rate") if code == Status.RUNNING else None
-    if code == Status.FINISHED:
-        progress = 100.0
-    elif total:
-        progress = min(100.0, round(processed * 100 / total, 1))
-    else:
-        progress = 0.0
-    eta = None
-    if code == Status.RUNNING and rate and total is not None:
-        eta = max(0, round((total - processed) / rate))
-    file_url = None
-    if code == Status.FINISHED:
-        file_url = download_url or endpoint_path("report-download", service.name)
-        if request is not None:
-            file_url = request.build_absolute_uri(file_url)
-    return {
-        "service": service.name,
-        "id": str(status["id"]) if status.get("id") else None,
-        "status": code,
-        "status_name": STATUS_NAMES[code],
-        "format": status.get("format") or None,
-        "compression": status.get("compression") or None,
-        "filters": status.get("filters") if status.get("id") else None,
-        "fields": status.get("fields") if status.get("id") else None,
-        "processed": processed,
-        "total": total,
-        "progress": progress,
-        "rows_per_second": rate,
-        "eta_seconds": eta,
-        "started_at": _iso(status.get("started_at")),
-        "finished_at": _iso(status.get("finished_at")),
-        "updated_at": _iso(status.get("updated_at")),
-        "file": file_url,
-        "file_size": status.get("file_size") if code == Status.FINISHED else None,
-        "error": status.get("error") or None,
-    }
-
-
-def history_body(
-    service: ExportService,
-    export: ReportExport,
-    request: Any,
-    live: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An export as history lists it; ``live`` (the slot's status) stands in for its row."""
-    status = live if live and str(live.get("id")) == str(export.pk) else snapshot(export)
-    url = None
-    if int(status["status"]) == Status.FINISHED:
-        url = f"{endpoint_path('report-download', service.name)}?id={export.pk}"
-    body = status_body(service, status, request, download_url=url)
-    body["created_at"] = _iso(export.created_at)
-    body["created_by"] = export.created_by.get_username() if export.created_by else None
-    return body
-
-
-def _iso(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else value.isoformat()
+from django_report_export.models import Status
 
 
 class StatusSerializer(serializers.Serializer):

@@ -26,16 +26,16 @@ from rest_framework.response import Response
 
 from django_report_export import control
 from django_report_export.api.exceptions import InvalidParameters, NotFound, exception_handler
-from django_report_export.api.links import endpoint_path
 from django_report_export.api.negotiation import ExportContentNegotiation
 from django_report_export.api.parsers import BoundedJSONParser
 from django_report_export.api.permissions import ServiceReadPermission, may_read
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
-from django_report_export.api.serializers import STATUS_NAMES, history_body, status_body
 from django_report_export.download import download_response
 from django_report_export.exceptions import ExportFileGone
+from django_report_export.links import endpoint_path
 from django_report_export.models import ReportExport, Status
+from django_report_export.presentation import STATUS_NAMES, history_body, status_body
 from django_report_export.registry import ExportService, site
 from django_report_export.status import EarlyRead
 

@@ -2,7 +2,7 @@
 
 ``get_reader`` picks the reader for an export. The ORM reader works on every database; on
 PostgreSQL, while ``FAST_PATH`` is on, the PostgreSQL reader takes over the exports it can
-write byte for byte as the ORM reader would (see ``readers/postgres.py``).
+write byte for byte as the ORM reader would (``readers/fast_path.py`` decides which).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 from django_report_export.conf import export_settings
 from django_report_export.formats.base import FormatWriter
 from django_report_export.readers.base import Chunk, ChunkReader
+from django_report_export.readers.fast_path import postgres_reader
 from django_report_export.readers.orm import OrmChunkReader
 
 __all__ = ["Chunk", "ChunkReader", "OrmChunkReader", "get_reader"]
@@ -22,8 +23,6 @@ __all__ = ["Chunk", "ChunkReader", "OrmChunkReader", "get_reader"]
 
 def get_reader(queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> ChunkReader:
     if export_settings.FAST_PATH and connections[queryset.db].vendor == "postgresql":
-        from django_report_export.readers.postgres import postgres_reader
-
         reader = postgres_reader(queryset, fields, writer)
         if reader is not None:
             return reader

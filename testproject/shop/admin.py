@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
-from django_report_export.admin_actions import ExportActionMixin
+from django_report_export.admin.actions import ExportActionMixin
 
 from .models import (
     Category,

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from django_report_export.admin_actions import ExportActionMixin
+from django_report_export.admin.actions import ExportActionMixin
 
 from .models import Counted, Named, Slugged
 

@@ -1,0 +1,161 @@
+"""The query parameters of each service's own paths in the OpenAPI schema: the start
+parameters with the service's formats and fields, its filters typed by their form fields, and
+the download and history parameters."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django import forms
+
+from django_report_export.formats import format_names
+from django_report_export.registry import ExportService
+
+#: The widest integer a filter may be compared with (the databases' 64-bit integers).
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def query_parameter(name: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"in": "query", "name": name, "schema": schema, **extra}
+
+
+def form_field_schema(field: forms.Field) -> dict[str, Any]:
+    """The JSON schema of the values a Django form field accepts, as a query parameter."""
+    declared = getattr(field, "openapi_schema", None)
+    if declared is not None:
+        return copy.deepcopy(dict(declared))
+    if isinstance(field, forms.MultipleChoiceField):
+        return {"type": "array", "items": choice_schema(field)}
+    if isinstance(field, forms.ChoiceField) and not isinstance(field, forms.ModelChoiceField):
+        return choice_schema(field)
+    if isinstance(field, forms.NullBooleanField | forms.BooleanField):
+        return {"type": "boolean"}
+    if isinstance(field, forms.DecimalField | forms.FloatField):
+        return number_schema(field, "number", None)
+    if isinstance(field, forms.IntegerField):
+        return number_schema(field, "integer", INT64)
+    for field_class, string_format in STRING_FORMATS:
+        if isinstance(field, field_class):
+            return {"type": "string", "format": string_format}
+    schema: dict[str, Any] = {"type": "string"}
+    if getattr(field, "max_length", None):
+        schema["maxLength"] = field.max_length  # type: ignore[attr-defined]
+    return schema
+
+
+#: Form fields whose values are strings of an OpenAPI format (subclasses first).
+STRING_FORMATS: tuple[tuple[type[forms.Field], str], ...] = (
+    (forms.DateTimeField, "date-time"),
+    (forms.DateField, "date"),
+    (forms.TimeField, "time"),
+    (forms.UUIDField, "uuid"),
+    (forms.EmailField, "email"),
+    (forms.URLField, "uri"),
+)
+
+
+def choice_schema(field: forms.ChoiceField) -> dict[str, Any]:
+    """The choices' values, those of option groups included; not the empty choice."""
+    values: list[str] = []
+    choices: Any = field.choices
+    for value, label in choices:
+        group = label if isinstance(label, list | tuple) else [(value, label)]
+        values.extend(str(item) for item, _label in group if item not in ("", None))
+    return {"type": "string", "enum": values}
+
+
+def number_schema(
+    field: forms.Field, kind: str, default_range: tuple[int, int] | None
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    low = getattr(field, "min_value", None)
+    high = getattr(field, "max_value", None)
+    if low is None and default_range is not None:
+        low = default_range[0]
+    if high is None and default_range is not None:
+        high = default_range[1]
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def filter_parameters(service: ExportService) -> list[dict[str, Any]]:
+    """One query parameter per filter of the service's FilterSet, typed by its form field.
+
+    An empty value is no filter (what an HTML form sends for an unused field), hence
+    ``allowEmptyValue``.
+    """
+    if service.filterset_class is None:
+        return []
+    form = service.filterset_class(queryset=service.get_queryset()).form
+    parameters = []
+    for name, field in form.fields.items():
+        schema = form_field_schema(field)
+        extra: dict[str, Any] = {"allowEmptyValue": True}
+        if schema.get("type") == "array":
+            extra.update(style="form", explode=True)
+        help_text = str(field.help_text or "")
+        if help_text:
+            extra["description"] = help_text
+        parameters.append(query_parameter(name, schema, **extra))
+    return parameters
+
+
+def start_parameters(service: ExportService) -> list[dict[str, Any]]:
+    formats = [name for name in service.formats if name in format_names()]
+    return [
+        query_parameter(
+            "format",
+            {"type": "string", "enum": formats},
+            required=True,
+            description="Export format: one of the service's formats.",
+        ),
+        query_parameter(
+            "fields",
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": list(service.fields)},
+                "uniqueItems": True,
+            },
+            style="form",
+            explode=False,
+            allowEmptyValue=True,
+            description=(
+                "Comma-separated subset of the service's fields, in the order wanted, each at "
+                "most once; absent or empty: all of them."
+            ),
+        ),
+        query_parameter(
+            "compression",
+            {"type": "string", "enum": ["none", "gzip"]},
+            description="`gzip` compresses the file; `none` (the default) does not.",
+        ),
+        *filter_parameters(service),
+    ]
+
+
+def service_parameters(service: ExportService, action: str) -> list[dict[str, Any]]:
+    """The query parameters of ``action`` on ``service``'s own path."""
+    if action == "start":
+        return start_parameters(service)
+    if action == "download":
+        return [
+            query_parameter(
+                "id",
+                {"type": "string", "format": "uuid"},
+                description="A finished export of this service from the history.",
+            )
+        ]
+    if action == "history":
+        return [
+            query_parameter("page", {"type": "integer", "minimum": 1}),
+            query_parameter(
+                "page_size",
+                {"type": "integer", "minimum": 1},
+                description="Exports per page, 20 by default; more than 200 gives 200.",
+            ),
+        ]
+    return []

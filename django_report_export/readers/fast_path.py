@@ -1,0 +1,104 @@
+"""Whether the PostgreSQL fast path takes an export: ``postgres_reader`` gives its reader, or
+``None`` when it could not write the same bytes as the ORM reader.
+
+It does not for a column of a type ``postgres_records`` cannot format exactly, a primary key
+that is neither an integer nor a UUID, a queryset whose SQL cannot be wrapped safely
+(``distinct()``, aggregates, ``extra()``, unions), a project's own writer, a connection inside
+a transaction, or one whose datetimes Django does not return in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
+
+from django_report_export.formats.base import FormatWriter
+from django_report_export.formats.csv import CSVWriter
+from django_report_export.formats.json import JSONWriter
+from django_report_export.formats.xml import XMLWriter
+from django_report_export.readers.postgres import PostgresChunkReader
+from django_report_export.readers.postgres_records import KEY_TYPES, KINDS
+
+
+def _is_utc(connection: BaseDatabaseWrapper) -> bool:
+    """Whether Django returns this connection's ``timestamptz`` values in UTC (aware values
+    whose ``isoformat()`` ends ``+00:00``)."""
+    return bool(settings.USE_TZ) and connection.timezone_name == "UTC"
+
+
+def _wrappable(queryset: QuerySet[Any]) -> bool:
+    """Whether the queryset's SQL is one row per object, ordered by the primary key."""
+    query = queryset.query
+    return not (
+        query.distinct
+        or query.combinator
+        or query.group_by is not None
+        or query.annotations
+        or query.extra
+        or query.extra_tables
+        or query.is_sliced
+        or query.select_for_update
+        or tuple(query.order_by) not in (("pk",), (queryset.model._meta.pk.name,))
+    )
+
+
+def _uses_psycopg3() -> bool:
+    try:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+    except ImportError:  # pragma: no cover - no PostgreSQL driver at all
+        return False
+    return bool(is_psycopg3)
+
+
+#: The writers whose exports the fast path takes by default: all the built-in ones.
+FAST_FORMATS: tuple[type[FormatWriter], ...] = (CSVWriter, JSONWriter, XMLWriter)
+ALL_FORMATS = FAST_FORMATS
+
+
+def postgres_reader(
+    queryset: QuerySet[Any],
+    fields: Sequence[str],
+    writer: FormatWriter,
+    formats: Sequence[type[FormatWriter]] = FAST_FORMATS,
+) -> PostgresChunkReader | None:
+    """The fast reader for this export, or ``None`` when it cannot write the same bytes
+    (or, for a writer not in ``formats``, would not write them faster)."""
+    connection = connections[queryset.db]
+    writer_class = type(writer)
+    if connection.vendor != "postgresql" or not _uses_psycopg3():
+        return None
+    if writer_class not in formats or writer_class not in ALL_FORMATS or not fields:
+        return None
+    if writer_class is JSONWriter and len(set(writer.columns)) != len(writer.columns):
+        return None  # Equal keys collapse into one in the Python writer.
+    if not _wrappable(queryset) or connection.in_atomic_block:
+        # In a transaction, rows it wrote are not visible to the reader's own connection.
+        return None
+    probe = queryset.values_list("pk", *fields)
+    compiler = probe.query.get_compiler(using=queryset.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return None  # A filter no row can match: the ORM reader writes the empty export.
+    if compiler.get_converters([expression for expression, _, _ in compiler.select]):
+        return None  # Django changes some value in Python (a field's from_db_value, say).
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        info = raw.connection.info
+        if info.encoding != "utf-8" or info.parameter_status("standard_conforming_strings") != "on":
+            return None
+        cursor.execute(f"SELECT * FROM ({sql}) t LIMIT 0", params)
+        oids = [column.type_code for column in cursor.description]
+    if len(oids) != len(fields) + 1 or oids[0] not in KEY_TYPES:
+        return None
+    kinds = [KINDS.get(oid) for oid in oids[1:]]
+    if None in kinds or ("datetime" in kinds and not _is_utc(connection)):
+        return None
+    key = KEY_TYPES[oids[0]]
+    return PostgresChunkReader(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]
