@@ -3,37 +3,28 @@ and slots) and ``sweep`` (continue exports whose worker was lost)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from django_report_export import control, maintenance
+from django_report_export import maintenance
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.management.exit_codes import EXIT_USAGE, describe
-from django_report_export.models import ReportExport, Status
-from django_report_export.status import StatusStore, slot_key
-from django_report_export.storage import delete_export_files, delete_quietly, get_storage
+from django_report_export.models import Status
+from django_report_export.status import get_store
 
 
 def cleanup(command: BaseCommand, options: dict[str, Any]) -> None:
     days = options["days"] if options["days"] is not None else export_settings.RETENTION_DAYS
     if days < 0:
         raise CommandError(_("--days must be 0 or more."), returncode=EXIT_USAGE)
-    cutoff = timezone.now() - dt.timedelta(days=days)
-    old = (
-        ReportExport.objects.filter(status__in=Status.ended())
-        .filter(Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff))
-        .order_by("created_at")
-    )
-    storage = get_storage()
-    store = control.get_store()
+    old = maintenance.old_exports(days)
+    store = get_store()
     count = size = 0
     verb = _("Would delete") if options["dry_run"] else _("Deleted")
     for export in old.iterator():
@@ -46,12 +37,7 @@ def cleanup(command: BaseCommand, options: dict[str, Any]) -> None:
         if options["dry_run"]:
             command.stdout.write(f"{verb} {label}")
             continue
-        # Under the slot's lock, so that no start claims the slot while its status goes.
-        with control.slot_lock(store, export.slot):
-            delete_quietly(storage, [export.file_name])
-            delete_export_files(storage, export)
-            forget_slot(store, export)
-            export.delete()
+        maintenance.delete_export(export, store)
         if options["verbosity"] >= 2:
             command.stdout.write(f"{verb} {label}")
     command.stdout.write(
@@ -82,10 +68,3 @@ def sweep(command: BaseCommand, options: dict[str, Any]) -> None:
         if every is None:
             return
         time.sleep(max(every, 0.1))
-
-
-def forget_slot(store: StatusStore, export: ReportExport) -> None:
-    """Drop the slot's status if it still shows ``export``; it is rebuilt from the database."""
-    status = store.read(export.slot)
-    if status is not None and str(status.get("id")) == str(export.pk):
-        store.redis.delete(slot_key(export.slot))
