@@ -1,14 +1,25 @@
 """System checks: a broken setup is reported at start-up, naming what is wrong.
 
+Each setting's rule and check id are in the table of settings (``conf.ExportSettings``).
+
 - E001 ``QUEUE`` is not a queue of ``RQ_QUEUES``.
 - E002 ``STORAGE`` is not an alias of ``STORAGES``.
 - E003 a service's field path does not resolve on its model.
 - E004 a service allows a format no writer handles.
 - E005 a service declares no fields or no formats.
 - E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
-- E007 a ``REPORT_EXPORT`` value is invalid (unknown key, or a value out of its range).
+- E007 ``REPORT_EXPORT`` is not a dict, has an unknown key, or a value out of its range
+  (``CHUNK_SIZE``, ``STALE_AFTER``, ``CANCEL_TIMEOUT``, ``SLOT_SCOPE``, ``DOWNLOAD``,
+  ``PERMISSION_DENIED_STATUS``, ``PERMISSION_CACHE_SECONDS``, ``SHARD_ROWS``, ``MAX_SHARDS``).
 - E008 a service's field path crosses a to-many relation (one record, many rows).
 - E009 ``DOWNLOAD`` is ``"redirect"`` but the storage's URLs are not signed (they never expire).
+- E010 ``HEARTBEAT_INTERVAL`` is not a number > 0.
+- E011 ``CHECKPOINT_INTERVAL`` is not a number >= 0.
+- E012 ``MAX_RETRIES`` is not an integer >= 0.
+- E013 ``JOB_TIMEOUT`` is not an integer >= 1 (or -1, no timeout).
+- E014 ``REDIS_TIMEOUT`` is not a number > 0.
+- E015 ``RETENTION_DAYS`` is not an integer >= 0.
+- E016 ``STALE_AFTER`` is not greater than ``HEARTBEAT_INTERVAL``.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 """
 
@@ -22,7 +33,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
-from django_report_export.conf import DEFAULTS, SETTING_NAME, export_settings
+from django_report_export.conf import SETTING_NAME, SETTINGS, export_settings, is_number
 from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
 from django_report_export.registry import resolve_field_path, site
 from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
@@ -34,65 +45,42 @@ def _error(message: str, number: int, obj: Any = None, hint: str | None = None) 
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
+    """Each ``REPORT_EXPORT`` value against its rule in the table of settings (``conf.py``)."""
     user_settings = getattr(settings, SETTING_NAME, {})
     if not isinstance(user_settings, dict):
         return [_error(f"settings.{SETTING_NAME} must be a dict.", 7)]
-    for key in user_settings:
-        if key not in DEFAULTS:
-            errors.append(
-                _error(
-                    f"settings.{SETTING_NAME} has an unknown key {key!r}.",
-                    7,
-                    hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
-                )
-            )
-    for key in DEFAULTS:
-        try:
-            getattr(export_settings, key)
-        except ImproperlyConfigured as exc:
-            errors.append(_error(str(exc), 7))
-    queues = getattr(settings, "RQ_QUEUES", {})
-    if export_settings.QUEUE not in queues:
-        errors.append(
-            _error(
-                f"{SETTING_NAME}['QUEUE'] is {export_settings.QUEUE!r}, "
-                "which is not a queue of settings.RQ_QUEUES.",
-                1,
-                hint=f"Queues: {', '.join(queues) or 'none'}.",
-            )
+    errors: list[checks.CheckMessage] = [
+        _error(
+            f"settings.{SETTING_NAME} has an unknown key {key!r}.",
+            7,
+            hint=f"Known keys: {', '.join(sorted(SETTINGS))}.",
         )
-    if export_settings.STORAGE not in settings.STORAGES:
-        errors.append(
-            _error(
-                f"{SETTING_NAME}['STORAGE'] is {export_settings.STORAGE!r}, "
-                "which is not an alias of settings.STORAGES.",
-                2,
-            )
-        )
-    if export_settings.DATABASE_ALIAS not in settings.DATABASES:
-        errors.append(
-            _error(
-                f"{SETTING_NAME}['DATABASE_ALIAS'] is {export_settings.DATABASE_ALIAS!r}, "
-                "which is not a database of settings.DATABASES.",
-                6,
-            )
-        )
-    for name, key in (
-        ("CHUNK_SIZE", 1),
-        ("CANCEL_TIMEOUT", 0),
-        ("STALE_AFTER", 0),
-        ("PERMISSION_CACHE_SECONDS", 0),
-    ):
-        value = getattr(export_settings, name)
-        if not isinstance(value, int | float) or value < key or value is True:
-            errors.append(_error(f"{SETTING_NAME}[{name!r}] must be a number >= {key}.", 7))
-    shard_rows, max_shards = export_settings.SHARD_ROWS, export_settings.MAX_SHARDS
-    if shard_rows is not None and (not _is_int(shard_rows) or shard_rows < 1):
-        errors.append(_error(f"{SETTING_NAME}['SHARD_ROWS'] must be None or an integer >= 1.", 7))
-    if not _is_int(max_shards) or max_shards < 1:
-        errors.append(_error(f"{SETTING_NAME}['MAX_SHARDS'] must be an integer >= 1.", 7))
+        for key in user_settings
+        if key not in SETTINGS
+    ]
+    for setting in SETTINGS.values():
+        invalid = setting.problem(setting.read(user_settings))
+        if invalid is not None and setting.check is not None:
+            errors.append(_error(invalid.message, setting.check, hint=invalid.hint))
+    errors.extend(_check_stale_after(user_settings))
     return errors
+
+
+def _check_stale_after(user_settings: dict[str, Any]) -> list[checks.CheckMessage]:
+    """E016: a worker is taken as lost only after it has missed a heartbeat."""
+    stale_after = SETTINGS["STALE_AFTER"].read(user_settings)
+    heartbeat = SETTINGS["HEARTBEAT_INTERVAL"].read(user_settings)
+    if not (is_number(stale_after) and is_number(heartbeat)) or stale_after > heartbeat:
+        return []
+    return [
+        _error(
+            f"{SETTING_NAME}['STALE_AFTER'] ({stale_after!r}) must be greater than "
+            f"HEARTBEAT_INTERVAL ({heartbeat!r}): a running export would be taken as lost "
+            "between two of its heartbeats, and continued by a second worker.",
+            16,
+            hint="Keep STALE_AFTER several heartbeats long (the defaults: 5 and 30 seconds).",
+        )
+    ]
 
 
 @checks.register()
@@ -148,10 +136,6 @@ def under_media_root(storage: Storage) -> bool:
         return False
     location = Path(storage.location).resolve()
     return location.is_relative_to(Path(settings.MEDIA_ROOT).resolve())
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @checks.register()

@@ -1,15 +1,20 @@
 """The ``REPORT_EXPORT`` settings dict, read through one object at use time.
 
     from django_report_export.conf import export_settings
-    export_settings.CHUNK_SIZE
+    export_settings.CHUNK_SIZE  # an int
 
-Values are looked up on every access (through a small cache that is cleared when
-``settings.REPORT_EXPORT`` changes), so ``override_settings`` reaches every key.
+``ExportSettings`` is the table of settings: one line per key with its default, the rule its
+value must follow (which also gives its type) and the id of the system check that reports a
+value breaking it. ``checks.py`` runs the same rules. A value is read on first use and kept
+until ``settings.REPORT_EXPORT`` changes, so ``override_settings`` reaches every key.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, overload
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -18,63 +23,215 @@ from django.dispatch import receiver
 
 SETTING_NAME = "REPORT_EXPORT"
 
-DEFAULTS: dict[str, Any] = {
-    # django-rq queue (a key of RQ_QUEUES) that export jobs are enqueued on.
-    "QUEUE": "default",
-    # Alias in settings.STORAGES holding finished files, parts and checkpoints.
-    "STORAGE": "default",
-    # Folder inside that storage under which every export file is written.
-    "STORAGE_PREFIX": "report_export",
-    # Rows read and written per chunk; progress, pause and cancel act between chunks.
-    "CHUNK_SIZE": 5000,
-    # Seconds between heartbeats of a running export.
-    "HEARTBEAT_INTERVAL": 5,
-    # Seconds without a heartbeat after which a running export's worker is taken as lost.
-    "STALE_AFTER": 30,
-    # Seconds to wait for a running export to acknowledge pause or cancel.
-    "CANCEL_TIMEOUT": 10,
-    # Seconds between durable checkpoints (part uploaded to storage, key saved in the database).
-    "CHECKPOINT_INTERVAL": 10,
-    # How many times an export whose worker was lost is continued before it is marked Error.
-    "MAX_RETRIES": 3,
-    # Finished files and records older than this many days are removed by the cleanup command.
-    "RETENTION_DAYS": 30,
-    # "service": one export slot per service; "user": one slot per service and user.
-    "SLOT_SCOPE": "service",
-    # Neutralise CSV cells a spreadsheet would run as a formula.
-    "CSV_FORMULA_GUARD": True,
-    # "stream": the download endpoint streams the file; "redirect": 302 to storage's URL.
-    "DOWNLOAD": "stream",
-    # HTTP status for an authenticated caller without the service's read permission.
-    "PERMISSION_DENIED_STATUS": 401,
-    "PERMISSION_CACHE_SECONDS": 5,  # a granted read permission is trusted this long (API)
-    # Database alias the export queries read from (a read replica, say).
-    "DATABASE_ALIAS": "default",
-    # Socket timeout, in seconds, of every Redis call made by the API and the job.
-    "REDIS_TIMEOUT": 2.0,
-    # RQ job timeout, in seconds, of one run of an export (between start/resume and pause).
-    "JOB_TIMEOUT": 86400,
-    # Extra format writers: {"name": "dotted.path.WriterClass"}.
-    "FORMATS": {},
-    # On PostgreSQL, let the database write the built-in formats (COPY, string_agg): the same
-    # bytes as the Python writers, several times faster. False: always the ORM reader.
-    "FAST_PATH": True,
-    # Exports of more rows than this are split into key-range shards run by parallel jobs
-    # (ceil(rows / SHARD_ROWS) shards, at most MAX_SHARDS); None: only when asked for.
-    "SHARD_ROWS": 1_000_000,
-    # Most shards one export is split into, whoever asks.
-    "MAX_SHARDS": 4,
-}
+T = TypeVar("T")
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "SLOT_SCOPE": ("service", "user"),
-    "DOWNLOAD": ("stream", "redirect"),
-    "PERMISSION_DENIED_STATUS": (401, 403),
-}
+
+class Invalid(NamedTuple):
+    """What is wrong with a setting's value, as a system check says it."""
+
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule(Generic[T]):
+    """What a setting's value must be: its type, as the settings reference writes it, and a
+    test naming what is wrong with a value (``None``: nothing)."""
+
+    type: str
+    problem: Callable[[str, Any], Invalid | None]
+    choices: tuple[T, ...] = ()
+
+
+class Setting(Generic[T]):
+    """One key of ``REPORT_EXPORT``. ``check`` is the number of the check that reports a value
+    breaking ``rule`` (``None``: any value is taken); ``also`` names other checks of it
+    (``"E016"``)."""
+
+    def __init__(
+        self, default: T, rule: Rule[T], check: int | None, *, also: tuple[str, ...] = ()
+    ) -> None:
+        self.default = default
+        self.rule = rule
+        self.check = check
+        self.also = also
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, instance: ExportSettings, owner: type) -> T: ...
+
+    def __get__(self, instance: ExportSettings | None, owner: type) -> Setting[T] | T:
+        """The value, kept as an instance attribute: later reads (a few per status request)
+        are plain attribute reads until ``reload``."""
+        if instance is None:
+            return self
+        value = self.read(instance.user_settings)
+        if self.rule.choices and value not in self.rule.choices:
+            raise ImproperlyConfigured(
+                f"settings.{SETTING_NAME}[{self.name!r}] is {value!r}; "
+                f"expected one of {self.rule.choices}."
+            )
+        instance.__dict__[self.name] = value
+        return value
+
+    def read(self, user_settings: dict[str, Any]) -> Any:
+        """The value in ``user_settings``, unchecked: the default when it is not there."""
+        return user_settings.get(self.name, self.default)
+
+    def problem(self, value: Any) -> Invalid | None:
+        return self.rule.problem(self.name, value)
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _must_be(expected: str, test: Callable[[Any], bool]) -> Callable[[str, Any], Invalid | None]:
+    def problem(name: str, value: Any) -> Invalid | None:
+        return None if test(value) else Invalid(f"{SETTING_NAME}[{name!r}] must be {expected}.")
+
+    return problem
+
+
+def number(minimum: int, *, above: bool = False) -> Rule[float]:
+    """A number (seconds, mostly) at least ``minimum``, or greater than it with ``above``."""
+    if above:
+        return Rule(
+            "float", _must_be(f"a number > {minimum}", lambda v: is_number(v) and v > minimum)
+        )
+    return Rule(
+        "float", _must_be(f"a number >= {minimum}", lambda v: is_number(v) and v >= minimum)
+    )
+
+
+def integer(minimum: int) -> Rule[int]:
+    return Rule("int", _must_be(f"an integer >= {minimum}", lambda v: is_int(v) and v >= minimum))
+
+
+def optional_integer(minimum: int) -> Rule[int | None]:
+    return Rule(
+        "int | None",
+        _must_be(
+            f"None or an integer >= {minimum}", lambda v: v is None or (is_int(v) and v >= minimum)
+        ),
+    )
+
+
+def job_timeout() -> Rule[int]:
+    """RQ's job timeout: whole seconds, or -1 for none."""
+    return Rule(
+        "int",
+        _must_be(
+            "an integer >= 1, or -1 (no timeout)", lambda v: is_int(v) and (v >= 1 or v == -1)
+        ),
+    )
+
+
+def one_of(*choices: T) -> Rule[T]:
+    def problem(name: str, value: Any) -> Invalid | None:
+        if value in choices:
+            return None
+        return Invalid(
+            f"settings.{SETTING_NAME}[{name!r}] is {value!r}; expected one of {choices}."
+        )
+
+    return Rule(" or ".join(literal(choice) for choice in choices), problem, choices)
+
+
+def anything(type_name: str) -> Rule[Any]:
+    """No check: the value is used as given."""
+    return Rule(type_name, lambda name, value: None)
+
+
+def alias_of(setting: str, what: str) -> Rule[str]:
+    """A key of the Django setting ``setting`` (``RQ_QUEUES``, ``STORAGES``, ``DATABASES``)."""
+
+    def problem(name: str, value: Any) -> Invalid | None:
+        known = getattr(settings, setting, {})
+        if isinstance(value, str) and value in known:
+            return None
+        return Invalid(
+            f"{SETTING_NAME}[{name!r}] is {value!r}, which is not {what} of settings.{setting}.",
+            hint=f"Known: {', '.join(known) or 'none'}.",
+        )
+
+    return Rule("str", problem)
+
+
+def literal(value: Any) -> str:
+    """A value as the settings reference writes it: ``"default"``, ``5000``, ``None``."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+# --- the table ------------------------------------------------------------------------------
 
 
 class ExportSettings:
-    """Attribute access to ``settings.REPORT_EXPORT`` with ``DEFAULTS`` filled in."""
+    """Attribute access to ``settings.REPORT_EXPORT``, defaults filled in, typed per key."""
+
+    # django-rq queue (a key of RQ_QUEUES) that export jobs are enqueued on.
+    QUEUE = Setting("default", alias_of("RQ_QUEUES", "a queue"), 1)
+    # Alias in settings.STORAGES holding finished files, parts and checkpoints.
+    STORAGE = Setting("default", alias_of("STORAGES", "an alias"), 2, also=("W001",))
+    # Folder inside that storage under which every export file is written.
+    STORAGE_PREFIX: Setting[str] = Setting("report_export", anything("str"), None)
+    # Rows read and written per chunk; progress, pause and cancel act between chunks.
+    CHUNK_SIZE = Setting(5000, integer(1), 7)
+    # Seconds between heartbeats of a running export.
+    HEARTBEAT_INTERVAL = Setting(5, number(0, above=True), 10, also=("E016",))
+    # Seconds without a heartbeat after which a running export's worker is taken as lost.
+    STALE_AFTER = Setting(30, number(0), 7, also=("E016",))
+    # Seconds to wait for a running export to acknowledge pause or cancel.
+    CANCEL_TIMEOUT = Setting(10, number(0), 7)
+    # Seconds between durable checkpoints (part uploaded to storage, key saved in the database).
+    CHECKPOINT_INTERVAL = Setting(10, number(0), 11)
+    # How many times an export whose worker was lost is continued before it is marked Error.
+    MAX_RETRIES = Setting(3, integer(0), 12)
+    # Finished files and records older than this many days are removed by the cleanup command.
+    RETENTION_DAYS = Setting(30, integer(0), 15)
+    # "service": one export slot per service; "user": one slot per service and user.
+    SLOT_SCOPE: Setting[Literal["service", "user"]] = Setting(
+        "service", one_of("service", "user"), 7
+    )
+    # Neutralise CSV cells a spreadsheet would run as a formula.
+    CSV_FORMULA_GUARD: Setting[bool] = Setting(True, anything("bool"), None)
+    # "stream": the download endpoint streams the file; "redirect": 302 to storage's URL.
+    DOWNLOAD: Setting[Literal["stream", "redirect"]] = Setting(
+        "stream", one_of("stream", "redirect"), 7, also=("E009",)
+    )
+    # HTTP status for an authenticated caller without the service's read permission.
+    PERMISSION_DENIED_STATUS: Setting[Literal[401, 403]] = Setting(401, one_of(401, 403), 7)
+    # Seconds a granted read permission is trusted (API).
+    PERMISSION_CACHE_SECONDS = Setting(5, number(0), 7)
+    # Database alias the export queries read from (a read replica, say).
+    DATABASE_ALIAS = Setting("default", alias_of("DATABASES", "a database"), 6)
+    # Socket timeout, in seconds, of every Redis call made by the API and the job.
+    REDIS_TIMEOUT = Setting(2.0, number(0, above=True), 14)
+    # RQ job timeout, in seconds, of one run of an export (between start/resume and pause).
+    JOB_TIMEOUT = Setting(86400, job_timeout(), 13)
+    # Extra format writers: {"name": "dotted.path.WriterClass"}.
+    FORMATS: Setting[dict[str, str]] = Setting({}, anything("dict[str, str]"), None)
+    # On PostgreSQL, let the database write the built-in formats (COPY, string_agg): the same
+    # bytes as the Python writers, several times faster. False: always the ORM reader.
+    FAST_PATH: Setting[bool] = Setting(True, anything("bool"), None)
+    # Exports of more rows than this are split into key-range shards run by parallel jobs
+    # (ceil(rows / SHARD_ROWS) shards, at most MAX_SHARDS); None: only when asked for.
+    SHARD_ROWS = Setting(1_000_000, optional_integer(1), 7)
+    # Most shards one export is split into, whoever asks.
+    MAX_SHARDS = Setting(4, integer(1), 7)
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -83,24 +240,16 @@ class ExportSettings:
             raise ImproperlyConfigured(f"settings.{SETTING_NAME} must be a dict.")
         return value
 
-    def __getattr__(self, name: str) -> Any:
-        """A setting's value, read once: kept as an instance attribute, so later reads (a few
-        per status request) are plain attribute reads until ``reload``."""
-        if name not in DEFAULTS:
-            raise AttributeError(f"Unknown {SETTING_NAME} setting: {name!r}")
-        value = self.user_settings.get(name, DEFAULTS[name])
-        allowed = CHOICES.get(name)
-        if allowed and value not in allowed:
-            raise ImproperlyConfigured(
-                f"settings.{SETTING_NAME}[{name!r}] is {value!r}; expected one of {allowed}."
-            )
-        setattr(self, name, value)
-        return value
-
     def reload(self) -> None:
-        for name in DEFAULTS:
+        for name in SETTINGS:
             self.__dict__.pop(name, None)
 
+
+#: Every key of ``REPORT_EXPORT``, in the order of the table.
+SETTINGS: dict[str, Setting[Any]] = {
+    name: value for name, value in vars(ExportSettings).items() if isinstance(value, Setting)
+}
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
 
 export_settings = ExportSettings()
 

@@ -43,8 +43,8 @@ INSTALLED_APPS = [
 ]
 if os.environ.get("REPORT_EXPORT_DB_PROBE_DIR"):
     # The worker processes of tests/test_processes.py log which process runs each query and
-    # which process opened its connection (tests/dbprobe.py).
-    INSTALLED_APPS.append("tests.dbprobe.DatabaseProbe")
+    # which process opened its connection (tests/support/dbprobe.py).
+    INSTALLED_APPS.append("tests.support.dbprobe.DatabaseProbe")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

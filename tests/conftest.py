@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import django_rq
 import pytest
-from django.contrib.auth.models import Permission
 from redis import Redis
 from rest_framework.test import APIClient
-from rq import SimpleWorker
 
-from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
 from testproject.settings import s3_export_storage
 
-from .s3server import S3Server
+from .support.burst import run_worker
+from .support.s3server import S3_URL_EXPIRE, S3Server
+from .support.users import make_user
 
 OWN_KEY_PREFIXES = (b"report_export:", b"rq:")
 
@@ -123,23 +119,6 @@ def export_root(settings: Any, tmp_path: Any) -> Path:
     return root
 
 
-class BurstWorker(SimpleWorker):
-    """An in-process RQ worker without the pub/sub command channel, whose listener thread
-    RQ joins with a one-second timeout at the end of every burst; no test sends commands."""
-
-    def subscribe(self) -> None:
-        pass
-
-    def unsubscribe(self) -> None:
-        pass
-
-
-def run_worker() -> None:
-    """Run every queued export job in this process, as a burst worker."""
-    worker = django_rq.get_worker(export_settings.QUEUE, worker_class=BurstWorker)
-    worker.work(burst=True)
-
-
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -148,18 +127,6 @@ def fast_password_hashing(settings: Any) -> None:
 @pytest.fixture
 def worker() -> Any:
     return run_worker
-
-
-def make_user(username: str, *perms: str, **extra: Any) -> Any:
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.create_user(username, f"{username}@example.com", "pw", **extra)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return get_user_model().objects.get(pk=user.pk)
 
 
 @pytest.fixture
@@ -179,56 +146,9 @@ def anon() -> APIClient:
     return APIClient()
 
 
-class Poller(threading.Thread):
-    """Calls ``action`` from another thread once the slot has processed ``at_least`` rows.
-
-    The export meanwhile runs in this thread in a burst worker; ``action`` is what a second
-    API client would do mid-export (pause, cancel, start). Its result or error is kept.
-    """
-
-    def __init__(self, service: str, at_least: int, action: Any) -> None:
-        super().__init__(daemon=True)
-        self.service, self.at_least, self.action = service, at_least, action
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.seen: list[int] = []
-
-    def run(self) -> None:
-        from django.db import connection
-
-        from django_report_export import control
-        from django_report_export.registry import site
-
-        service = site.get(self.service)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                status = control.get_status(service)
-                self.seen.append(int(status["status"]))
-                if status["status"] == 2 and (status["processed"] or 0) >= self.at_least:
-                    self.result = self.action(service)
-                    return
-                time.sleep(0.002)
-            raise AssertionError(f"{self.service} never reached {self.at_least} rows")
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            connection.close()
-
-
-def while_running(service: str, at_least: int, action: Any) -> Poller:
-    poller = Poller(service, at_least, action)
-    poller.start()
-    return poller
-
-
-#: Seconds a pre-signed URL of the S3 test storage stays valid.
-S3_URL_EXPIRE = 120
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: Any) -> Iterator[S3Server]:
-    """moto's S3 server on a free port of 55300-55399, with an empty bucket."""
+    """moto's S3 server on a free port of ``S3_SERVER_PORTS``, with an empty bucket."""
     missing = [name for name in ("storages", "boto3", "moto") if not importlib.util.find_spec(name)]
     if missing:
         reason = f"{', '.join(missing)} not installed (pip install -e '.[test]')"

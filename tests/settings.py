@@ -4,4 +4,4 @@ that tests start run the demo shop's own settings."""
 
 from testproject.settings import *  # noqa: F403
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.keyed"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.keyed"]  # noqa: F405

@@ -22,7 +22,7 @@ from testproject.shop.factories import OrderFactory, ProductFactory
 from testproject.shop.models import Product
 from testproject.shop.report_exports import ProductExport
 
-from .conftest import make_user
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from django_report_export.models import ReportExport, Status
 
-from .conftest import make_user
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from .conftest import make_user
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,7 +24,7 @@ from django_report_export.models import ReportExport, Status
 from django_report_export.registry import site
 from testproject.shop.factories import OrderFactory, ProductFactory
 
-from .workers import WorkerProcess
+from .support.workers import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

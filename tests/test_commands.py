@@ -33,8 +33,8 @@ from django_report_export.status import StatusStore, now_ts
 from testproject.shop.factories import ProductFactory
 from testproject.shop.report_exports import ProductExport
 
-from .conftest import make_user
-from .workers import ROOT, worker_env
+from .support.users import make_user
+from .support.workers import ROOT, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

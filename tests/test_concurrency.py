@@ -49,10 +49,10 @@ from django_report_export.status import decode, slot_key
 from testproject.shop.factories import CustomerAccountFactory, InquiryFactory
 from testproject.shop.models import Inquiry
 
-from . import probe
-from .conftest import make_user
-from .servers import LiveServer, basic_auth, live_worker
-from .workers import wait_for
+from .support import probe
+from .support.servers import LiveServer, basic_auth, live_worker
+from .support.users import make_user
+from .support.workers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

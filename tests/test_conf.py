@@ -1,10 +1,14 @@
+import re
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_report_export.conf import DEFAULTS, export_settings
+from django_report_export.conf import DEFAULTS, SETTINGS, export_settings, literal
+
+SETTINGS_REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 OTHER_VALUES = {
     "QUEUE": "exports",
@@ -48,6 +52,45 @@ def test_override_settings_reaches_every_key(key):
     with override_settings(REPORT_EXPORT={key: OTHER_VALUES[key]}):
         assert getattr(export_settings, key) == OTHER_VALUES[key]
     assert getattr(export_settings, key) != OTHER_VALUES[key]
+
+
+def test_a_setting_is_read_again_after_a_change():
+    """A value is kept after its first read; a change of REPORT_EXPORT forgets every one."""
+    before = {key: getattr(export_settings, key) for key in SETTINGS}
+    with override_settings(REPORT_EXPORT=OTHER_VALUES):
+        assert {key: getattr(export_settings, key) for key in SETTINGS} == OTHER_VALUES
+    assert {key: getattr(export_settings, key) for key in SETTINGS} == before
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_every_key_has_a_rule_a_type_and_a_check(key):
+    setting = SETTINGS[key]
+    assert setting.name == key
+    assert setting.rule.type
+    assert setting.check is not None or setting.rule.problem(key, object()) is None
+
+
+def documented_settings() -> dict[str, tuple[str, str, str]]:
+    """The settings reference's table: key -> (default, type, check) cells, as written."""
+    rows = {}
+    for line in SETTINGS_REFERENCE.read_text().splitlines():
+        cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)]
+        if len(cells) == 7 and re.fullmatch(r"`[A-Z_]+`", cells[1]):
+            rows[cells[1].strip("`")] = (cells[2], cells[3], cells[4])
+    return rows
+
+
+def test_the_settings_reference_agrees_with_the_table_of_settings():
+    expected = {}
+    for key, setting in SETTINGS.items():
+        checks = [f"`E{setting.check:03d}`"] if setting.check is not None else []
+        checks += [f"`{check}`" for check in setting.also]
+        expected[key] = (
+            f"`{literal(setting.default)}`",
+            f"`{setting.rule.type}`",
+            ", ".join(checks) or "—",
+        )
+    assert documented_settings() == expected
 
 
 class TestInvalid:

@@ -37,7 +37,7 @@ from django_report_export.registry import ExportService, ServiceRegistry, site
 from testproject.shop.factories import CategoryFactory, ProductFactory
 from testproject.shop.models import Inquiry, Product
 
-from .conftest import make_user
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from django_report_export.models import ReportExport, Status
 
-from .workers import WorkerProcess, wait_for
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

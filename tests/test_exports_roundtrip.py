@@ -32,7 +32,7 @@ from django_report_export.registry import site
 from testproject.shop import factories as f
 from testproject.shop.models import Order
 
-from .formula_guard import guarded
+from .support.formula_guard import guarded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

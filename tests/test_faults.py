@@ -20,7 +20,7 @@ from django_report_export.registry import site
 from testproject.shop.factories import InquiryFactory
 from testproject.shop.models import CustomerAccount, Inquiry
 
-from .workers import WorkerProcess, wait_for
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

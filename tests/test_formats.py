@@ -41,7 +41,7 @@ from django_report_export.formats.csv import LEADING_WHITESPACE
 from django_report_export.formats.values import decimal_texts
 from django_report_export.formats.xml import xml_name
 
-from .formula_guard import guarded
+from .support.formula_guard import guarded
 
 UTC = dt.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

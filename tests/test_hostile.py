@@ -25,8 +25,8 @@ from django_report_export.conf import export_settings
 from django_report_export.models import ReportExport, Status
 from testproject.shop.factories import ProductFactory
 
-from .conftest import make_user
-from .servers import LiveServer, basic_auth
+from .support.servers import LiveServer, basic_auth
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -38,9 +38,9 @@ from django_report_export.status import StatusStore
 from testproject.shop.factories import InquiryFactory
 from testproject.shop.models import Inquiry
 
-from .conftest import while_running
-from .keyed.exports import SERVICES
-from .keyed.models import Counted, Named, Slugged
+from .support.keyed.exports import SERVICES
+from .support.keyed.models import Counted, Named, Slugged
+from .support.polling import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from testproject.shop.factories import ProductFactory
 from testproject.shop.models import Product
 
 from . import elsewhere_urls
-from .conftest import while_running
+from .support.polling import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,9 +23,8 @@ from django.test import Client
 from django_report_export.models import ReportExport, Status
 from django_report_export.storage import export_folder
 
-from .conftest import S3_URL_EXPIRE
-from .s3server import host
-from .workers import WorkerProcess, wait_for
+from .support.s3server import S3_URL_EXPIRE, host
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -24,7 +24,7 @@ from django_report_export.models import ReportExport, Status
 from django_report_export.storage import Part, export_folder, local_folder, publish
 from testproject.shop.factories import ProductFactory
 
-from .conftest import while_running
+from .support.polling import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -20,8 +20,8 @@ from rest_framework.test import APIClient
 from django_report_export.api import permissions
 from django_report_export.registry import site
 
-from .conftest import make_user
-from .workers import ROOT, worker_env
+from .support.users import make_user
+from .support.workers import ROOT, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -20,8 +20,8 @@ from django_report_export.connection import get_queue, get_redis
 from django_report_export.models import ReportExport, Status
 from django_report_export.processes import closing_new_connections, discard_inherited_connections
 
-from .dbprobe import PROBE_DIR_VARIABLE, database_handles, read_queries, session_of
-from .workers import WorkerProcess, wait_for
+from .support.dbprobe import PROBE_DIR_VARIABLE, database_handles, read_queries, session_of
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

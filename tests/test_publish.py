@@ -24,7 +24,7 @@ from django_report_export.status import Status
 from django_report_export.storage import Part, export_folder, get_storage, publish
 from testproject.shop.factories import ProductFactory
 
-from .conftest import run_worker
+from .support.burst import run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -34,7 +34,7 @@ from django_report_export.registry import site
 from django_report_export.storage import get_storage
 from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher
 
-from .formula_guard import guarded
+from .support.formula_guard import guarded
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core import checks
 from django.test import override_settings
 
+from django_report_export.checks import check_settings
 from django_report_export.exceptions import (
     AlreadyRegistered,
     ExportConfigurationError,
@@ -182,3 +183,75 @@ def test_unknown_database_is_E006(settings):
 def test_invalid_settings_are_E007(value):
     with override_settings(REPORT_EXPORT=value):
         assert "django_report_export.E007" in check_ids()
+
+
+# --- one check id per mistake in a setting's value (the table of settings, conf.py) ----------
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "message"),
+    [
+        ({"HEARTBEAT_INTERVAL": 0}, "E010", "must be a number > 0"),
+        ({"HEARTBEAT_INTERVAL": "5"}, "E010", "must be a number > 0"),
+        ({"CHECKPOINT_INTERVAL": -1}, "E011", "must be a number >= 0"),
+        ({"CHECKPOINT_INTERVAL": None}, "E011", "must be a number >= 0"),
+        ({"MAX_RETRIES": -1}, "E012", "must be an integer >= 0"),
+        ({"MAX_RETRIES": 1.5}, "E012", "must be an integer >= 0"),
+        ({"JOB_TIMEOUT": 0}, "E013", "must be an integer >= 1, or -1 (no timeout)"),
+        ({"JOB_TIMEOUT": "forever"}, "E013", "must be an integer >= 1, or -1 (no timeout)"),
+        ({"REDIS_TIMEOUT": 0}, "E014", "must be a number > 0"),
+        ({"REDIS_TIMEOUT": None}, "E014", "must be a number > 0"),
+        ({"RETENTION_DAYS": -1}, "E015", "must be an integer >= 0"),
+        ({"RETENTION_DAYS": "30"}, "E015", "must be an integer >= 0"),
+    ],
+)
+def test_a_value_out_of_its_range_has_its_own_check_id(value, check_id, message):
+    (key,) = value
+    with override_settings(REPORT_EXPORT=value):
+        found = [(error.id, error.msg) for error in check_settings()]
+    assert found == [(f"django_report_export.{check_id}", f"REPORT_EXPORT[{key!r}] {message}.")]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"STALE_AFTER": 5},
+        {"HEARTBEAT_INTERVAL": 60},
+        {"STALE_AFTER": 2, "HEARTBEAT_INTERVAL": 3.5},
+    ],
+)
+def test_stale_after_not_longer_than_a_heartbeat_is_E016(value):
+    with override_settings(REPORT_EXPORT=value):
+        errors = check_settings()
+    stale_after = value.get("STALE_AFTER", 30)
+    heartbeat = value.get("HEARTBEAT_INTERVAL", 5)
+    assert [(error.id, error.msg) for error in errors] == [
+        (
+            "django_report_export.E016",
+            f"REPORT_EXPORT['STALE_AFTER'] ({stale_after!r}) must be greater than "
+            f"HEARTBEAT_INTERVAL ({heartbeat!r}): a running export would be taken as lost "
+            "between two of its heartbeats, and continued by a second worker.",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"HEARTBEAT_INTERVAL": 0.5, "STALE_AFTER": 0.75},
+        {"CHECKPOINT_INTERVAL": 0, "MAX_RETRIES": 0, "RETENTION_DAYS": 0},
+        {"JOB_TIMEOUT": -1, "REDIS_TIMEOUT": 0.25},
+        {"JOB_TIMEOUT": 1, "REDIS_TIMEOUT": 5},
+    ],
+)
+def test_values_at_the_edge_of_their_range_pass(value):
+    with override_settings(REPORT_EXPORT=value):
+        assert check_settings() == []
+
+
+def test_a_fractional_chunk_size_is_E007():
+    with override_settings(REPORT_EXPORT={"CHUNK_SIZE": 2.5}):
+        found = [(error.id, error.msg) for error in check_settings()]
+    assert found == [
+        ("django_report_export.E007", "REPORT_EXPORT['CHUNK_SIZE'] must be an integer >= 1.")
+    ]

@@ -31,10 +31,10 @@ import requests
 
 from django_report_export.models import Status
 
-from .net import port_is_free
-from .pgreplica import ReplicaPair, ReplicaUnavailable
-from .servers import LiveServer, Process
-from .workers import ROOT, WorkerProcess, descendants, wait_for, worker_env
+from .support.net import port_is_free
+from .support.pgreplica import ReplicaPair, ReplicaUnavailable
+from .support.servers import LiveServer, Process
+from .support.workers import ROOT, WorkerProcess, descendants, wait_for, worker_env
 
 pytestmark = [pytest.mark.slow]
 

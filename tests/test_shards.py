@@ -26,7 +26,7 @@ from django_report_export.registry import site
 from django_report_export.runs.plan import chunk_separator, plan, shard_count
 from testproject.shop.models import Order
 
-from .conftest import while_running
+from .support.polling import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

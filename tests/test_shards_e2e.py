@@ -21,8 +21,8 @@ from django_report_export.connection import get_redis
 from django_report_export.models import ReportExport, Status
 from django_report_export.runs.leases import RUN_PREFIX, shards_key
 
-from .s3server import host
-from .workers import WorkerProcess, wait_for
+from .support.s3server import host
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -26,7 +26,7 @@ from django_report_export.runs.sharded import ShardRun
 from django_report_export.status import now_ts, slot_key
 from django_report_export.storage import Part, StreamedFile, publish
 
-from .conftest import while_running
+from .support.polling import while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,7 +18,7 @@ from django_report_export.connection import get_redis
 from django_report_export.models import Status
 from testproject.shop.factories import ProductFactory
 
-from .conftest import make_user
+from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The repository: the working directory of the processes tests start.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def database_url() -> str:

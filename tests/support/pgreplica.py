@@ -28,10 +28,9 @@ from typing import Any
 
 import psycopg
 
-from .net import port_is_free
+from .net import REPLICA_PORTS, port_is_free
 
-#: Ports the private clusters may listen on (127.0.0.1 only).
-PORTS = range(55300, 55400)
+PORTS = REPLICA_PORTS
 #: Programs the pair needs.
 PROGRAMS = ("initdb", "pg_ctl", "pg_basebackup", "postgres")
 #: Settings of both clusters (the standby inherits the primary's through the base backup).

@@ -1,10 +1,20 @@
-"""Loopback helpers shared by the test servers (gunicorn, moto's S3, PostgreSQL replicas)."""
+"""Ports and readiness of the servers the tests start (gunicorn, moto's S3, PostgreSQL replicas)."""
 
 from __future__ import annotations
 
 import socket
 import time
 from collections.abc import Callable
+
+# Each server the tests start listens on 127.0.0.1 on a port of its own range, so that two
+# kinds never take each other's ports (test_replica.py's API server has 8300-8399). Within a
+# range a server takes a free port, and another on a collision with a parallel test run.
+#: gunicorn serving the demo (servers.LiveServer).
+HTTP_SERVER_PORTS = range(8200, 8300)
+#: moto's S3 server (s3server.S3Server).
+S3_SERVER_PORTS = range(55300, 55400)
+#: The private PostgreSQL primary and standby (pgreplica.ReplicaPair).
+REPLICA_PORTS = range(55400, 55500)
 
 
 def port_is_free(port: int) -> bool:

@@ -1,6 +1,6 @@
 """A real multi-process web server (gunicorn running ``testproject.wsgi``) and real
 ``rqworker`` processes for tests that drive the API over HTTP, pointed at this test run's
-database, Redis and media folder like ``tests/workers.py``."""
+database, Redis and media folder like ``workers.py``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .net import port_is_free, wait_for_http
-from .workers import ROOT, worker_env
+from .net import HTTP_SERVER_PORTS, port_is_free, wait_for_http
+from .workers import ROOT, WorkerProcess, worker_env
 
-#: Ports the project's tests may listen on (127.0.0.1 only).
-PORTS = range(8200, 8300)
+PORTS = HTTP_SERVER_PORTS
 LIVE_SETTINGS = "tests.live_settings"
 
 
@@ -113,8 +112,6 @@ class LiveServer(Process):
 
 
 def live_worker(log: Path, extra_env: dict[str, str] | None = None, **report_export: Any) -> Any:
-    """A ``tests.workers.WorkerProcess`` with the live settings."""
-    from .workers import WorkerProcess
-
+    """A ``WorkerProcess`` with the live settings."""
     env = {"DJANGO_SETTINGS_MODULE": LIVE_SETTINGS, "DJANGO_DEBUG": "0", **(extra_env or {})}
     return WorkerProcess(log, env=env, **report_export)

@@ -60,9 +60,9 @@ class ProbeXMLWriter(ProbeMixin, XMLWriter):
 
 
 FORMATS = {
-    "csv": "tests.probe.ProbeCSVWriter",
-    "json": "tests.probe.ProbeJSONWriter",
-    "xml": "tests.probe.ProbeXMLWriter",
+    "csv": "tests.support.probe.ProbeCSVWriter",
+    "json": "tests.support.probe.ProbeJSONWriter",
+    "xml": "tests.support.probe.ProbeXMLWriter",
 }
 
 

@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .net import port_is_free, wait_for_http
+from .net import S3_SERVER_PORTS, port_is_free, wait_for_http
 
-#: Ports the S3 server may listen on (127.0.0.1 only).
-PORTS = range(55300, 55400)
+PORTS = S3_SERVER_PORTS
+#: Seconds a pre-signed URL of the S3 test storage stays valid.
+S3_URL_EXPIRE = 120
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"  # moto accepts any key
 REGION = "us-east-1"
