@@ -255,6 +255,7 @@ class ExportRun:
         checkpoint = export.checkpoint or {}
         self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = checkpoint.get("processed", 0)
+        self.writer.resume_state(checkpoint.get("writer"))
         self.last_key = key_from_json(self.service.model, checkpoint.get("last_key"))
         return True
 
@@ -364,7 +365,9 @@ class ExportRun:
 
     def checkpoint(self) -> dict[str, Any]:
         last_key = key_to_json(self.service.model, self.last_key)
-        return {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
+        checkpoint = {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
+        state = self.writer.checkpoint_state(self.processed)
+        return checkpoint if state is None else {**checkpoint, "writer": state}
 
     def save_checkpoint(self, **values: Any) -> None:
         """Make the rows written so far durable; a superseded run cannot do it."""
