@@ -130,7 +130,7 @@ class _State:
     compressed: int = 0
     size: int = 0
     #: Rows on the sheet being written, its header row included (0: its data not begun).
-    rows: int = 0
+    sheet_rows: int = 0
     #: Column widths, set by the first chunk (``None``: no chunk written yet).
     widths: list[float] | None = None
 
@@ -416,13 +416,13 @@ class XLSXWriter(FormatWriter):
         pieces: list[bytes] = []
         start = 0
         while start < len(rows):
-            if self._state.rows == SHEET_ROWS:
+            if self._state.sheet_rows == SHEET_ROWS:
                 pieces += [self._close_sheet(), self._open_sheet()]
-            if not self._state.rows:
+            if not self._state.sheet_rows:
                 pieces.append(self._sheet_data_start())
-            taken = rows[start : start + SHEET_ROWS - self._state.rows]
+            taken = rows[start : start + SHEET_ROWS - self._state.sheet_rows]
             pieces.append(self._sheet_xml("".join(taken)))
-            self._state.rows += len(taken)
+            self._state.sheet_rows += len(taken)
             start += len(taken)
         self._data_rows += len(chunk)
         self._remember()
@@ -432,7 +432,7 @@ class XLSXWriter(FormatWriter):
         state = self._state
         if state.widths is None:
             state.widths = [_width([], name) for name in self.columns]
-        pieces = [self._sheet_data_start()] if not state.rows else []
+        pieces = [self._sheet_data_start()] if not state.sheet_rows else []
         pieces.append(self._close_sheet())
         pieces.append(self._package())
         return b"".join(pieces)
@@ -447,7 +447,7 @@ class XLSXWriter(FormatWriter):
         state = self._state
         header = _local_header(self._sheet_name(len(state.entries) + 1), _DATA_DESCRIPTOR)
         state.offset = state.written
-        state.crc = state.compressed = state.size = state.rows = 0
+        state.crc = state.compressed = state.size = state.sheet_rows = 0
         state.written += len(header)
         return header + self._sheet_xml(_SHEET_START)
 
@@ -459,7 +459,7 @@ class XLSXWriter(FormatWriter):
             for index, width in enumerate(self._state.widths, start=1)
         )
         header = "".join(map(_header_cell, self.columns))
-        self._state.rows = 1
+        self._state.sheet_rows = 1
         return self._sheet_xml(
             f"{f'<cols>{cols}</cols>' if cols else ''}<sheetData><row>{header}</row>"
         )
