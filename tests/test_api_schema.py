@@ -55,7 +55,7 @@ def test_every_service_has_paths_of_its_own_and_there_is_no_generic_one(schema):
 def test_start_of_admin_user_offers_admin_users_formats_only(schema):
     start = parameters(schema, "/api/report/adminUser/start", "post")
     assert start["format"]["required"] is True
-    assert start["format"]["schema"] == {"type": "string", "enum": ["json", "csv"]}
+    assert start["format"]["schema"] == {"type": "string", "enum": ["json", "csv", "xlsx", "jsonl"]}
     assert "xml" not in start["format"]["schema"]["enum"]
     order = parameters(schema, "/api/report/order/start", "post")
     assert "csv" not in order["format"]["schema"]["enum"]

@@ -15,22 +15,22 @@ from testproject.shop import factories
 pytestmark = pytest.mark.django_db
 
 EXPECTED_FORMATS = {
-    "adminUser": ["json", "csv"],
-    "category": ["json", "csv"],
-    "customerAccount": ["json", "csv"],
-    "dataFeed": ["json", "csv"],
-    "dataFeedTemplate": ["json", "csv"],
-    "inquiry": ["json", "csv", "xml"],
-    "inventory": ["json", "csv"],
-    "order": ["json", "xml"],
-    "newsletterSubscriber": ["json", "csv"],
-    "product": ["json", "csv"],
-    "productRating": ["json", "csv"],
-    "seoViews": ["json", "csv"],
-    "transaction": ["json", "csv"],
-    "voucher": ["json", "csv"],
-    "voucherPreset": ["json", "csv"],
-    "voucherTemplate": ["json", "csv"],
+    "adminUser": ["json", "csv", "xlsx", "jsonl"],
+    "category": ["json", "csv", "xlsx", "jsonl"],
+    "customerAccount": ["json", "csv", "xlsx", "jsonl"],
+    "dataFeed": ["json", "csv", "xlsx", "jsonl"],
+    "dataFeedTemplate": ["json", "csv", "xlsx", "jsonl"],
+    "inquiry": ["json", "csv", "xml", "xlsx", "jsonl"],
+    "inventory": ["json", "csv", "xlsx", "jsonl"],
+    "order": ["json", "xml", "xlsx", "jsonl"],
+    "newsletterSubscriber": ["json", "csv", "xlsx", "jsonl"],
+    "product": ["json", "csv", "xlsx", "jsonl"],
+    "productRating": ["json", "csv", "xlsx", "jsonl"],
+    "seoViews": ["json", "csv", "xlsx", "jsonl"],
+    "transaction": ["json", "csv", "xlsx", "jsonl"],
+    "voucher": ["json", "csv", "xlsx", "jsonl"],
+    "voucherPreset": ["json", "csv", "xlsx", "jsonl"],
+    "voucherTemplate": ["json", "csv", "xlsx", "jsonl"],
 }
 SERVICES = list(EXPECTED_FORMATS)
 RESERVED_PARAMETERS = {"format", "fields", "compression"}

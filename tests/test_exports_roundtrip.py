@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
+import openpyxl
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -102,6 +103,34 @@ def expected_json(value: Any) -> Any:
     return expected_text(value)  # decimals, datetimes and dates are JSON strings
 
 
+def expected_jsonl(value: Any) -> Any:
+    return expected_json(value)  # the same objects as json, one a line
+
+
+def expected_xlsx(value: Any) -> Any:
+    """The cell's value as openpyxl reads it back: numbers, booleans, naive datetimes in UTC
+    (dates at midnight), text with XML-forbidden characters as U+FFFD."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return expected_xml(value)
+    if isinstance(value, Decimal):
+        text = format(value, "f")
+        return float(text) if "." in text else int(text)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    return expected_text(value)
+
+
+def same_cell(got: Any, wanted: Any) -> bool:
+    """Equal and of one type; datetimes within the millisecond openpyxl rounds them to."""
+    if isinstance(wanted, dt.datetime):
+        return isinstance(got, dt.datetime) and abs(got - wanted) <= dt.timedelta(milliseconds=1)
+    return type(got) is type(wanted) and got == wanted
+
+
 def xml_allowed(char: str) -> bool:
     code = ord(char)
     return any(low <= code <= high for low, high in XML_CHAR_RANGES)
@@ -158,6 +187,22 @@ def parse_xml(data: bytes, service: str) -> list[list[tuple[str, str]]]:
     return records
 
 
+def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
+    assert data.endswith(b"\n") or not data
+    return [json.loads(line) for line in data.decode("utf-8").split("\n")[:-1]]
+
+
+def parse_xlsx(data: bytes) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """The header row and the rows of the workbook's only sheet, as openpyxl reads them."""
+    workbook = openpyxl.load_workbook(io.BytesIO(data))
+    assert len(workbook.worksheets) == 1
+    sheet = workbook.worksheets[0]
+    assert sheet.freeze_panes == "A2"
+    rows = list(sheet.iter_rows(values_only=True))
+    assert all(cell.font.b for cell in sheet[1])
+    return list(rows[0]), rows[1:]
+
+
 # --- Comparison with the queryset -------------------------------------------------------------
 
 
@@ -193,6 +238,25 @@ def assert_matches(data: bytes, service: str, export_format: str, fields, rows) 
                 if text is not None
             ]
             assert got == wanted, f"row {number}"
+    elif export_format == "jsonl":
+        objects = parse_jsonl(data)
+        assert len(objects) == len(rows) == data.count(b"\n")
+        for number, (got, row) in enumerate(zip(objects, rows, strict=True)):
+            assert list(got) == fields, f"row {number}"
+            wanted = [expected_jsonl(value) for value in row]
+            assert typed(list(got.values())) == typed(wanted), f"row {number}"
+    elif export_format == "xlsx":
+        header, cells = parse_xlsx(data)
+        assert header == fields
+        assert len(cells) == len(rows)
+        for number, (got, row) in enumerate(zip(cells, rows, strict=True)):
+            wanted = [expected_xlsx(value) for value in row]
+            differing = [
+                (field, cell, want)
+                for field, cell, want in zip(fields, got, wanted, strict=True)
+                if not same_cell(cell, want)
+            ]
+            assert not differing, f"row {number}"
     else:  # pragma: no cover - a new format needs its parser here
         raise AssertionError(f"No parser in this test for {export_format!r}")
 
@@ -401,7 +465,7 @@ def test_the_data_holds_the_awkward_values(shop):
     """Guards the fixture and the parametrisation: every service and format is covered, and
     the values the round trips are meant to exercise are really there."""
     assert len({case.values[0] for case in CASES}) == 16
-    assert len(CASES) == 33  # 16 services, two formats each, inquiry three
+    assert len(CASES) == 65  # 16 services, four formats each, inquiry five
     values = [
         (service.name, value)
         for service in site
@@ -517,6 +581,7 @@ SAME_BYTES_CASES = [
     ("inquiry", "csv"),
     ("inquiry", "json"),
     ("inquiry", "xml"),
+    ("inquiry", "jsonl"),
     ("order", "xml"),
     ("product", "csv"),
     ("customerAccount", "csv"),

@@ -29,7 +29,9 @@ from lxml import etree
 from django_report_export.formats import (
     CSVWriter,
     FormatWriter,
+    JSONLinesWriter,
     JSONWriter,
+    XLSXWriter,
     XMLWriter,
     format_names,
     get_writer_class,
@@ -713,11 +715,14 @@ def test_builtin_formats() -> None:
     assert get_writer_class("csv") is CSVWriter
     assert get_writer_class("json") is JSONWriter
     assert get_writer_class("xml") is XMLWriter
-    assert format_names() == ["csv", "json", "xml"]
+    assert get_writer_class("jsonl") is JSONLinesWriter
+    assert get_writer_class("xlsx") is XLSXWriter
+    assert format_names() == ["csv", "json", "jsonl", "xlsx", "xml"]
 
 
 def test_unknown_format() -> None:
-    with pytest.raises(LookupError, match=r"Unknown export format 'yaml'.*csv, json, xml"):
+    known = "csv, json, jsonl, xlsx, xml"
+    with pytest.raises(LookupError, match=rf"Unknown export format 'yaml'.*{known}"):
         get_writer_class("yaml")
 
 
@@ -726,7 +731,7 @@ def test_format_from_settings_is_read_at_call_time() -> None:
         get_writer_class("tsv")
     with override_settings(REPORT_EXPORT={"FORMATS": {"tsv": f"{__name__}.TSVWriter"}}):
         assert get_writer_class("tsv") is TSVWriter
-        assert format_names() == ["csv", "json", "tsv", "xml"]
+        assert format_names() == ["csv", "json", "jsonl", "tsv", "xlsx", "xml"]
         writer = get_writer_class("tsv")("order", ["a", "b"])
         assert export(writer, [(1, "x")]) == b"1\tx\n"
     with pytest.raises(LookupError):

@@ -1,6 +1,7 @@
 """The format registry: which writer serves ``format=csv``, ``json``, ``xml``, ...
 
-Three formats are built in. A project adds more (or replaces a built-in one) either in code::
+Five formats are built in: csv, json, jsonl, xml and xlsx. A project adds more (or replaces a
+built-in one) either in code::
 
     from django_report_export.formats import FormatWriter, register_format
 
@@ -25,13 +26,17 @@ from django_report_export.conf import export_settings
 from django_report_export.formats.base import FormatWriter, Row
 from django_report_export.formats.csv import CSVWriter
 from django_report_export.formats.json import JSONWriter
+from django_report_export.formats.jsonl import JSONLinesWriter
+from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.formats.xml import XMLWriter
 
 __all__ = [
     "CSVWriter",
     "FormatWriter",
+    "JSONLinesWriter",
     "JSONWriter",
     "Row",
+    "XLSXWriter",
     "XMLWriter",
     "format_names",
     "get_writer_class",
@@ -42,7 +47,9 @@ __all__ = [
 BUILTIN_FORMATS: dict[str, type[FormatWriter]] = {
     CSVWriter.name: CSVWriter,
     JSONWriter.name: JSONWriter,
+    JSONLinesWriter.name: JSONLinesWriter,
     XMLWriter.name: XMLWriter,
+    XLSXWriter.name: XLSXWriter,
 }
 
 _registered: dict[str, type[FormatWriter]] = {}

@@ -2,9 +2,11 @@
 
 A writer turns rows into bytes, one chunk at a time, and holds no file: the export job owns
 the file, so it can checkpoint, pause and continue on another worker. ``encode_rows`` is told
-whether any row has been written before (``first``), which is all the state a format needs to
-carry across a pause (a JSON comma, say); the bytes of an export are therefore the same however
-often it was paused and resumed.
+whether any row has been written before (``first``), which is all the state most formats need
+to carry across a pause (a JSON comma, say); a writer that needs more (xlsx: sizes and CRC-32
+of its zip) hands it to the checkpoint through ``checkpoint_state`` and gets it back in
+``resume_state``. The bytes of an export are therefore the same however often it was paused
+and resumed.
 
 Rows are tuples of Python values in the order of ``columns``: ``None``, ``str``, ``int``,
 ``bool``, ``float``, ``Decimal``, aware ``datetime``, ``date``, ``time``, ``timedelta``,
@@ -127,6 +129,10 @@ class FormatWriter:
     #: File name extension, without the dot.
     extension: ClassVar[str] = ""
     content_type: ClassVar[str] = "application/octet-stream"
+    #: Whether an export may be written in shards, whose parts are joined with the bytes
+    #: between two chunks (``shards.chunk_separator``); a writer whose chunks depend on what
+    #: came before (a zip's offsets) says ``False`` and is always written as one.
+    shardable: ClassVar[bool] = True
 
     def __init__(self, service: str, columns: Sequence[str]) -> None:
         self.service = service
@@ -153,3 +159,14 @@ class FormatWriter:
     def footer(self, *, empty: bool) -> bytes:
         """Bytes that close the file; ``empty`` is true when no row was written at all."""
         return b""
+
+    def checkpoint_state(self, rows: int) -> Any:
+        """What the writer must know, beyond ``first``, to go on after the first ``rows``
+        rows it encoded (JSON, stored in the export's checkpoint); ``None``: nothing.
+
+        The rows asked for may be a chunk fewer than encoded: a chunk read before a pause is
+        not written."""
+        return None
+
+    def resume_state(self, state: Any) -> None:
+        """Go on from a ``checkpoint_state`` (``None`` when the checkpoint has none)."""

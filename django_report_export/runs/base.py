@@ -211,11 +211,14 @@ class ChunkedRun:
     def resume_from(self, checkpoint: dict[str, Any]) -> None:
         self.parts.resume(checkpoint_parts(checkpoint))
         self.processed = checkpoint.get("processed", 0)
+        self.writer.resume_state(checkpoint.get("writer"))
         self.last_key = key_from_json(self.model, checkpoint.get("last_key"))
 
     def checkpoint(self) -> dict[str, Any]:
         last_key = key_to_json(self.model, self.last_key)
-        return {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
+        checkpoint = {"last_key": last_key, **self.parts.checkpoint(), "processed": self.processed}
+        state = self.writer.checkpoint_state(self.processed)
+        return checkpoint if state is None else {**checkpoint, "writer": state}
 
     def save_checkpoint(self, **values: Any) -> None:
         """Make the rows written so far durable; a superseded run cannot do it."""

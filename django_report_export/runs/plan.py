@@ -33,6 +33,8 @@ def shard_count(export: ReportExport, service: ExportService, total: int) -> int
 def chunk_separator(writer: FormatWriter) -> bytes | None:
     """The bytes a writer puts between two chunks (a JSON comma), read off the writer itself;
     ``None`` if its chunks differ by more than a prefix, which sharding cannot assemble."""
+    if not writer.shardable:
+        return None
     row = [(None,) * len(writer.columns)]
     try:
         later, first = writer.encode_rows(row, first=False), writer.encode_rows(row, first=True)

@@ -28,7 +28,8 @@ from .models import (
     VoucherTemplate,
 )
 
-JSON_CSV = ("json", "csv")
+#: The seed's formats, and the spreadsheet and JSON Lines files beside them.
+JSON_CSV = ("json", "csv", "xlsx", "jsonl")
 
 
 @register("adminUser")
@@ -143,7 +144,7 @@ class InquiryExport(ExportService):
         "message",
         "answered_at",
     )
-    formats = ("json", "csv", "xml")
+    formats = ("json", "csv", "xml", "xlsx", "jsonl")
     filterset_class = filters.InquiryFilter
     description = "Customer inquiries sent through the contact form."
 
@@ -187,7 +188,7 @@ class OrderExport(ExportService):
         "paid_at",
         "note",
     )
-    formats = ("json", "xml")
+    formats = ("json", "xml", "xlsx", "jsonl")
     filterset_class = filters.OrderFilter
     description = "Orders with customer, totals and payment."
 
