@@ -72,11 +72,9 @@ class Setting(Generic[T]):
         if instance is None:
             return self
         value = self.read(instance.user_settings)
-        if self.rule.choices and value not in self.rule.choices:
-            raise ImproperlyConfigured(
-                f"settings.{SETTING_NAME}[{self.name!r}] is {value!r}; "
-                f"expected one of {self.rule.choices}."
-            )
+        invalid = self.problem(value) if self.rule.choices else None
+        if invalid is not None:
+            raise ImproperlyConfigured(invalid.message)  # its readers know only the choices
         instance.__dict__[self.name] = value
         return value
 

@@ -1,6 +1,6 @@
-"""Settings of the test suite: the demo shop's, plus models the tests need that a shop would
-not ship (``tests.keyed``: primary keys of the types the demo does not use). Worker processes
-that tests start run the demo shop's own settings."""
+"""Settings of the test suite: the demo shop's, plus the models of ``tests.support.keyed``
+(primary keys of the types the demo does not use), which a shop would not ship. The servers
+and workers that tests start run ``tests/live_settings.py``, the demo's with a fast hasher."""
 
 from testproject.settings import *  # noqa: F403
 
