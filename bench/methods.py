@@ -27,6 +27,9 @@ Methods:
 * ``naive-models-csv``: model instances (``select_related``) and ``csv.writer``.
 * ``naive-values-json``: ``values().iterator(5000)`` and ``orjson.dumps`` per row.
 * ``naive-values-xml``: ``values().iterator(5000)`` and lxml's ``xmlfile``, one element per row.
+* ``naive-xlsxwriter-xlsx``: ``values_list().iterator(5000)`` into xlsxwriter's
+  ``constant_memory`` workbook, a bold header, dates with a number format.
+* ``naive-openpyxl-xlsx``: the same loop into openpyxl's ``write_only`` workbook.
 * ``import-export-csv``: django-import-export's ``ModelResource.export()`` and tablib's CSV.
 * ``sql``: prints the service's SQL (for ``psql``/``sqlite3``/``mariadb`` run by the runner).
 * ``session``: prints a session key of a user allowed to read the service (load test).
@@ -296,6 +299,71 @@ def naive_values_xml(out: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def _excel_value(value: Any, clean: Callable[[str, str], str] | None = None) -> Any:
+    """What a hand-written loop does for Excel, which has no time zones and no decimals;
+    ``clean(replacement, text)`` drops what the library refuses in a text."""
+    import datetime
+    import decimal
+
+    if clean is not None and isinstance(value, str):
+        return clean("", value)
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.replace(tzinfo=None)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def naive_xlsxwriter(out: Path) -> dict[str, Any]:
+    import datetime
+
+    import xlsxwriter
+
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    rows = 0
+    workbook = xlsxwriter.Workbook(str(out), {"constant_memory": True})
+    sheet = workbook.add_worksheet(SERVICE)
+    bold = workbook.add_format({"bold": True})
+    dates = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    sheet.write_row(0, 0, fields, bold)
+    sheet.freeze_panes(1, 0)
+    for rows, row in enumerate(queryset.values_list(*fields).iterator(CHUNK_SIZE), start=1):
+        for column, value in enumerate(map(_excel_value, row)):
+            if isinstance(value, datetime.datetime):
+                sheet.write_datetime(rows, column, value, dates)
+            else:
+                sheet.write(rows, column, value)
+    workbook.close()
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def naive_openpyxl(out: Path) -> dict[str, Any]:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Font
+
+    queryset, fields = service_rows()
+    started = time.perf_counter()
+    rows = 0
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(SERVICE)
+    sheet.freeze_panes = "A2"
+    header = []
+    for name in fields:
+        cell = WriteOnlyCell(sheet, value=name)
+        cell.font = Font(bold=True)
+        header.append(cell)
+    sheet.append(header)
+    for row in queryset.values_list(*fields).iterator(CHUNK_SIZE):
+        # openpyxl refuses control characters (IllegalCharacterError): drop them.
+        sheet.append([_excel_value(value, clean=ILLEGAL_CHARACTERS_RE.sub) for value in row])
+        rows += 1
+    workbook.save(str(out))
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
 def import_export_csv(out: Path) -> dict[str, Any]:
     from import_export import resources
 
@@ -375,6 +443,8 @@ METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "naive-models-csv": naive_models_csv,
     "naive-values-json": naive_values_json,
     "naive-values-xml": naive_values_xml,
+    "naive-xlsxwriter-xlsx": naive_xlsxwriter,
+    "naive-openpyxl-xlsx": naive_openpyxl,
     "import-export-csv": import_export_csv,
 }
 

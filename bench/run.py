@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,8 @@ DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/bench_report_export"
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/bench_report_export"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 FORMATS = ("csv", "json", "xml")
+#: Formats the export job writes on the generic path only (no fast path writes them).
+GENERIC_FORMATS = ("jsonl", "xlsx")
 TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MariaDB"}
 
 
@@ -183,12 +187,34 @@ def count_records(path: Path, export_format: str, header: bool, service: str) ->
         with path.open("rb") as file:
             lines = sum(1 for _ in file)
         return lines - 2  # "[" and "]" on lines of their own, one object per line between
+    if export_format == "jsonl":
+        with path.open("rb") as file:
+            return sum(1 for _ in file)
+    if export_format == "xlsx":
+        return xlsx_rows(path) - (1 if header else 0)
     count, tail, tag = 0, b"", f"<{service}>".encode()
     with path.open("rb") as file:
         while block := file.read(1 << 24):
             data = tail + block
             count += data.count(tag)
             tail = data[-(len(tag) - 1) :]
+    return count
+
+
+def xlsx_rows(path: Path) -> int:
+    """Rows of every sheet of a workbook, header rows included (``<row`` elements, read
+    from the zip as a stream)."""
+    count = 0
+    with zipfile.ZipFile(path) as workbook:
+        for name in workbook.namelist():
+            if not name.startswith("xl/worksheets/"):
+                continue
+            tail = b""
+            with workbook.open(name) as sheet:
+                while block := sheet.read(1 << 24):
+                    data = tail + block
+                    count += data.count(b"<row>") + data.count(b"<row ")
+                    tail = data[-4:]
     return count
 
 
@@ -346,7 +372,7 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
     fast_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": True})}
     slow_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": False})}
     sharded = {"BENCH_WORKERS": str(args.workers)}
-    names = {"csv": "CSV", "json": "JSON", "xml": "XML"}
+    names = {"csv": "CSV", "json": "JSON", "xml": "XML", "jsonl": "JSON Lines", "xlsx": "xlsx"}
     if vendor == "postgresql":
         if shutil.which("psql"):
             methods.append(Method("copy-psql", "psql COPY ... TO STDOUT (CSV)", vendor, "csv"))
@@ -372,6 +398,12 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
                 Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
             )
             methods[-1].group = "job"
+    for export_format in GENERIC_FORMATS:
+        label = f"export job, {names[export_format]}, generic path"
+        methods.append(
+            Method(f"job-{export_format}", label, vendor, export_format, env=slow_settings)
+        )
+        methods[-1].path, methods[-1].group = "generic", "job"
     for path, env in paths if args.workers > 1 else []:
         for export_format in FORMATS:
             label = (
@@ -396,12 +428,30 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
                 Method(f"loop-{export_format}", label, vendor, export_format, env=env, path=path)
             )
             methods[-1].group = "loop"
+    for export_format in GENERIC_FORMATS:
+        label = f"reader+writer loop alone, {names[export_format]}, generic path"
+        methods.append(
+            Method(f"loop-{export_format}", label, vendor, export_format, env=slow_settings)
+        )
+        methods[-1].path, methods[-1].group = "generic", "loop"
     methods += [
         Method("naive-values-list-csv", "values_list().iterator(5000) + csv.writer", vendor, "csv"),
         Method("naive-models-csv", "model instances + csv.writer", vendor, "csv"),
         Method("naive-values-json", "values().iterator(5000) + orjson per row", vendor, "json"),
         Method("naive-values-xml", "values().iterator(5000) + lxml xmlfile", vendor, "xml"),
     ]
+    for module, key, label in (
+        (
+            "xlsxwriter",
+            "naive-xlsxwriter-xlsx",
+            "values_list().iterator(5000) + xlsxwriter constant_memory",
+        ),
+        ("openpyxl", "naive-openpyxl-xlsx", "values_list().iterator(5000) + openpyxl write_only"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            say(f"{module} is not installed (pip install -e '.[bench]'): skipped")
+        else:
+            methods.append(Method(key, label, vendor, "xlsx"))
     try:
         import import_export  # noqa: F401
     except ImportError:
@@ -668,6 +718,31 @@ def goals(
                 f"{value:.2f}x" if value else "",
             )
     for vendor, outcomes in results.items():
+        job = find(outcomes, "job-xlsx", "generic")
+        for key, name in (
+            ("naive-xlsxwriter-xlsx", "xlsxwriter"),
+            ("naive-openpyxl-xlsx", "openpyxl"),
+        ):
+            loop = find(outcomes, key)
+            value = loop.median("seconds") / job.median("seconds") if job and loop else None
+            yield line(
+                f"xlsx job ({TITLES[vendor]}) ≥ 3x the {name} loop",
+                value,
+                3,
+                f"{value:.2f}x" if value else "",
+            )
+        jsonl, json_job = (
+            find(outcomes, "job-jsonl", "generic"),
+            find(outcomes, "job-json", "generic"),
+        )
+        value = json_job.median("seconds") / jsonl.median("seconds") if jsonl and json_job else None
+        yield line(
+            f"jsonl job at least as fast as json ({TITLES[vendor]}, generic path)",
+            value,
+            1,
+            f"{value:.2f}x" if value else "",
+        )
+    for vendor, outcomes in results.items():
         reference = find(outcomes, "import-export-csv")
         jobs = [o for o in outcomes if o.method.group == "job" and o.runs]
         if reference and jobs:
@@ -769,7 +844,7 @@ def sharding(results: dict[str, list[Outcome]], workers: int) -> Iterator[str]:
 def identity(results: dict[str, list[Outcome]]) -> Iterator[str]:
     """The export job's files must not depend on the path or the machinery."""
     for vendor, outcomes in results.items():
-        for export_format in FORMATS:
+        for export_format in (*FORMATS, *GENERIC_FORMATS):
             digests = {
                 f"{o.method.key}/{o.method.path}": {run.digest for run in o.runs}
                 for o in outcomes

@@ -16,7 +16,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -44,6 +44,10 @@ class JSONWriter(FormatWriter):
     name = "json"
     extension = "json"
     content_type = "application/json"
+    #: What stands between two objects: a comma and a line end (``jsonl``: a line end).
+    object_separator: ClassVar[bytes] = b",\n"
+    #: What a chunk ends with (``jsonl``: the line end of its last object).
+    chunk_end: ClassVar[bytes] = b""
 
     def __init__(self, service: str, columns: Sequence[str]) -> None:
         super().__init__(service, columns)
@@ -55,7 +59,7 @@ class JSONWriter(FormatWriter):
         self._between = b"},{" + first_key
         if _has_border(self._between):
             self._between = b"},{"  # Cannot overlap itself, so counting it is exact.
-        self._between_lines = self._between.replace(b"},{", b"},\n{", 1)
+        self._between_lines = self._between.replace(b",", self.object_separator, 1)
 
     def header(self) -> bytes:
         return b"[\n"
@@ -113,11 +117,13 @@ class JSONWriter(FormatWriter):
         data = self._objects(*self._plan(chunk), len(chunk))
         if data is None and bytes in chunk.raw_types():
             data = self._objects(*self._plan(chunk, every_column=True), len(chunk))
+        # A later chunk begins with the separator unless each chunk ends its own last line.
+        start = b"" if first or self.chunk_end else self.object_separator
         if data is not None:
             # Without the list's brackets, copied once.
-            return b"".join((b"" if first else b",\n", memoryview(data)[1:-1]))
-        body = b",\n".join(map(self._encode_row, chunk.rows()))
-        return body if first else b",\n" + body
+            return b"".join((start, memoryview(data)[1:-1], self.chunk_end))
+        body = self.object_separator.join(map(self._encode_row, chunk.rows()))
+        return b"".join((start, body, self.chunk_end))
 
     def _objects(
         self, chunk: ChunkRows, option: int, default: Callable[[Any], Any], count: int
@@ -128,9 +134,12 @@ class JSONWriter(FormatWriter):
             data = orjson.dumps(chunk.records(self.columns), default=default, option=option)
         except TypeError:
             return None
+        growth = len(self._between_lines) - len(self._between)
+        if not growth and data.count(self._between) != count - 1:
+            return None
         lines = data.replace(self._between, self._between_lines)
-        # Each replacement adds one byte (the line end): one scan counts and replaces.
-        return lines if len(lines) - len(data) == count - 1 else None
+        # Each replacement adds ``growth`` bytes (a line end): one scan counts and replaces.
+        return lines if not growth or len(lines) - len(data) == growth * (count - 1) else None
 
     def footer(self, *, empty: bool) -> bytes:
         return b"]\n" if empty else b"\n]\n"

@@ -10,7 +10,6 @@ empty file.
 
 from __future__ import annotations
 
-from django_report_export.formats.base import ChunkRows
 from django_report_export.formats.json import JSONWriter
 
 
@@ -18,15 +17,11 @@ class JSONLinesWriter(JSONWriter):
     name = "jsonl"
     extension = "jsonl"
     content_type = "application/x-ndjson"
+    object_separator = b"\n"
+    chunk_end = b"\n"
 
     def header(self) -> bytes:
         return b""
-
-    def _encode(self, chunk: ChunkRows, *, first: bool) -> bytes:
-        # JSON text holds no line end of its own (orjson and json escape them), so the
-        # chunk's only ",\n" are those that JSONWriter put between two objects.
-        objects = super()._encode(chunk, first=True)
-        return objects.replace(b",\n", b"\n") + b"\n"
 
     def footer(self, *, empty: bool) -> bytes:
         return b""

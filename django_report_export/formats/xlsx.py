@@ -29,7 +29,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
@@ -39,9 +39,10 @@ from django_report_export.formats.values import (
     NoneType,
     check_width,
     decimal_text,
+    decimal_texts,
     text_value,
 )
-from django_report_export.formats.xml import escape_text
+from django_report_export.formats.xml import NULL, SEPARATOR, escape_text, escaped_join
 
 #: Rows of a sheet, its header row included (Excel's limit); a module constant so that tests
 #: can see the continuation on a second sheet without a million rows.
@@ -50,6 +51,8 @@ SHEET_ROWS = 1_048_576
 MIN_WIDTH, MAX_WIDTH = 6, 60
 #: zlib's fastest level: the sheet XML is repetitive, and level 1 already shrinks it ~10x.
 COMPRESSION_LEVEL = 1
+#: Rows turned into XML at a time: what a chunk needs beside its rows stays small.
+ROWS_A_PIECE = 500
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -92,7 +95,10 @@ _STYLES = (
 #: Excel's day zero (serial 0): the 1900 date system, leap-year bug included, is right from
 #: 1900-03-01 on; earlier dates are written as text.
 _EPOCH = datetime.datetime(1899, 12, 30)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=datetime.UTC)
 _FIRST_DATE = datetime.date(1900, 3, 1)
+_FIRST_SERIAL = (_FIRST_DATE - _EPOCH.date()).days
+_ONE_DAY = datetime.timedelta(days=1)
 _SECONDS_A_DAY = 86_400
 
 # --- zip records ---------------------------------------------------------------------------
@@ -225,13 +231,16 @@ def _end_records(count: int, directory_size: int, directory_offset: int) -> byte
     )
 
 
-def _deflate(data: bytes, *, last: bool) -> bytes:
-    """``data`` as a piece of a raw deflate stream that any piece may follow: a fresh
-    compressor, ended by a sync flush (byte-aligned, no reference back), or by the final
-    block when ``last``."""
-    compressor = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    end = zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH
-    return compressor.compress(data) + compressor.flush(end)
+def _compressor() -> Any:
+    """A fresh raw-deflate compressor: the piece it writes, ended by a sync flush
+    (byte-aligned, no reference back), may follow any other piece of a deflate stream."""
+    return zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+
+def _deflate(data: bytes) -> bytes:
+    """``data`` as a whole deflate stream."""
+    compressor = _compressor()
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
 
 
 # --- cells ---------------------------------------------------------------------------------
@@ -241,13 +250,27 @@ def _deflate(data: bytes, *, last: bool) -> bytes:
 _ESCAPE_LIKE = re.compile("_(?=x[0-9A-Fa-f]{4}_)")
 
 
+#: A text cell around the escaped text. Spaces at either end of a text are kept
+#: (``xml:space``); always saying so is cheaper than looking.
+_TEXT_OPEN = '<c t="inlineStr"><is><t xml:space="preserve">'
+_TEXT_CLOSE = "</t></is></c>"
+
+
 def _text_cell(text: str) -> str:
     escaped = escape_text(text)
     if "_x" in escaped:
         escaped = _ESCAPE_LIKE.sub("_x005F_", escaped)
-    if escaped[:1].isspace() or escaped[-1:].isspace():
-        return f'<c t="inlineStr"><is><t xml:space="preserve">{escaped}</t></is></c>'
-    return f'<c t="inlineStr"><is><t>{escaped}</t></is></c>'
+    return f"{_TEXT_OPEN}{escaped}{_TEXT_CLOSE}"
+
+
+def _text_cells(texts: Sequence[str | None]) -> list[str]:
+    """``_text_cell`` of each text (``None``: an empty cell), escaped as one string."""
+    joined = escaped_join(texts)
+    if "_x" in joined:
+        joined = _ESCAPE_LIKE.sub("_x005F_", joined)
+    between = f"{_TEXT_CLOSE}{SEPARATOR}{_TEXT_OPEN}"
+    cells = f"{_TEXT_OPEN}{joined.replace(SEPARATOR, between)}{_TEXT_CLOSE}"
+    return cells.replace(f"{_TEXT_OPEN}{NULL}{_TEXT_CLOSE}", "<c/>").split(SEPARATOR)
 
 
 def _header_cell(text: str) -> str:
@@ -274,18 +297,11 @@ def _bool_cell(value: bool) -> str:
     return '<c t="b"><v>1</v></c>' if value else '<c t="b"><v>0</v></c>'
 
 
-def _serial(value: datetime.datetime) -> str:
-    delta = value - _EPOCH
-    days = delta.days + (delta.seconds + delta.microseconds / 1_000_000) / _SECONDS_A_DAY
-    return repr(days)
-
-
 def _datetime_cell(value: datetime.datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-    if value.date() < _FIRST_DATE:
+    days = (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) / _ONE_DAY
+    if days < _FIRST_SERIAL:
         return _text_cell(value.isoformat())
-    return f'<c s="{_DATETIME}"><v>{_serial(value)}</v></c>'
+    return f'<c s="{_DATETIME}"><v>{days!r}</v></c>'
 
 
 def _date_cell(value: datetime.date) -> str:
@@ -307,6 +323,9 @@ def _other_cell(value: Any) -> str:
     return _text_cell(text_value(value))
 
 
+_TEXT_TYPES = frozenset({str, NoneType})
+_INT = {int}
+_DECIMAL = {decimal.Decimal}
 _CELLS: dict[type, Callable[[Any], str]] = {
     NoneType: _empty_cell,
     str: _text_cell,
@@ -330,8 +349,19 @@ def _cell_writer(cls: type) -> Callable[[Any], str]:
     return _other_cell
 
 
+_number = "<c><v>{}</v></c>".format
+
+
 def _cells(values: Sequence[Any]) -> list[str]:
+    """The cells of one column: whole columns of one common type at once, others value by
+    value."""
     types = set(map(type, values))
+    if types <= _TEXT_TYPES:
+        return _text_cells(values)
+    if types == _INT:
+        return list(map(_number, values))
+    if types == _DECIMAL and all(map(decimal.Decimal.is_finite, values)):
+        return list(map(_number, decimal_texts(values, types)))
     if len(types) == 1:
         return list(map(_cell_writer(types.pop()), values))
     writers = {cls: _cell_writer(cls) for cls in types}
@@ -339,11 +369,20 @@ def _cells(values: Sequence[Any]) -> list[str]:
 
 
 def _width(values: Sequence[Any], name: str) -> float:
-    longest = len(name)
-    for value in values:
-        if value is not None:
-            longest = max(longest, len(value if isinstance(value, str) else text_value(value)))
+    texts = [value if type(value) is str else text_value(value) for value in values if value]
+    longest = max(len(name), *map(len, texts)) if texts else len(name)
     return float(min(max(longest + 2, MIN_WIDTH), MAX_WIDTH))
+
+
+def _rows_xml(columns: Sequence[Sequence[Any]], start: int, stop: int) -> Iterator[str]:
+    """The ``<row>`` elements of rows ``start`` to ``stop``, ``ROWS_A_PIECE`` at a time."""
+    for begin in range(start, stop, ROWS_A_PIECE):
+        end = min(begin + ROWS_A_PIECE, stop)
+        if not columns:
+            yield "<row/>" * (end - begin)
+            continue
+        cells = zip(*(_cells(column[begin:end]) for column in columns), strict=True)
+        yield "".join(map("<row>{}</row>".format, map("".join, cells)))
 
 
 # --- the writer ----------------------------------------------------------------------------
@@ -408,22 +447,17 @@ class XLSXWriter(FormatWriter):
             self._state.widths = [
                 _width(column, name) for column, name in zip(columns, self.columns, strict=True)
             ]
-        if self.columns:
-            cells = zip(*map(_cells, columns), strict=True)
-            rows = [f"<row>{''.join(row)}</row>" for row in cells]
-        else:
-            rows = ["<row/>"] * len(chunk)
         pieces: list[bytes] = []
-        start = 0
-        while start < len(rows):
+        start, count = 0, len(chunk)
+        while start < count:
             if self._state.sheet_rows == SHEET_ROWS:
                 pieces += [self._close_sheet(), self._open_sheet()]
             if not self._state.sheet_rows:
                 pieces.append(self._sheet_data_start())
-            taken = rows[start : start + SHEET_ROWS - self._state.sheet_rows]
-            pieces.append(self._sheet_xml("".join(taken)))
-            self._state.sheet_rows += len(taken)
-            start += len(taken)
+            stop = min(count, start + SHEET_ROWS - self._state.sheet_rows)
+            pieces.append(self._sheet_xml(_rows_xml(columns, start, stop)))
+            self._state.sheet_rows += stop - start
+            start = stop
         self._data_rows += len(chunk)
         self._remember()
         return b"".join(pieces)
@@ -464,15 +498,22 @@ class XLSXWriter(FormatWriter):
             f"{f'<cols>{cols}</cols>' if cols else ''}<sheetData><row>{header}</row>"
         )
 
-    def _sheet_xml(self, xml: str, *, last: bool = False) -> bytes:
-        data = xml.encode()
-        compressed = _deflate(data, last=last)
+    def _sheet_xml(self, xml: str | Iterable[str], *, last: bool = False) -> bytes:
+        """The next piece of the sheet's deflate stream: ``xml`` (texts one after another),
+        ended by a sync flush, or by the stream's end when ``last``."""
         state = self._state
-        state.crc = zlib.crc32(data, state.crc)
-        state.size += len(data)
-        state.compressed += len(compressed)
-        state.written += len(compressed)
-        return compressed
+        compressor = _compressor()
+        compressed = []
+        for text in [xml] if isinstance(xml, str) else xml:
+            data = text.encode()
+            state.crc = zlib.crc32(data, state.crc)
+            state.size += len(data)
+            compressed.append(compressor.compress(data))
+        compressed.append(compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
+        piece = b"".join(compressed)
+        state.compressed += len(piece)
+        state.written += len(piece)
+        return piece
 
     def _close_sheet(self) -> bytes:
         """The end of the sheet's XML and its data descriptor."""
@@ -500,7 +541,7 @@ class XLSXWriter(FormatWriter):
         pieces = []
         for name, xml in self._parts(len(state.entries)):
             data = xml.encode()
-            compressed = _deflate(data, last=True)
+            compressed = _deflate(data)
             entry = _Entry(name, state.written, zlib.crc32(data), len(compressed), len(data))
             local = _local_header(name, 0, entry.crc, entry.compressed, entry.size)
             pieces += [local, compressed]

@@ -52,13 +52,13 @@ _FORBIDDEN = "\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff"
 _FORBIDDEN_RE = re.compile(f"[{_FORBIDDEN}]")
 _SPECIAL_RE = re.compile(f"[&<>\r{_FORBIDDEN}]")
 
-#: A column of a chunk is escaped as one string, its texts joined by ``_SEPARATOR``, with
-#: ``_NULL`` standing for ``None``. Both are forbidden characters, so no escaped text holds
+#: A column of a chunk is escaped as one string, its texts joined by ``SEPARATOR``, with
+#: ``NULL`` standing for ``None``. Both are forbidden characters, so no escaped text holds
 #: them; a column whose text does hold one is escaped text by text instead.
-_SEPARATOR = "\x00"
-_SEPARATOR_BYTE = _SEPARATOR.encode()
-_NULL = "\x01"
-_NULL_OR_SELF: dict[Any, Any] = {None: _NULL}
+SEPARATOR = "\x00"
+SEPARATOR_BYTE = SEPARATOR.encode()
+NULL = "\x01"
+_NULL_OR_SELF: dict[Any, Any] = {None: NULL}
 # Forbidden and special characters, but for the separator and the null mark.
 _BULK_FORBIDDEN_RE = re.compile("[\x02-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _BULK_SPECIAL_RE = re.compile("[&<>\r\x02-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -93,14 +93,14 @@ def escape_text(text: str) -> str:
     )
 
 
-def _escaped_join(texts: Sequence[str | None]) -> str:
-    """The ``escape_text`` of each text joined by ``_SEPARATOR``, ``None`` as ``_NULL``."""
+def escaped_join(texts: Sequence[str | None]) -> str:
+    """The ``escape_text`` of each text joined by ``SEPARATOR``, ``None`` as ``NULL``."""
     nulls = texts.count(None)
     marked = list(map(_NULL_OR_SELF.get, texts, texts)) if nulls else texts
-    joined = _SEPARATOR.join(marked)  # type: ignore[arg-type]
-    if joined.count(_SEPARATOR) != len(texts) - 1 or joined.count(_NULL) != nulls:
+    joined = SEPARATOR.join(marked)  # type: ignore[arg-type]
+    if joined.count(SEPARATOR) != len(texts) - 1 or joined.count(NULL) != nulls:
         # A text holds the separator or the null mark itself: escape text by text.
-        return _SEPARATOR.join([_NULL if text is None else escape_text(text) for text in texts])
+        return SEPARATOR.join([NULL if text is None else escape_text(text) for text in texts])
     if _BULK_SPECIAL_RE.search(joined) is None:
         return joined
     return (
@@ -113,20 +113,20 @@ def _escaped_join(texts: Sequence[str | None]) -> str:
 
 
 def _joined_texts(column: list[Any]) -> tuple[str, str | None]:
-    """The escaped texts of a column joined by ``_SEPARATOR``, and how a null reads in it."""
+    """The escaped texts of a column joined by ``SEPARATOR``, and how a null reads in it."""
     types = set(map(type, column))
     if types <= {str, NoneType}:
-        return _escaped_join(column), _NULL if NoneType in types else None
+        return escaped_join(column), NULL if NoneType in types else None
     tokens = token_text(column, types)
     if tokens is not None:
         # Numbers, dates, UUIDs: nothing to escape; None reads "null", which no text is.
-        return tokens.replace(",", _SEPARATOR), "null" if NoneType in types else None
+        return tokens.replace(",", SEPARATOR), "null" if NoneType in types else None
     texts = text_column(column, types)
     if types <= PLAIN_TYPES | {NoneType}:
         if NoneType not in types:
-            return _SEPARATOR.join(texts), None
-        return _SEPARATOR.join(map(_NULL_OR_SELF.get, texts, texts)), _NULL
-    return _escaped_join(texts), _NULL if NoneType in types else None
+            return SEPARATOR.join(texts), None
+        return SEPARATOR.join(map(_NULL_OR_SELF.get, texts, texts)), NULL
+    return escaped_join(texts), NULL if NoneType in types else None
 
 
 class XMLWriter(FormatWriter):
@@ -160,7 +160,7 @@ class XMLWriter(FormatWriter):
         ):
             joined, null = _joined_texts(column)
             # Every text in its element, in one pass: <a>1</a>\x00<a>2</a>\x00...
-            elements = opening + joined.replace(_SEPARATOR, closing + _SEPARATOR + opening)
+            elements = opening + joined.replace(SEPARATOR, closing + SEPARATOR + opening)
             elements += closing
             if null is not None:
                 # A null is exactly <a>\x01</a> (or <a>null</a> from tokens): drop it.
@@ -169,7 +169,7 @@ class XMLWriter(FormatWriter):
             # take four bytes a character as soon as one of its texts held an emoji. The
             # separator is a forbidden character, so its byte is nowhere else in the UTF-8.
             # Every surrogate was replaced, so the text always encodes.
-            column_elements = elements.encode("utf-8").split(_SEPARATOR_BYTE)
+            column_elements = elements.encode("utf-8").split(SEPARATOR_BYTE)
             if len(column_elements) != len(rows):  # pragma: no cover - a bug if it happens
                 raise AssertionError("XML column split out of step with its rows.")
             columns.append(column_elements)
