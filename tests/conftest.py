@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import django_rq
+import django_rq.settings
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis import Redis
 from rest_framework.test import APIClient
 from rq import SimpleWorker
@@ -25,6 +28,21 @@ from testproject.settings import s3_export_storage
 from .s3server import S3Server
 
 OWN_KEY_PREFIXES = (b"report_export:", b"rq:")
+
+
+@receiver(setting_changed)
+def reread_rq_queues(setting: str, value: Any, **kwargs: Any) -> None:
+    """django-rq 3.0 reads ``RQ_QUEUES`` once, when it is imported (4.x reads it at each
+    call): tests that point a queue at another Redis tell it there too."""
+    rq_settings = vars(django_rq.settings)
+    if setting != "RQ_QUEUES" or not isinstance(rq_settings.get("QUEUES"), dict):
+        return
+    django_rq.settings.QUEUES = value  # type: ignore[attr-defined]
+    rq_settings["QUEUES_LIST"][:] = [
+        {"name": name, "connection_config": config} for name, config in sorted(value.items())
+    ]
+    rq_settings["QUEUES_MAP"].clear()
+    rq_settings["QUEUES_MAP"].update({name: i for i, name in enumerate(sorted(value))})
 
 
 @pytest.fixture(scope="session")
