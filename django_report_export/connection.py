@@ -16,6 +16,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis import ConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 from rq import Queue
 
@@ -48,6 +49,8 @@ def _bounded_copy(conn: Redis, timeout: float) -> Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1),
+        # redis-py 5 retries only the errors named here (6 and later: the retry's own).
+        retry_on_error=[RedisConnectionError],
     )
     return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
 

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django_rq
+import django_rq.settings
 import pytest
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis import Redis
 from rest_framework.test import APIClient
 
@@ -21,6 +25,21 @@ from .support.s3server import S3_URL_EXPIRE, S3Server
 from .support.users import make_user
 
 OWN_KEY_PREFIXES = (b"report_export:", b"rq:")
+
+
+@receiver(setting_changed)
+def reread_rq_queues(setting: str, value: Any, **kwargs: Any) -> None:
+    """django-rq 3.0 reads ``RQ_QUEUES`` once, when it is imported (4.x reads it at each
+    call): tests that point a queue at another Redis tell it there too."""
+    rq_settings = vars(django_rq.settings)
+    if setting != "RQ_QUEUES" or not isinstance(rq_settings.get("QUEUES"), dict):
+        return
+    django_rq.settings.QUEUES = value  # type: ignore[attr-defined]
+    rq_settings["QUEUES_LIST"][:] = [
+        {"name": name, "connection_config": config} for name, config in sorted(value.items())
+    ]
+    rq_settings["QUEUES_MAP"].clear()
+    rq_settings["QUEUES_MAP"].update({name: i for i, name in enumerate(sorted(value))})
 
 
 @pytest.fixture(scope="session")

@@ -259,6 +259,7 @@ def test_admin_export_of_a_selection_in_headless_chromium(live_server, browser_p
 # --- the API docs, offline ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "operation"),
     [
@@ -290,6 +291,7 @@ def test_api_docs_render_their_operations_without_network(
     assert errors == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("browser_page", [{"locale": "de-DE"}], indirect=True)
 def test_progress_bar_speaks_german_in_a_german_browser(live_server, browser_page):
     from django.contrib.auth import get_user_model

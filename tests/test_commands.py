@@ -263,6 +263,7 @@ def test_user_slots(settings, products, worker):
     assert control.get_status(site.get("product"))["status"] == Status.READY  # nobody else's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
