@@ -8,7 +8,7 @@ exports in chunks of ``CHUNK_SIZE`` rows. Then the invariants of SPEC §4-5 are 
 * no request got a 500, every code is one the contract allows for its endpoint, every status
   body holds a legal status;
 * at most one run wrote the slot at any moment: the chunks each run encoded (recorded by the
-  probe writers of ``tests/probe.py``) never interleave in time with another run's, and the
+  probe writers of ``tests/support/probe.py``) never interleave in time with another run's, and the
   slot's run token, sampled from Redis, never comes back once replaced;
 * every Finished file parses and holds exactly the rows its filters select, in key order,
   without a duplicate, byte for byte what an uninterrupted export writes; every file ever

@@ -19,9 +19,9 @@ from django_report_export.formats import JSONLinesWriter, JSONWriter
 from django_report_export.formats.base import ChunkRows, FormatWriter
 from django_report_export.models import Status
 from django_report_export.registry import site
-from django_report_export.shards import chunk_separator
+from django_report_export.runs.plan import chunk_separator
 
-from .conftest import while_running
+from .support.polling import while_running
 
 COLUMNS = ["id", "total", "created", "note", "tags", "key", "paid"]
 ROWS: list[tuple[Any, ...]] = [

@@ -29,12 +29,12 @@ from django_report_export.formats.base import ChunkRows
 from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.models import ReportExport, ReportExportShard, Status
 from django_report_export.registry import site
-from django_report_export.shards import plan
+from django_report_export.runs.plan import plan
 from testproject.shop.factories import ProductFactory
 from testproject.shop.models import Order
 
-from .conftest import while_running
-from .workers import WorkerProcess, wait_for
+from .support.polling import while_running
+from .support.workers import WorkerProcess, wait_for
 
 UTC = dt.UTC
 COLUMNS = ["id", "name", "price", "paid", "created", "day", "at", "note", "ratio"]

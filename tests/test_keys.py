@@ -1,6 +1,6 @@
 """Primary keys that are not small integers, through every way an export stops and goes on.
 
-The demo's inquiries are keyed by UUIDs; ``tests.keyed`` adds a slug key, a text key in a
+The demo's inquiries are keyed by UUIDs; ``tests.support.keyed`` adds a slug key, a text key in a
 collation whose order is not Python's, and 64-bit keys beyond 2**53. For each: the file holds
 the rows in the database's key order, and a paused and resumed export, one continued after
 its worker was lost, and a sharded one are byte-identical to an uninterrupted export, on the

@@ -2,7 +2,7 @@
 
 The demo settings' ``exports`` storage alias (``EXPORT_STORAGE_S3_*`` variables, see
 ``testproject.settings.s3_export_storage``) points at a bucket of a moto server on 127.0.0.1
-(``tests/s3server.py``). This process uses the alias through ``settings``; worker processes
+(``tests/support/s3server.py``). This process uses the alias through ``settings``; worker processes
 through the same variables. With ``REPORT_EXPORT["STORAGE"] = "exports"`` parts, checkpoints'
 parts and the published file all live in the bucket, so workers on different hosts need no
 shared disk. What users see is documented in docs/deployment.md ("Object storage").

@@ -1,6 +1,6 @@
 """Exports read from a real PostgreSQL streaming replica (``DATABASE_ALIAS = "replica"``).
 
-The test set-up runs its own primary and hot standby (``tests/pgreplica.py``). The demo shop
+The test set-up runs its own primary and hot standby (``tests/support/pgreplica.py``). The demo shop
 is migrated and seeded on the primary by ``manage.py``; a gunicorn API server and real
 ``rqworker`` processes run with ``DATABASE_URL`` = the primary (``ReportExport`` records, users)
 and ``REPLICA_DATABASE_URL`` = the standby, ``REPORT_EXPORT["DATABASE_ALIAS"] = "replica"``.
