@@ -71,7 +71,7 @@ class Setting(Generic[T]):
         are plain attribute reads until ``reload``."""
         if instance is None:
             return self
-        value = self.read(instance.user_settings)
+        value: T = self.read(instance.user_settings)
         invalid = self.problem(value) if self.rule.choices else None
         if invalid is not None:
             raise ImproperlyConfigured(invalid.message)  # its readers know only the choices

@@ -172,7 +172,7 @@ def clean_keys(service: ExportService, keys: Iterable[Any]) -> list[Any]:
     return [key_to_json(model, key) for key in sorted(cleaned)]
 
 
-def check_filters_run(queryset: Any, filters: Mapping[str, Any], errors: dict) -> None:
+def check_filters_run(queryset: Any, filters: Mapping[str, Any], errors: dict[str, Any]) -> None:
     """Run the filtered query once, so values the form accepts but the database cannot hold
     (a date before year 1 in UTC, an integer beyond 64 bits) are a 400, not a failed export."""
     try:

@@ -78,4 +78,5 @@ def one_row_per_record(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
     if not joins_many_rows(queryset):
         return queryset
     keys = queryset.order_by().values("pk")
-    return queryset.model._base_manager.using(queryset.db).filter(pk__in=keys)
+    rows: models.QuerySet[Any] = queryset.model._base_manager.using(queryset.db).filter(pk__in=keys)
+    return rows

@@ -34,7 +34,7 @@ COMPRESSIONS = {"gzip": ".gz"}
 
 
 def get_storage() -> Storage:
-    return cast(Storage, storages[export_settings.STORAGE])
+    return storages[export_settings.STORAGE]
 
 
 def export_folder(export: ReportExport) -> str:

@@ -63,7 +63,9 @@ def services_for_model(model: type[Any]) -> list[str]:
 def export_action(service_name: str, description: str | None = None) -> Callable[..., Any]:
     """An admin action exporting the selected rows as service ``service_name``."""
 
-    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+    def action(
+        modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]
+    ) -> Any:
         return export_selection(modeladmin, request, queryset, service_name)
 
     action.__name__ = f"{ACTION_PREFIX}{service_name}"
@@ -112,7 +114,10 @@ class ExportActionMixin:
 
 
 def export_selection(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any], service_name: str
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    service_name: str,
 ) -> HttpResponse | None:
     """The action: work out which rows, then show the start form."""
     try:

@@ -62,7 +62,7 @@ def service_of(export: ReportExport) -> ExportService:
     return cast(ExportService, SimpleNamespace(name=export.service))
 
 
-class ExportAdminViews(admin.ModelAdmin):
+class ExportAdminViews(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
     # --- live status ---------------------------------------------------------------------
 
     def body(self, request: HttpRequest | None, export: ReportExport) -> dict[str, Any]:

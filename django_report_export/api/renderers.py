@@ -70,7 +70,7 @@ HELP = {
 }
 
 
-def filter_field(name: str, form_field: Any) -> serializers.Field:
+def filter_field(name: str, form_field: Any) -> serializers.Field[Any, Any, Any, Any]:
     """A form input for one filter of the service's FilterSet, from its Django form field.
 
     It is labelled with the query parameter's name, which is what API clients send; the
@@ -90,7 +90,7 @@ def filter_field(name: str, form_field: Any) -> serializers.Field:
     return serializers.CharField(required=False, allow_blank=True, label=label, help_text=help_text)
 
 
-def start_form_serializer(service: ExportService | None) -> type[serializers.Serializer]:
+def start_form_serializer(service: ExportService | None) -> type[serializers.Serializer[Any]]:
     """The start form of ``service``: its formats, fields, compression and filters."""
     if service is None:
         return StartSerializer

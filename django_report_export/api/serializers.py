@@ -3,12 +3,14 @@ browsable API's forms; the bodies themselves are built by ``presentation``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from django_report_export.models import Status
 
 
-class StatusSerializer(serializers.Serializer):
+class StatusSerializer(serializers.Serializer[Any]):
     """Describes the status body (for the schema); bodies are built by ``status_body``."""
 
     service = serializers.CharField()
@@ -39,7 +41,7 @@ class HistorySerializer(StatusSerializer):
     created_by = serializers.CharField(allow_null=True)
 
 
-class ServiceSerializer(serializers.Serializer):
+class ServiceSerializer(serializers.Serializer[Any]):
     service = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     formats = serializers.ListField(child=serializers.CharField())
@@ -50,7 +52,7 @@ class ServiceSerializer(serializers.Serializer):
     url = serializers.URLField()
 
 
-class StartSerializer(serializers.Serializer):
+class StartSerializer(serializers.Serializer[Any]):
     """The start form of the browsable API; the view validates the query parameters itself."""
 
     format = serializers.CharField(help_text="Export format; one of the service's formats.")
@@ -60,7 +62,7 @@ class StartSerializer(serializers.Serializer):
     compression = serializers.ChoiceField(choices=["none", "gzip"], required=False)
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer[Any]):
     detail = serializers.CharField()
     type = serializers.CharField()
     errors = serializers.DictField(  # type: ignore[assignment]

@@ -158,7 +158,7 @@ class ReportViewSet(viewsets.ViewSet):
             self.service = site.get(name)
         super().check_permissions(request)
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer[Any]:
         """The browsable API's start form: the service's formats, fields and filters."""
         return start_form_serializer(self.service)(*args, **kwargs)
 

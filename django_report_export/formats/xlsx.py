@@ -240,7 +240,8 @@ def _compressor() -> Any:
 def _deflate(data: bytes) -> bytes:
     """``data`` as a whole deflate stream."""
     compressor = _compressor()
-    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+    deflated: bytes = compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+    return deflated
 
 
 # --- cells ---------------------------------------------------------------------------------

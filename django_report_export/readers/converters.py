@@ -229,7 +229,7 @@ def _sqlite_create_decimal(ops: Any, types: set[type]) -> Callable[[Any], Any] |
     ``types``: a C-level one when the column has one type and it gives what
     ``ops._create_decimal`` gives (checked once on a few values), else that method itself."""
     sqlite = _sqlite_operations()
-    method = getattr(type(ops), "_create_decimal", None)
+    method: Callable[[Any], Any] | None = getattr(type(ops), "_create_decimal", None)
     if sqlite is None or not isinstance(ops, sqlite) or method is None:
         return None
     if len(types) == 1:

@@ -122,7 +122,9 @@ class _Plan:
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)
 
-    def pieces_sql(self, after: Any, upper: Any, lower_bounds: list[Any]) -> tuple[str, tuple]:
+    def pieces_sql(
+        self, after: Any, upper: Any, lower_bounds: list[Any]
+    ) -> tuple[str, tuple[Any, ...]]:
         """``COPY`` of the pieces of the key range ``(after, upper]``: for each, its row count,
         last key and records. The rows are not ordered inside, so that the records can be
         built below the sort (by parallel workers); ``ORDER BY k`` keeps ``string_agg``'s

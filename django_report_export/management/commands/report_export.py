@@ -133,7 +133,9 @@ class Command(BaseCommand):
         sweep = sub.add_parser(
             "sweep",
             help=_("Continue exports whose worker was lost."),
-            description=_("Continue exports whose worker stopped heartbeating (maintenance.sweep)."),
+            description=_(
+                "Continue exports whose worker stopped heartbeating (maintenance.sweep)."
+            ),
         )
         sweep.add_argument(
             "--every", type=float, metavar="SECONDS", help=_("Repeat every SECONDS until stopped.")
