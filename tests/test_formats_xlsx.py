@@ -354,3 +354,20 @@ def test_libreoffice_opens_the_workbook_with_the_expected_cells(tmp_path) -> Non
             "0.25",
         ],
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_libreoffice_opens_an_order_export(api, worker, tmp_path) -> None:
+    call_command("seed_shop", orders=40, seed=5, verbosity=0)
+    path = tmp_path / "orders.xlsx"
+    path.write_bytes(export_file(api, worker, "order"))
+    header, *rows = soffice_csv(path, tmp_path)
+    service = site.get("order")
+    assert header == list(service.fields)
+    expected = list(service.get_queryset().order_by("pk").values_list("id", "number", "total"))
+    assert len(rows) == len(expected)
+    id_, number, total = (header.index(name) for name in ("id", "number", "total"))
+    for row, (key, text, amount) in zip(rows, expected, strict=True):
+        assert (int(row[id_]), row[number], Decimal(row[total])) == (key, text, amount)
