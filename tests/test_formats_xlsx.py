@@ -24,7 +24,7 @@ import pytest
 from django.core.management import call_command
 
 from django_report_export import control
-from django_report_export.formats import xlsx
+from django_report_export.formats import xlsx, xlsx_cells
 from django_report_export.formats.base import ChunkRows
 from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.models import ReportExport, ReportExportShard, Status
@@ -106,10 +106,10 @@ def test_cells_are_typed_and_the_header_is_bold_and_frozen() -> None:
 def test_column_widths_come_from_the_first_chunk() -> None:
     rows = [(1, "short"), (2, "x" * 30), (3, "y" * 500)]
     sheet = read(workbook_bytes(rows, chunk=2, columns=["id", "name"])).active
-    assert sheet.column_dimensions["A"].width == xlsx.MIN_WIDTH
+    assert sheet.column_dimensions["A"].width == xlsx_cells.MIN_WIDTH
     assert sheet.column_dimensions["B"].width == 32  # the longest text of the first chunk, + 2
     wide = read(workbook_bytes(rows, chunk=3, columns=["id", "name"])).active
-    assert wide.column_dimensions["B"].width == xlsx.MAX_WIDTH
+    assert wide.column_dimensions["B"].width == xlsx_cells.MAX_WIDTH
 
 
 def test_values_excel_cannot_hold_as_they_are_become_text() -> None:
