@@ -35,6 +35,7 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from django_report_export.conf import SETTING_NAME, SETTINGS, export_settings, is_number
 from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
+from django_report_export.formats import format_names
 from django_report_export.registry import resolve_field_path, site
 from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
 
@@ -140,8 +141,6 @@ def under_media_root(storage: Storage) -> bool:
 
 @checks.register()
 def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django_report_export.formats import format_names
-
     errors: list[checks.CheckMessage] = []
     known_formats = format_names()
     for service in site:
