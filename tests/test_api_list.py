@@ -3,35 +3,17 @@
 import pytest
 from rest_framework.test import APIClient
 
+from .support.demo import DEMO_FORMATS
 from .support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SEED_FORMATS = {
-    "adminUser": ["json", "csv", "xlsx", "jsonl"],
-    "category": ["json", "csv", "xlsx", "jsonl"],
-    "customerAccount": ["json", "csv", "xlsx", "jsonl"],
-    "dataFeed": ["json", "csv", "xlsx", "jsonl"],
-    "dataFeedTemplate": ["json", "csv", "xlsx", "jsonl"],
-    "inquiry": ["json", "csv", "xml", "xlsx", "jsonl"],
-    "inventory": ["json", "csv", "xlsx", "jsonl"],
-    "order": ["json", "xml", "xlsx", "jsonl"],
-    "newsletterSubscriber": ["json", "csv", "xlsx", "jsonl"],
-    "product": ["json", "csv", "xlsx", "jsonl"],
-    "productRating": ["json", "csv", "xlsx", "jsonl"],
-    "seoViews": ["json", "csv", "xlsx", "jsonl"],
-    "transaction": ["json", "csv", "xlsx", "jsonl"],
-    "voucher": ["json", "csv", "xlsx", "jsonl"],
-    "voucherPreset": ["json", "csv", "xlsx", "jsonl"],
-    "voucherTemplate": ["json", "csv", "xlsx", "jsonl"],
-}
 
 
 def test_superuser_sees_all_sixteen_services_with_the_seed_formats(api):
     response = api.get("/api/report/")
     assert response.status_code == 200
     listed = {item["service"]: item for item in response.json()}
-    assert {name: item["formats"] for name, item in listed.items()} == SEED_FORMATS
+    assert {name: item["formats"] for name, item in listed.items()} == DEMO_FORMATS
     order = listed["order"]
     assert order["status"] == 0
     assert order["status_name"] == "Ready"

@@ -12,38 +12,22 @@ from django.utils import timezone
 from django_report_export.registry import resolve_field_path, site
 from testproject.shop import factories
 
+from .support.demo import DEMO_FORMATS
+
 pytestmark = pytest.mark.django_db
 
-EXPECTED_FORMATS = {
-    "adminUser": ["json", "csv", "xlsx", "jsonl"],
-    "category": ["json", "csv", "xlsx", "jsonl"],
-    "customerAccount": ["json", "csv", "xlsx", "jsonl"],
-    "dataFeed": ["json", "csv", "xlsx", "jsonl"],
-    "dataFeedTemplate": ["json", "csv", "xlsx", "jsonl"],
-    "inquiry": ["json", "csv", "xml", "xlsx", "jsonl"],
-    "inventory": ["json", "csv", "xlsx", "jsonl"],
-    "order": ["json", "xml", "xlsx", "jsonl"],
-    "newsletterSubscriber": ["json", "csv", "xlsx", "jsonl"],
-    "product": ["json", "csv", "xlsx", "jsonl"],
-    "productRating": ["json", "csv", "xlsx", "jsonl"],
-    "seoViews": ["json", "csv", "xlsx", "jsonl"],
-    "transaction": ["json", "csv", "xlsx", "jsonl"],
-    "voucher": ["json", "csv", "xlsx", "jsonl"],
-    "voucherPreset": ["json", "csv", "xlsx", "jsonl"],
-    "voucherTemplate": ["json", "csv", "xlsx", "jsonl"],
-}
-SERVICES = list(EXPECTED_FORMATS)
+SERVICES = list(DEMO_FORMATS)
 RESERVED_PARAMETERS = {"format", "fields", "compression"}
 SECRET_WORDS = ("password", "secret", "token", "hash", "key")
 
 
 def test_registry_holds_exactly_the_sixteen_services():
-    assert sorted(site.names()) == sorted(EXPECTED_FORMATS)
+    assert sorted(site.names()) == sorted(DEMO_FORMATS)
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_formats_are_exactly_the_seeds(name):
-    assert list(site.get(name).formats) == EXPECTED_FORMATS[name]
+    assert list(site.get(name).formats) == DEMO_FORMATS[name]
 
 
 @pytest.mark.parametrize("name", SERVICES)
