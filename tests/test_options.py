@@ -35,6 +35,7 @@ from testproject.shop.models import CustomerAccount, Inquiry, Product
 
 from .support.formula_guard import guarded
 from .support.polling import while_running
+from .support.workers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -522,6 +523,44 @@ def test_the_admin_action_starts_with_the_options(admin_user_, worker) -> None:
     )
     export_id = submit(client, html, format="json", columns=["id"], delimiter=";")
     assert ReportExport.objects.get(pk=export_id).options == {"timezone": "UTC"}
+
+
+def test_the_browsable_form_offers_the_options_and_posts_them(api, worker) -> None:
+    html = api.get("/api/report/product/start", HTTP_ACCEPT="text/html").content.decode()
+    for name in ("delimiter", "bom", "line_ending", "decimal_separator", "header", "timezone"):
+        assert f'name="{name}"' in html, name
+    # The form posts every input; blank ones are the project's defaults.
+    form = {"format": "csv", "fields": "", "delimiter": ";", "bom": "", "timezone": ""}
+    response = api.post("/api/report/product/start", form, HTTP_ACCEPT="text/html")
+    assert response.status_code == 202
+    options = ReportExport.objects.get().options
+    assert (options["delimiter"], options["bom"], options["timezone"]) == (";", False, "UTC")
+
+
+@pytest.mark.slow
+def test_a_lost_workers_continuation_gives_the_same_bytes_with_options(
+    api, worker, settings, tmp_path
+) -> None:
+    call_command("seed_shop", orders=10, customers=1500, products=5, seed=5, verbosity=0)
+    query = f"{GERMAN}&timezone=Europe/Berlin"
+    use(settings, CHUNK_SIZE=2)
+    uninterrupted = export_file(api, worker, "customerAccount", query)
+    failure = {"CHUNK_SIZE": 2, "CHECKPOINT_INTERVAL": 0, "HEARTBEAT_INTERVAL": 0.2}
+    failure["STALE_AFTER"] = 1.5
+
+    def status() -> dict[str, Any]:
+        return api.get("/api/report/customerAccount/status").json()
+
+    assert api.post(f"/api/report/customerAccount/start?{query}").status_code == 202
+    with WorkerProcess(tmp_path / "worker-1.log", **failure) as first:
+        wait_for(lambda: status()["processed"] >= 500)
+        first.kill()
+    assert status()["status"] == Status.RUNNING
+    with WorkerProcess(tmp_path / "worker-2.log", **failure):
+        wait_for(lambda: status()["status"] == Status.FINISHED, timeout=120)
+    assert ReportExport.objects.get(status=Status.FINISHED, retries=1).processed == 1500
+    assert download(api, "customerAccount") == uninterrupted
+    assert uninterrupted.count(UTF8_BOM) == 1
 
 
 # --- LibreOffice -------------------------------------------------------------------------------
