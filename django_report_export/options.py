@@ -26,7 +26,7 @@ DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
 LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n"}
 DECIMAL_SEPARATORS = (".", ",")
 HEADERS = ("names", "labels", "none")
-BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+BOOLEANS = {"true": True, "false": False}
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -79,16 +79,6 @@ class FileOptions:
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
-    @property
-    def is_plain_csv(self) -> bool:
-        """Whether a CSV is written as before options existed (the PostgreSQL fast path's)."""
-        return (self.delimiter, self.bom, self.line_ending, self.decimal_separator) == (
-            ",",
-            False,
-            "lf",
-            ".",
-        )
-
     def public(self, csv: bool = True) -> dict[str, Any]:
         """The options as the status body shows them (CSV ones only for a CSV export)."""
         values = {
@@ -103,7 +93,7 @@ class FileOptions:
 
     def to_json(self, csv: bool = True) -> dict[str, Any]:
         values = self.public(csv)
-        if self.labels is not None:
+        if csv and self.labels is not None:
             values["labels"] = list(self.labels)
         return values
 

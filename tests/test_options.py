@@ -103,6 +103,7 @@ def read_csv(data: bytes, delimiter: str) -> list[list[str]]:
         ("format=csv&delimiter=,,", "delimiter"),
         ("format=csv&delimiter=;&delimiter=,", "delimiter"),
         ("format=csv&bom=maybe", "bom"),
+        ("format=csv&bom=yes", "bom"),
         ("format=csv&line_ending=cr", "line_ending"),
         ("format=csv&decimal_separator=;", "decimal_separator"),
         ("format=csv&header=titles", "header"),

@@ -220,9 +220,9 @@ class CSVWriter(FormatWriter):
         bom = UTF8_BOM if options.bom else b""
         if options.header == "none":
             return bom
-        names = list(options.labels or ()) if options.header == "labels" else self.columns
-        if len(names) != len(self.columns):
-            names = self.columns  # labels recorded for other columns: a project's own writer
+        names = self.columns
+        if options.header == "labels" and options.labels is not None:
+            names = list(options.labels)  # resolved at start (``options.with_labels``)
         cells = [[cell] for cell in _quote_column(list(names))]
         return bom + _records(cells, 1, options.delimiter, options.record_end)
 
