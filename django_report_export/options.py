@@ -5,8 +5,8 @@ project-wide default. ``parse_options`` turns a start's query parameters into a 
 (problems reported by parameter name); ``FileOptions.to_json`` is what the export records and
 the status body echoes under ``options``, ``FileOptions.from_json`` reads it back when the export
 runs, so a paused export goes on with the options it started with, whatever the settings say
-later. CSV options are for CSV writers only: given for another format they are a 400, so that a
-typo is never ignored.
+later. CSV options are for CSV writers only: for another format a valid one is accepted and has
+no effect (the status body shows the options that apply), a bad value is a 400 all the same.
 """
 
 from __future__ import annotations
@@ -162,7 +162,6 @@ def parse_options(
     params: Mapping[str, Sequence[str]],
     *,
     csv: bool,
-    export_format: str,
     errors: dict[str, list[str]],
 ) -> FileOptions:
     """The options a start gives over the project's defaults; problems go into ``errors``."""
@@ -173,13 +172,14 @@ def parse_options(
             continue
         if len(values) > 1:
             errors[name] = [f"{name!r} may be given only once."]
-        elif OPTIONS[name].csv_only and not csv:
-            errors[name] = [f"{name!r} is a CSV option; format {export_format!r} has none."]
-        else:
-            try:
-                given[name] = parse_value(name, values[0])
-            except ValueError as error:
-                errors[name] = [str(error)]
+            continue
+        try:
+            value = parse_value(name, values[0])
+        except ValueError as error:
+            errors[name] = [str(error)]
+            continue
+        if csv or not OPTIONS[name].csv_only:
+            given[name] = value
     return replace(defaults(), **given)
 
 

@@ -111,7 +111,7 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
         errors["compression"] = [f"Unknown compression {compression!r}; one of: gzip, none."]
 
     csv = writes_csv(export_format) if "format" not in errors else True
-    options = parse_options(params, csv=csv, export_format=export_format, errors=errors)
+    options = parse_options(params, csv=csv, errors=errors)
 
     filters = {
         name: values[0] if len(values) == 1 else list(values)

@@ -110,9 +110,10 @@ def read_csv(data: bytes, delimiter: str) -> list[list[str]]:
         ("format=csv&timezone=Mars/Olympus", "timezone"),
         ("format=csv&timezone=", "timezone"),
         ("format=json&timezone=../etc/passwd", "timezone"),
-        ("format=json&delimiter=;", "delimiter"),
-        ("format=xlsx&decimal_separator=,", "decimal_separator"),
-        ("format=jsonl&header=none", "header"),
+        ("format=json&delimiter=x", "delimiter"),
+        ("format=xlsx&decimal_separator=;", "decimal_separator"),
+        ("format=jsonl&header=titles", "header"),
+        ("format=json&bom=yes", "bom"),
     ],
 )
 def test_a_bad_option_is_a_400_naming_it(api: Any, query: str, parameter: str) -> None:
@@ -170,6 +171,14 @@ def test_the_defaults_come_from_the_settings_and_csv_options_only_for_csv(api, s
     }
     body = api.post("/api/report/product/start?format=json&timezone=UTC").json()
     assert body["options"] == {"timezone": "UTC"}
+
+
+def test_a_csv_option_for_another_format_is_accepted_and_has_no_effect(api, worker) -> None:
+    products(["a;b"])
+    plain = export_file(api, worker, "product", "format=json&fields=id,name,price")
+    query = "format=json&fields=id,name,price&delimiter=;&bom=true&decimal_separator=,"
+    assert export_file(api, worker, "product", query) == plain
+    assert api.get("/api/report/product/status").json()["options"] == {"timezone": "UTC"}
 
 
 @pytest.mark.parametrize("tab", ["tab", "%09", "TAB"])
@@ -466,7 +475,9 @@ def test_the_schema_lists_the_options(api) -> None:
     assert start["line_ending"]["schema"]["enum"] == ["lf", "crlf"]
     assert start["decimal_separator"]["schema"]["enum"] == [".", ","]
     assert start["header"]["schema"]["enum"] == ["names", "labels", "none"]
-    assert start["timezone"]["schema"]["type"] == "string"
+    zones = schema["components"]["schemas"]["TimeZone"]
+    assert start["timezone"]["schema"] == {"$ref": "#/components/schemas/TimeZone"}
+    assert {"UTC", "Europe/Berlin", "America/New_York"} <= set(zones["enum"])
     assert "CSV_DELIMITER" in start["delimiter"]["description"]
     order = parameters(schema, "/api/report/order/start", "post")  # no CSV format
     assert "timezone" in order

@@ -5,6 +5,7 @@ the download and history parameters."""
 from __future__ import annotations
 
 import copy
+import zoneinfo
 from typing import Any
 
 from django import forms
@@ -140,6 +141,17 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
     ]
 
 
+#: The IANA time zones this system knows, once for every service's ``timezone`` parameter.
+TIME_ZONE = "TimeZone"
+SHARED_SCHEMAS: dict[str, Any] = {
+    TIME_ZONE: {
+        "type": "string",
+        "enum": sorted(zoneinfo.available_timezones()),
+        "example": "Europe/Berlin",
+    }
+}
+
+
 def option_parameters(*, csv: bool = True) -> list[dict[str, Any]]:
     """The file options (the CSV ones only where a CSV format is offered)."""
     return [
@@ -157,12 +169,12 @@ def option_schema(name: str) -> dict[str, Any]:
         return {"type": "string", "enum": [*option.choices, "\t"]}
     if option.choices:
         return {"type": "string", "enum": list(option.choices)}
-    return {"type": "string", "example": "Europe/Berlin"}
+    return {"$ref": f"#/components/schemas/{TIME_ZONE}"}
 
 
 def option_description(name: str) -> str:
     option = OPTIONS[name]
-    scope = "CSV formats only (a 400 for another format). " if option.csv_only else ""
+    scope = "CSV formats only (no effect on another format). " if option.csv_only else ""
     tab = " `tab` or a tab character (`%09`) for tab." if name == "delimiter" else ""
     default = f'Default: `REPORT_EXPORT["{option.setting}"]`.'
     return f"{scope}{option.help}{tab} {default}"
