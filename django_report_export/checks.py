@@ -20,6 +20,12 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E014 ``REDIS_TIMEOUT`` is not a number > 0.
 - E015 ``RETENTION_DAYS`` is not an integer >= 0.
 - E016 ``STALE_AFTER`` is not greater than ``HEARTBEAT_INTERVAL``.
+- E017 ``CSV_DELIMITER`` is not one of ``","``, ``";"``, ``"\\t"``, ``"|"``.
+- E018 ``CSV_BOM`` is not ``True`` or ``False``.
+- E019 ``CSV_LINE_ENDING`` is not ``"lf"`` or ``"crlf"``.
+- E020 ``CSV_DECIMAL_SEPARATOR`` is not ``"."`` or ``","``.
+- E021 ``CSV_HEADER`` is not ``"names"``, ``"labels"`` or ``"none"``.
+- E022 ``TIMEZONE`` is not an IANA time zone name.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 """
 

@@ -12,6 +12,7 @@ until ``settings.REPORT_EXPORT`` changes, so ``override_settings`` reaches every
 from __future__ import annotations
 
 import json
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NamedTuple, TypeVar, overload
@@ -149,6 +150,23 @@ def one_of(*choices: T) -> Rule[T]:
     return Rule(" or ".join(literal(choice) for choice in choices), problem, choices)
 
 
+def boolean() -> Rule[bool]:
+    """``True`` or ``False`` (checked where read too, as a choice is)."""
+    return Rule("bool", _must_be("True or False", lambda v: isinstance(v, bool)), (False, True))
+
+
+def timezone_name() -> Rule[str]:
+    """An IANA time zone name this system knows (``zoneinfo``)."""
+
+    def known(value: Any) -> bool:
+        try:
+            return isinstance(value, str) and bool(value) and bool(zoneinfo.ZoneInfo(value))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return False
+
+    return Rule("str", _must_be('an IANA time zone name, e.g. "Europe/Berlin"', known))
+
+
 def anything(type_name: str) -> Rule[Any]:
     """No check: the value is used as given."""
     return Rule(type_name, lambda name, value: None)
@@ -230,6 +248,23 @@ class ExportSettings:
     SHARD_ROWS = Setting(1_000_000, optional_integer(1), 7)
     # Most shards one export is split into, whoever asks.
     MAX_SHARDS = Setting(4, integer(1), 7)
+
+    # Defaults of the start options (docs/formats.md): the CSV cell delimiter, ...
+    CSV_DELIMITER: Setting[Literal[",", ";", "\t", "|"]] = Setting(
+        ",", one_of(",", ";", "\t", "|"), 17
+    )
+    # ... whether a CSV starts with a UTF-8 byte-order mark, ...
+    CSV_BOM: Setting[bool] = Setting(False, boolean(), 18)
+    # ... its record end, ...
+    CSV_LINE_ENDING: Setting[Literal["lf", "crlf"]] = Setting("lf", one_of("lf", "crlf"), 19)
+    # ... the decimal separator of its numbers, ...
+    CSV_DECIMAL_SEPARATOR: Setting[Literal[".", ","]] = Setting(".", one_of(".", ","), 20)
+    # ... its header row: field names, the fields' labels, or none.
+    CSV_HEADER: Setting[Literal["names", "labels", "none"]] = Setting(
+        "names", one_of("names", "labels", "none"), 21
+    )
+    # Time zone (IANA name) every format writes aware datetimes in.
+    TIMEZONE: Setting[str] = Setting("UTC", timezone_name(), 22)
 
     @property
     def user_settings(self) -> dict[str, Any]:

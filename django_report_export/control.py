@@ -29,6 +29,7 @@ from django_report_export.exceptions import (
 from django_report_export.lifecycle import end_export
 from django_report_export.maintenance import recover_lost_run
 from django_report_export.models import ReportExport, Status
+from django_report_export.options import defaults, with_labels
 from django_report_export.query import (
     MAX_SELECTED_KEYS,
     ExportRequest,
@@ -36,6 +37,7 @@ from django_report_export.query import (
     parse_request,
     slot_for,
     to_many_field_errors,
+    writes_csv,
 )
 from django_report_export.queueing import enqueue
 from django_report_export.registry import ExportService
@@ -119,6 +121,8 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
         if current["status"] in Status.active():
             stop(store, slot, current, Request.CANCEL, reason="Canceled by a newer start.")
         owner = user if slot != service.name else None
+        # Labels in the language active now, at the start.
+        options = with_labels(request.options or defaults(), service.model, request.fields)
         export = ReportExport.objects.create(
             service=service.name,
             slot=slot,
@@ -130,6 +134,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             filters=request.filters,
             keys=request.keys,
             shards=request.shards,
+            options=options.to_json(csv=writes_csv(request.format)),
             status=Status.STARTING,
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])
@@ -275,4 +280,5 @@ __all__ = [
     "slot_for",
     "slot_lock",
     "start",
+    "writes_csv",
 ]

@@ -74,6 +74,11 @@ class ReportExport(models.Model):
     keys = models.JSONField(_("selected keys"), null=True, blank=True, default=None)
     #: Shards asked for at start (``None``: the service's ``shards``, else ``SHARD_ROWS``).
     shards = models.PositiveSmallIntegerField(_("shards requested"), null=True, blank=True)
+    #: The file options, resolved at start (``options.FileOptions.to_json``): the CSV ones for
+    #: a CSV export, ``timezone`` for every format, and the header labels if asked for.
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    #: The reader that wrote the rows of the last run: ``postgresql-copy`` or ``generic``.
+    reader = models.CharField(_("reader"), max_length=40, blank=True, default="")
     status = models.PositiveSmallIntegerField(
         _("status"), choices=Status.choices, default=Status.STARTING
     )

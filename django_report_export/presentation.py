@@ -58,6 +58,7 @@ def status_body(
         "compression": status.get("compression") or None,
         "filters": status.get("filters") if status.get("id") else None,
         "fields": status.get("fields") if status.get("id") else None,
+        "options": status.get("options") if status.get("id") else None,
         "processed": processed,
         "total": total,
         "progress": progress,
@@ -86,6 +87,7 @@ def history_body(
     body = status_body(service, status, request, download_url=url)
     body["created_at"] = _iso(export.created_at)
     body["created_by"] = export.created_by.get_username() if export.created_by else None
+    body["reader"] = export.reader or None
     return body
 
 

@@ -20,9 +20,11 @@ from django.http import QueryDict
 
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import InvalidExportRequest, ReportExportError
-from django_report_export.formats import format_names
+from django_report_export.formats import CSVWriter, format_names, get_writer_class
 from django_report_export.keys import key_field, key_from_json, key_to_json
 from django_report_export.models import ReportExport
+from django_report_export.options import NAMES as OPTION_NAMES
+from django_report_export.options import FileOptions, parse_options
 from django_report_export.registry import ExportService
 from django_report_export.relations import (
     TO_MANY_HINT,
@@ -32,7 +34,7 @@ from django_report_export.relations import (
 )
 from django_report_export.storage import COMPRESSIONS
 
-RESERVED_PARAMETERS = ("format", "fields", "compression")
+RESERVED_PARAMETERS = ("format", "fields", "compression", *OPTION_NAMES)
 #: Most primary keys an export may be restricted to (``ExportRequest.keys``).
 MAX_SELECTED_KEYS = 10_000
 
@@ -49,6 +51,8 @@ class ExportRequest:
     keys: list[Any] | None = None
     #: Key-range shards to split the export into (``None``: the service's, else automatic).
     shards: int | None = None
+    #: The file options (``None``: the project's defaults).
+    options: FileOptions | None = None
 
 
 def slot_for(service: ExportService, user: Any = None) -> str:
@@ -106,6 +110,9 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     if compression and compression not in COMPRESSIONS:
         errors["compression"] = [f"Unknown compression {compression!r}; one of: gzip, none."]
 
+    csv = writes_csv(export_format) if "format" not in errors else True
+    options = parse_options(params, csv=csv, errors=errors)
+
     filters = {
         name: values[0] if len(values) == 1 else list(values)
         for name, values in params.items()
@@ -128,7 +135,15 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
             check_filters_run(filterset.qs, filters, errors)
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
-    return ExportRequest(export_format, fields, compression, filters)
+    return ExportRequest(export_format, fields, compression, filters, options=options)
+
+
+def writes_csv(export_format: str) -> bool:
+    """Whether format ``export_format`` is written by a CSV writer (so takes the CSV options)."""
+    try:
+        return issubclass(get_writer_class(export_format), CSVWriter)
+    except LookupError:
+        return False
 
 
 def to_many_field_errors(service: ExportService, fields: Iterable[str]) -> list[str]:

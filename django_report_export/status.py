@@ -89,6 +89,7 @@ class SlotStatus(TypedDict, total=False):
     compression: str | None
     fields: list[str] | None
     filters: dict[str, Any] | None
+    options: dict[str, Any] | None
     processed: int | None
     total: int | None
     started_at: str | None
@@ -102,7 +103,7 @@ class SlotStatus(TypedDict, total=False):
     heartbeat: float | None
 
 
-JSON_FIELDS = ("fields", "filters")
+JSON_FIELDS = ("fields", "filters", "options")
 INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
 
@@ -189,6 +190,8 @@ def snapshot(export: ReportExport) -> dict[str, Any]:
         "compression": export.compression,
         "fields": export.fields,
         "filters": export.filters,
+        # As the status body shows them: the header labels stay on the row.
+        "options": {name: value for name, value in export.options.items() if name != "labels"},
         "processed": export.processed,
         "total": export.total,
         "started_at": export.started_at,

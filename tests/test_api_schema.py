@@ -11,6 +11,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from django_report_export.api.schema import ReportSchemaGenerator
+from django_report_export.options import NAMES as OPTION_NAMES
 from django_report_export.registry import ExportService, site
 from testproject.shop.models import Product
 
@@ -89,7 +90,9 @@ def test_fields_are_the_services_own_comma_separated(schema):
 def test_filters_are_the_services_own_typed_by_their_form_fields(schema):
     for service in site:
         start = parameters(schema, f"/api/report/{service.name}/start", "post")
-        assert set(start) == {"format", "fields", "compression", *service.get_filter_names()}
+        options = {"timezone"} | (set(OPTION_NAMES) if "csv" in service.formats else set())
+        expected = {"format", "fields", "compression", *options, *service.get_filter_names()}
+        assert set(start) == expected
     product = parameters(schema, "/api/report/product/start", "post")
     assert product["category"]["schema"] == {
         "type": "integer",

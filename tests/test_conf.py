@@ -33,6 +33,12 @@ OTHER_VALUES = {
     "SHARD_ROWS": None,
     "MAX_SHARDS": 8,
     "PERMISSION_CACHE_SECONDS": 0,
+    "CSV_DELIMITER": ";",
+    "CSV_BOM": True,
+    "CSV_LINE_ENDING": "crlf",
+    "CSV_DECIMAL_SEPARATOR": ",",
+    "CSV_HEADER": "labels",
+    "TIMEZONE": "Europe/Berlin",
 }
 
 
@@ -98,6 +104,11 @@ class TestInvalid:
         ("SLOT_SCOPE", "team"),
         ("DOWNLOAD", "ftp"),
         ("PERMISSION_DENIED_STATUS", 404),
+        ("CSV_DELIMITER", "tab"),
+        ("CSV_BOM", 1),
+        ("CSV_LINE_ENDING", "cr"),
+        ("CSV_DECIMAL_SEPARATOR", "·"),
+        ("CSV_HEADER", "verbose"),
     ]
 
     @pytest.mark.parametrize(("key", "value"), CASES)

@@ -213,6 +213,24 @@ def test_a_value_out_of_its_range_has_its_own_check_id(value, check_id, message)
 
 
 @pytest.mark.parametrize(
+    ("value", "check_id"),
+    [
+        ({"CSV_DELIMITER": "tab"}, "E017"),
+        ({"CSV_BOM": "yes"}, "E018"),
+        ({"CSV_LINE_ENDING": "\r\n"}, "E019"),
+        ({"CSV_DECIMAL_SEPARATOR": ";"}, "E020"),
+        ({"CSV_HEADER": "labels "}, "E021"),
+        ({"TIMEZONE": "Mars/Olympus"}, "E022"),
+        ({"TIMEZONE": ""}, "E022"),
+    ],
+)
+def test_a_file_option_default_out_of_its_choices_has_its_own_check_id(value, check_id):
+    with override_settings(REPORT_EXPORT=value):
+        found = [error.id for error in check_settings()]
+    assert found == [f"django_report_export.{check_id}"]
+
+
+@pytest.mark.parametrize(
     "value",
     [
         {"STALE_AFTER": 5},

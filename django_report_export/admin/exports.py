@@ -13,6 +13,7 @@ status endpoint (``report/<service>/status``) while an export is active.
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from django import forms
@@ -93,6 +94,7 @@ class ReportExportAdmin(ExportAdminViews):
                     "compression",
                     "exported_fields",
                     "filters",
+                    "file_options",
                     "selected_rows",
                 ]
             },
@@ -101,9 +103,9 @@ class ReportExportAdmin(ExportAdminViews):
             _("Who and when"),
             {"fields": ["created_by", "owner", "slot", "created_at", "started_at", "finished_at"]},
         ),
-        (_("Result"), {"fields": ["file_name", "file_size", "retries", "error"]}),
+        (_("Result"), {"fields": ["file_name", "file_size", "reader", "retries", "error"]}),
     ]
-    readonly_fields = ["exported_fields", "selected_rows"]
+    readonly_fields = ["exported_fields", "file_options", "selected_rows"]
     change_form_template = "django_report_export/admin/change_form.html"
 
     @property
@@ -194,6 +196,11 @@ class ReportExportAdmin(ExportAdminViews):
     @admin.display(description=_("fields"))
     def exported_fields(self, export: ReportExport) -> str:
         return ", ".join(export.fields)
+
+    @admin.display(description=_("options"))
+    def file_options(self, export: ReportExport) -> str:
+        shown = {name: value for name, value in export.options.items() if name != "labels"}
+        return ", ".join(f"{name}={json.dumps(value)}" for name, value in shown.items()) or "—"
 
     @admin.display(description=_("selected rows"))
     def selected_rows(self, export: ReportExport) -> str:

@@ -1,5 +1,6 @@
-"""The page that starts an export from the admin: its form (format, fields, compression, and
-which rows) and the page itself, shown by the admin action and again when the form has errors.
+"""The page that starts an export from the admin: its form (format, fields, compression, the
+file options, and which rows) and the page itself, shown by the admin action and again when
+the form has errors.
 
 *Which rows*: the selected rows are passed as an explicit list of primary keys, validated
 by ``control.clean_keys`` and stored on the export (``ReportExport.keys``); the job restricts
@@ -22,7 +23,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
-from django_report_export import control
+from django_report_export import control, options
 from django_report_export.exceptions import ReportExportError
 from django_report_export.formats import format_names
 from django_report_export.keys import key_from_json, key_to_json
@@ -56,9 +57,41 @@ class ExportStartForm(forms.Form):
         required=False,
     )
 
+    # The file options: blank (a form that does not send one) is the project's default.
+    delimiter = forms.ChoiceField(
+        label=_("Delimiter"),
+        choices=[(",", ","), (";", ";"), ("tab", _("tab")), ("|", "|")],
+        required=False,
+        help_text=_("CSV only, as the next four."),
+    )
+    bom = forms.ChoiceField(
+        label=_("Byte-order mark"),
+        choices=[("false", _("no")), ("true", _("yes"))],
+        required=False,
+    )
+    line_ending = forms.ChoiceField(
+        label=_("Line ending"), choices=[("lf", "LF"), ("crlf", "CR LF")], required=False
+    )
+    decimal_separator = forms.ChoiceField(
+        label=_("Decimal separator"), choices=[(".", "."), (",", ",")], required=False
+    )
+    header = forms.ChoiceField(
+        label=_("Header row"),
+        choices=[("names", _("field names")), ("labels", _("labels")), ("none", _("none"))],
+        required=False,
+    )
+    timezone = forms.CharField(
+        label=_("Time zone"),
+        required=False,
+        help_text=_("An IANA name, e.g. Europe/Berlin; every format."),
+    )
+
     def __init__(self, service: ExportService, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.service_ = service
+        for name, value in options.defaults().public().items():
+            initial = {"\t": "tab", True: "true", False: "false"}.get(value, value)
+            self.fields[name].initial = initial
         formats = [name for name in service.formats if name in format_names()]
         format_field = self.fields["format"]
         assert isinstance(format_field, forms.ChoiceField)
@@ -83,6 +116,10 @@ class ExportStartForm(forms.Form):
             "fields": [",".join(chosen)],
             "compression": [data["compression"] or "none"],
         }
+        csv = control.writes_csv(data["format"])
+        for name, option in options.OPTIONS.items():
+            if data[name] and (csv or not option.csv_only):
+                params[name] = [data[name]]
         request = control.parse_request(self.service_, params)
         if data["selection"] == SELECTED_ROWS:
             request.keys = control.clean_keys(self.service_, data["keys"])

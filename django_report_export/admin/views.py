@@ -36,6 +36,7 @@ from django_report_export.admin.forms import ExportStartForm, render_start_form
 from django_report_export.download import download_response
 from django_report_export.exceptions import ExportFileGone, NoExportInState, ReportExportError
 from django_report_export.models import ReportExport, Status
+from django_report_export.options import NAMES as OPTION_NAMES
 from django_report_export.presentation import export_status, status_body
 from django_report_export.registry import ExportService, site
 
@@ -46,7 +47,12 @@ OPERATIONS: dict[str, tuple[Status, ...]] = {
     "cancel": Status.active(),
 }
 #: Form field of the admin action's page for each parameter of ``control.parse_request``.
-FORM_FIELDS = {"format": "format", "fields": "columns", "compression": "compression"}
+FORM_FIELDS = {
+    "format": "format",
+    "fields": "columns",
+    "compression": "compression",
+    **{name: name for name in OPTION_NAMES},
+}
 OPERATION_LABELS = {"pause": _("Pause"), "resume": _("Resume"), "cancel": _("Cancel")}
 
 

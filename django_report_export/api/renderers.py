@@ -24,6 +24,7 @@ from rest_framework.settings import api_settings
 
 from django_report_export.api.serializers import StartSerializer
 from django_report_export.formats import format_names
+from django_report_export.options import OPTIONS
 from django_report_export.registry import ExportService
 
 #: Endpoints of a service, in the order the pages link them, with the method each takes.
@@ -91,7 +92,7 @@ def filter_field(name: str, form_field: Any) -> serializers.Field[Any, Any, Any,
 
 
 def start_form_serializer(service: ExportService | None) -> type[serializers.Serializer[Any]]:
-    """The start form of ``service``: its formats, fields, compression and filters."""
+    """The start form of ``service``: its formats, fields, compression, options and filters."""
     if service is None:
         return StartSerializer
     formats = [name for name in service.formats if name in format_names()]
@@ -109,12 +110,33 @@ def start_form_serializer(service: ExportService | None) -> type[serializers.Ser
             choices=[("none", "none"), ("gzip", "gzip")], required=False
         ),
     }
+    attrs.update(option_fields())
     if service.filterset_class is not None:
         form = service.filterset_class(queryset=service.get_queryset()).form
         for name, form_field in form.fields.items():
             if name not in attrs:
                 attrs[name] = filter_field(name, form_field)
     return type(f"{service.name}StartSerializer", (serializers.Serializer,), attrs)
+
+
+def option_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """The file options, blank for the project's default (``options.defaults``)."""
+    fields: dict[str, serializers.Field[Any, Any, Any, Any]] = {}
+    for name, option in OPTIONS.items():
+        scope = "CSV only. " if option.csv_only else ""
+        help_text = f"{scope}{option.help} Blank: the project's default."
+        if option.choices:
+            fields[name] = serializers.ChoiceField(
+                choices=[(value, value) for value in option.choices],
+                required=False,
+                allow_blank=True,
+                help_text=help_text,
+            )
+        else:
+            fields[name] = serializers.CharField(
+                required=False, allow_blank=True, help_text=help_text
+            )
+    return fields
 
 
 class _NoFormatOverride:

@@ -23,6 +23,11 @@ class StatusSerializer(serializers.Serializer[Any]):
     fields = serializers.ListField(  # type: ignore[assignment]
         child=serializers.CharField(), allow_null=True
     )
+    options = serializers.DictField(
+        allow_null=True,
+        help_text="The file options, resolved at start: the CSV ones for a CSV export (delimiter, "
+        "bom, line_ending, decimal_separator, header), timezone for every format.",
+    )
     processed = serializers.IntegerField()
     total = serializers.IntegerField(allow_null=True)
     progress = serializers.FloatField(min_value=0, max_value=100)
@@ -39,6 +44,10 @@ class StatusSerializer(serializers.Serializer[Any]):
 class HistorySerializer(StatusSerializer):
     created_at = serializers.DateTimeField()
     created_by = serializers.CharField(allow_null=True)
+    reader = serializers.CharField(
+        allow_null=True,
+        help_text="The read path that wrote the rows: postgresql-copy or generic.",
+    )
 
 
 class ServiceSerializer(serializers.Serializer[Any]):

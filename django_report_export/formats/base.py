@@ -21,6 +21,8 @@ from itertools import chain, repeat
 from operator import itemgetter, setitem
 from typing import Any, ClassVar
 
+from django_report_export.options import FileOptions
+
 Row = Sequence[Any]
 
 
@@ -133,6 +135,9 @@ class FormatWriter:
     #: between two chunks (``shards.chunk_separator``); a writer whose chunks depend on what
     #: came before (a zip's offsets) says ``False`` and is always written as one.
     shardable: ClassVar[bool] = True
+    #: The export's file options; the run sets them on the writer it makes (the defaults of
+    #: an export before options, for a writer made without them).
+    options: FileOptions = FileOptions()
 
     def __init__(self, service: str, columns: Sequence[str]) -> None:
         self.service = service

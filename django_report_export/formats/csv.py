@@ -1,4 +1,8 @@
-"""CSV: UTF-8 without BOM, a header row of column names, RFC 4180 quoting, ``\\n`` record ends.
+"""CSV: UTF-8, a header row of column names, RFC 4180 quoting, ``\\n`` record ends.
+
+Those are the defaults; an export's options (``options.FileOptions``) choose the delimiter
+(``,`` ``;`` tab ``|``), a byte-order mark, ``\\r\\n`` record ends, a ``,`` decimal separator
+in decimals and floats, and a header row of labels or none.
 
 Cells are quoted exactly when they hold a comma, a quote, ``\\r``, ``\\n``, a semicolon, a
 tab or a bar (a quote inside is doubled), and every record ends with ``\\n``, as PostgreSQL's
@@ -18,6 +22,7 @@ changed. The rule does not depend on the file's delimiter; docs/formats.md tells
 
 from __future__ import annotations
 
+import decimal
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -35,6 +40,7 @@ from django_report_export.formats.values import (
     text_column,
     token_column,
 )
+from django_report_export.options import UTF8_BOM
 
 #: Characters that start a formula: = + - @ (OWASP) and their full-width forms U+FF1D, U+FF0B,
 #: U+FF0D, U+FF20, which East Asian spreadsheets take for them. ``-`` comes last, so that the
@@ -167,15 +173,37 @@ def _cells(column: list[Any], guard: bool) -> list[str]:
     return _quote_column(_empty_for_none(texts) if has_none else texts)
 
 
-def _records(columns: list[list[str]], count: int) -> bytes:
-    """``count`` records from the cells of each column, each record ending with ``\\n``."""
+def _records(
+    columns: list[list[str]], count: int, delimiter: str = ",", end: str = RECORD_END
+) -> bytes:
+    """``count`` records from the cells of each column, each record ending with ``end``."""
     if not columns:
-        return (RECORD_END * count).encode()
+        return (end * count).encode()
     if len(columns) == 1:
         # A record of one empty cell is written "" (as the csv module does), not as an
         # empty line, which CSV readers skip.
-        return encode_utf8("".join((cell or '""') + RECORD_END for cell in columns[0]))
-    return encode_utf8(RECORD_END.join(map(",".join, zip(*columns, strict=True))) + RECORD_END)
+        return encode_utf8("".join((cell or '""') + end for cell in columns[0]))
+    return encode_utf8(end.join(map(delimiter.join, zip(*columns, strict=True))) + end)
+
+
+def _decimal_commas(column: list[Any], cells: list[str], quote: bool) -> list[str]:
+    """``cells`` with a ``,`` for the ``.`` of each decimal and float (quoted when ``,`` is
+    also the delimiter); their cells are never quoted or guarded before."""
+    return [
+        _comma_cell(cell, quote) if isinstance(value, float | decimal.Decimal) else cell
+        for value, cell in zip(column, cells, strict=True)
+    ]
+
+
+def _comma_cell(cell: str, quote: bool) -> str:
+    if "." not in cell:
+        return cell
+    cell = cell.replace(".", ",")
+    return f'"{cell}"' if quote else cell
+
+
+def _has_fractions(column: list[Any]) -> bool:
+    return any(issubclass(cls, float | decimal.Decimal) for cls in set(map(type, column)))
 
 
 class CSVWriter(FormatWriter):
@@ -188,7 +216,15 @@ class CSVWriter(FormatWriter):
         self.formula_guard = bool(export_settings.CSV_FORMULA_GUARD)
 
     def header(self) -> bytes:
-        return _records([[cell] for cell in _quote_column(list(self.columns))], 1)
+        options = self.options
+        bom = UTF8_BOM if options.bom else b""
+        if options.header == "none":
+            return bom
+        names = self.columns
+        if options.header == "labels" and options.labels is not None:
+            names = list(options.labels)  # resolved at start (``options.with_labels``)
+        cells = [[cell] for cell in _quote_column(list(names))]
+        return bom + _records(cells, 1, options.delimiter, options.record_end)
 
     def encode_rows(self, rows: Sequence[Row], *, first: bool) -> bytes:
         if not rows:
@@ -205,7 +241,15 @@ class CSVWriter(FormatWriter):
 
     def _encode(self, columns: list[list[Any]], count: int) -> bytes:
         guard = self.formula_guard
-        return _records([_cells(column, guard) for column in columns], count)
+        options = self.options
+        cells = [_cells(column, guard) for column in columns]
+        if options.decimal_separator == ",":
+            quote = options.delimiter == ","
+            cells = [
+                _decimal_commas(column, texts, quote) if _has_fractions(column) else texts
+                for column, texts in zip(columns, cells, strict=True)
+            ]
+        return _records(cells, count, options.delimiter, options.record_end)
 
     def footer(self, *, empty: bool) -> bytes:
         return b""

@@ -28,7 +28,6 @@ BOLD, DATE, DATETIME, TIME = 1, 2, 3, 4
 #: Excel's day zero (serial 0): the 1900 date system, leap-year bug included, is right from
 #: 1900-03-01 on; earlier dates are written as text.
 _EPOCH = datetime.datetime(1899, 12, 30)
-_EPOCH_UTC = _EPOCH.replace(tzinfo=datetime.UTC)
 _FIRST_DATE = datetime.date(1900, 3, 1)
 _FIRST_SERIAL = (_FIRST_DATE - _EPOCH.date()).days
 _ONE_DAY = datetime.timedelta(days=1)
@@ -89,7 +88,9 @@ def _bool_cell(value: bool) -> str:
 
 
 def _datetime_cell(value: datetime.datetime) -> str:
-    days = (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) / _ONE_DAY
+    # Excel has no time zone: an aware datetime is written as its wall time in its own zone
+    # (the export's ``timezone``, UTC unless asked), which for UTC is the same serial as before.
+    days = (value.replace(tzinfo=None) - _EPOCH) / _ONE_DAY
     if days < _FIRST_SERIAL:
         return _text_cell(value.isoformat())
     return f'<c s="{DATETIME}"><v>{days!r}</v></c>'

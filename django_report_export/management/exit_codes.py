@@ -14,6 +14,7 @@ from django_report_export.exceptions import (
     StatusUnavailable,
     UnknownService,
 )
+from django_report_export.options import NAMES as FILE_OPTIONS
 
 EXIT_OK = 0
 #: Unexpected failure.
@@ -45,7 +46,12 @@ EXIT_CODES: dict[int, Any] = {
 }
 
 #: Command-line spelling of each export parameter, to name it in error messages.
-OPTION_NAMES = {"format": "--format", "fields": "--fields", "compression": "--compression"}
+OPTION_NAMES = {
+    "format": "--format",
+    "fields": "--fields",
+    "compression": "--compression",
+    **{name: "--" + name.replace("_", "-") for name in FILE_OPTIONS},
+}
 
 
 def exit_code_of(exc: Exception) -> int:

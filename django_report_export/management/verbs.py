@@ -33,6 +33,7 @@ from django_report_export.management.exit_codes import (
 )
 from django_report_export.management.output import history_lines, progress_line, status_lines
 from django_report_export.models import ReportExport, Status
+from django_report_export.options import NAMES as OPTION_NAMES
 from django_report_export.presentation import status_body
 from django_report_export.registry import ExportService, site
 
@@ -77,6 +78,10 @@ def start(command: BaseCommand, options: Options) -> int | None:
         params["fields"] = [options["fields"]]
     if options["compression"] is not None:
         params["compression"] = [options["compression"]]
+    for name in OPTION_NAMES:
+        if options[name] is not None:
+            value = options[name]
+            params[name] = [("true" if value else "false") if isinstance(value, bool) else value]
     for item in options["filter"]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

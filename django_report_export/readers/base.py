@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 
-from django_report_export.formats.base import FormatWriter
+from django_report_export.formats.base import ChunkRows, FormatWriter
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ChunkReader:
     has been written before (the writer needs it, e.g. for JSON commas).
     """
 
+    #: The read path, as the export records it (``ReportExport.reader``).
+    name: ClassVar[str] = "generic"
+
     def __init__(self, queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> None:
         self.queryset = queryset
         self.fields = fields
@@ -38,3 +42,20 @@ class ChunkReader:
 
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)
+
+
+def in_zone(chunk: ChunkRows, zone: datetime.tzinfo) -> ChunkRows:
+    """``chunk`` with its aware datetimes in ``zone`` (the export's ``timezone`` option); naive
+    ones, and every other value, as they are."""
+    replaced = {}
+    for index in range(chunk.width):
+        column = chunk.column(index)
+        if any(issubclass(cls, datetime.datetime) for cls in set(map(type, column))):
+            replaced[index] = [_in_zone(value, zone) for value in column]
+    return chunk.replace(replaced) if replaced else chunk
+
+
+def _in_zone(value: Any, zone: datetime.tzinfo) -> Any:
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        return value.astimezone(zone)
+    return value

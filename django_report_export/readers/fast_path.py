@@ -4,7 +4,9 @@
 It does not for a column of a type ``postgres_records`` cannot format exactly, a primary key
 that is neither an integer nor a UUID, a queryset whose SQL cannot be wrapped safely
 (``distinct()``, aggregates, ``extra()``, unions), a project's own writer, a connection inside
-a transaction, or one whose datetimes Django does not return in UTC.
+a transaction, one whose datetimes Django does not return in UTC, or datetimes asked for in
+another time zone (the ``timezone`` option). Every CSV option is written in SQL too
+(``postgres_records.csv_record``) or, a byte-order mark and the header row, by the writer.
 """
 
 from __future__ import annotations
@@ -100,5 +102,7 @@ def postgres_reader(
     kinds = [KINDS.get(oid) for oid in oids[1:]]
     if None in kinds or ("datetime" in kinds and not _is_utc(connection)):
         return None
+    if "datetime" in kinds and writer.options.timezone != "UTC":
+        return None  # Offsets of other zones: the generic reader writes them.
     key = KEY_TYPES[oids[0]]
     return PostgresChunkReader(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from django.db.models import QuerySet
 from django.db.models.expressions import Col
 
 from django_report_export.formats.base import ChunkRows, FormatWriter
-from django_report_export.readers.base import Chunk, ChunkReader
+from django_report_export.readers.base import Chunk, ChunkReader, in_zone
 from django_report_export.readers.converters import _convert
 from django_report_export.readers.sqlite import SQLITE_TYPES, Source, SqliteRows
 
@@ -176,6 +176,8 @@ class OrmChunkReader(ChunkReader):
         replaced = {position - skip: values for position, values in converted.items()}
         replaced.pop(-1, None)  # The key that is not exported.
         chunk = ChunkRows(rows, len(self.fields), replaced, skip=skip, raw_types=raw_types)
+        if self.writer.options.timezone != "UTC":
+            chunk = in_zone(chunk, self.writer.options.zone)
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
 
     def close(self) -> None:

@@ -156,6 +156,8 @@ class PostgresChunkReader(ChunkReader):
     with the export's last chunk, on ``close()``, or when the reader is freed.
     """
 
+    name = "postgresql-copy"
+
     def __init__(
         self,
         queryset: QuerySet[Any],
@@ -170,7 +172,7 @@ class PostgresChunkReader(ChunkReader):
         columns = [f"t.c{index}" for index in range(1, len(kinds) + 1)]
         fix: Callable[[bytes], bytes] | None = None
         if isinstance(writer, CSVWriter):
-            record = csv_record(kinds, columns, writer.formula_guard)
+            record = csv_record(kinds, columns, writer.formula_guard, writer.options)
             separator = b""
         elif isinstance(writer, JSONWriter):
             record = json_record(writer.columns, kinds, columns)

@@ -27,6 +27,10 @@ from django_report_export.formats.csv import (
     QUOTED_CHARACTERS,
 )
 from django_report_export.formats.xml import XMLWriter
+from django_report_export.options import FileOptions
+
+#: The options of a CSV as written before options existed.
+PLAIN = FileOptions()
 
 # PostgreSQL type OIDs of the result columns the fast path can format exactly.
 INT_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
@@ -120,7 +124,7 @@ def plain_text(kind: str, column: str) -> str:
     return f"{column}::text"
 
 
-def csv_cell(kind: str, column: str, guard: bool) -> str:
+def csv_cell(kind: str, column: str, guard: bool, decimal_comma: str = "") -> str:
     """SQL for a cell as ``CSVWriter`` writes it, ``NULL`` for an empty cell.
 
     A text is quoted when it holds one of ``QUOTED_CHARACTERS`` (its quotes doubled). With the
@@ -128,6 +132,8 @@ def csv_cell(kind: str, column: str, guard: bool) -> str:
     expressions. Every cell break and the quote are quoted characters, so a text that is not
     quoted can need a mark only at its start, which its first character mostly tells without
     a regular expression."""
+    if kind == "decimal" and decimal_comma:
+        return decimal_with_comma(column, quoted=decimal_comma == "quoted")
     if kind != "text":
         return plain_text(kind, column)
     special = " OR ".join(f"strpos({column}, {literal(char)}) > 0" for char in QUOTED_CHARACTERS)
@@ -155,14 +161,35 @@ def csv_quoted(text: str) -> str:
     return f"'\"' || replace({text}, '\"', '\"\"') || '\"'"
 
 
-def csv_record(kinds: Sequence[str], columns: Sequence[str], guard: bool) -> str:
-    """SQL for a CSV record and its line end (a ``NULL`` cell empty)."""
-    cells = [csv_cell(kind, column, guard) for kind, column in zip(kinds, columns, strict=True)]
+def decimal_with_comma(column: str, *, quoted: bool) -> str:
+    """SQL for a decimal's text with ``,`` for its ``.`` (in quotes with ``quoted``, where
+    ``,`` is the delimiter too), as ``CSVWriter`` writes it with a ``,`` decimal separator."""
+    text = f"{column}::text"
+    with_comma = f"replace({text}, '.', ',')"
+    if quoted:
+        with_comma = f"'\"' || {with_comma} || '\"'"
+    return f"CASE WHEN strpos({text}, '.') > 0 THEN {with_comma} ELSE {text} END"
+
+
+def csv_record(
+    kinds: Sequence[str], columns: Sequence[str], guard: bool, options: FileOptions = PLAIN
+) -> str:
+    """SQL for a CSV record and its line end (a ``NULL`` cell empty), written with the
+    delimiter, record end and decimal separator of ``options``."""
+    decimal_comma = ""
+    if options.decimal_separator == ",":
+        decimal_comma = "quoted" if options.delimiter == "," else "plain"
+    cells = [
+        csv_cell(kind, column, guard, decimal_comma)
+        for kind, column in zip(kinds, columns, strict=True)
+    ]
+    end = literal(options.record_end)
     if len(cells) == 1:
         # A record of one empty cell is written "", not as an empty line.
-        return f"COALESCE(NULLIF({cells[0]}, ''), '\"\"') || E'\\n'"
+        return f"COALESCE(NULLIF({cells[0]}, ''), '\"\"') || {end}"
     # ``||`` rather than ``concat()``, which looks up each argument's output function per row.
-    return " || ',' || ".join(f"COALESCE({cell}, '')" for cell in cells) + " || E'\\n'"
+    delimiter = f" || {literal(options.delimiter)} || "
+    return delimiter.join(f"COALESCE({cell}, '')" for cell in cells) + f" || {end}"
 
 
 def json_string(column: str) -> str:

@@ -27,6 +27,7 @@ from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport
+from django_report_export.options import FileOptions
 from django_report_export.readers import Chunk, ChunkReader, get_reader
 from django_report_export.registry import site
 from django_report_export.storage import PartSequence, checkpoint_parts, get_storage
@@ -132,6 +133,7 @@ class ChunkedRun:
         self.storage = get_storage()
         self.token = token
         self.writer: FormatWriter = get_writer_class(export.format)(export.service, export.fields)
+        self.writer.options = FileOptions.from_json(export.options)
         self.parts = PartSequence(self.storage, export, token, shard=shard)
         self.processed = 0
         self.last_key: Any = None
@@ -167,6 +169,10 @@ class ChunkedRun:
             lambda: get_reader(queryset, self.export.fields, self.writer),
             what="preparing the reader",
         )
+        if reader.name != self.export.reader:
+            # Which read path wrote the rows (the last run's, should a resumed one differ).
+            ReportExport.objects.filter(pk=self.export.pk).update(reader=reader.name)
+            self.export.reader = reader.name
         try:
             return self.export_chunks(reader)
         finally:

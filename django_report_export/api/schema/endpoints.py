@@ -10,12 +10,14 @@ from typing import Any
 from rest_framework import serializers
 
 from django_report_export.api.schema.generator import ReportAutoSchema
+from django_report_export.api.schema.parameters import option_description, option_schema
 from django_report_export.api.serializers import (
     ErrorSerializer,
     HistorySerializer,
     ServiceSerializer,
     StatusSerializer,
 )
+from django_report_export.options import OPTIONS
 from django_report_export.registry import site
 
 try:
@@ -165,6 +167,16 @@ def _endpoints() -> dict[str, Any]:
                     OpenApiTypes.STR,
                     OpenApiParameter.QUERY,
                     enum=["none", "gzip"],
+                ),
+                *(
+                    OpenApiParameter(
+                        name,
+                        OpenApiTypes.BOOL if name == "bom" else OpenApiTypes.STR,
+                        OpenApiParameter.QUERY,
+                        enum=option_schema(name).get("enum"),
+                        description=option_description(name),
+                    )
+                    for name in OPTIONS
                 ),
             ],
             description=(

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.translation import get_language
 
-from django_report_export.api.schema.parameters import service_parameters
+from django_report_export.api.schema.parameters import SHARED_SCHEMAS, service_parameters
 from django_report_export.formats import format_names
 from django_report_export.registry import site
 
@@ -82,12 +82,12 @@ class ReportSchemaGenerator(SchemaGenerator):
 
     def get_schema(self, request: Any = None, public: bool = False) -> Any:
         if not public:  # filtered by the requesting user's permissions: not shared
-            return super().get_schema(request=request, public=public)
+            return with_shared_schemas(super().get_schema(request=request, public=public))
         key = self.cache_key()
         with self._lock:
             cached = self._cache.get(key)
         if cached is None:
-            cached = super().get_schema(request=request, public=public)
+            cached = with_shared_schemas(super().get_schema(request=request, public=public))
             with self._lock:
                 self._cache[key] = cached
         return copy.deepcopy(cached)
@@ -111,6 +111,13 @@ class ReportSchemaGenerator(SchemaGenerator):
 
 
 setting_changed.connect(ReportSchemaGenerator.clear_cache)
+
+
+def with_shared_schemas(schema: Any) -> Any:
+    """``schema`` with the components the parameters refer to (``SHARED_SCHEMAS``)."""
+    if isinstance(schema, dict):
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(SHARED_SCHEMAS)
+    return schema
 
 
 def is_report_view(callback: Any) -> bool:

@@ -5,11 +5,14 @@ the download and history parameters."""
 from __future__ import annotations
 
 import copy
+import zoneinfo
 from typing import Any
 
 from django import forms
 
 from django_report_export.formats import format_names
+from django_report_export.options import OPTIONS
+from django_report_export.query import writes_csv
 from django_report_export.registry import ExportService
 
 #: The widest integer a filter may be compared with (the databases' 64-bit integers).
@@ -133,8 +136,48 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
             {"type": "string", "enum": ["none", "gzip"]},
             description="`gzip` compresses the file; `none` (the default) does not.",
         ),
+        *option_parameters(csv=any(writes_csv(name) for name in formats)),
         *filter_parameters(service),
     ]
+
+
+#: The IANA time zones this system knows, once for every service's ``timezone`` parameter.
+TIME_ZONE = "TimeZone"
+SHARED_SCHEMAS: dict[str, Any] = {
+    TIME_ZONE: {
+        "type": "string",
+        "enum": sorted(zoneinfo.available_timezones()),
+        "example": "Europe/Berlin",
+    }
+}
+
+
+def option_parameters(*, csv: bool = True) -> list[dict[str, Any]]:
+    """The file options (the CSV ones only where a CSV format is offered)."""
+    return [
+        query_parameter(name, option_schema(name), description=option_description(name))
+        for name, option in OPTIONS.items()
+        if csv or not option.csv_only
+    ]
+
+
+def option_schema(name: str) -> dict[str, Any]:
+    option = OPTIONS[name]
+    if name == "bom":
+        return {"type": "boolean"}
+    if name == "delimiter":
+        return {"type": "string", "enum": [*option.choices, "\t"]}
+    if option.choices:
+        return {"type": "string", "enum": list(option.choices)}
+    return {"$ref": f"#/components/schemas/{TIME_ZONE}"}
+
+
+def option_description(name: str) -> str:
+    option = OPTIONS[name]
+    scope = "CSV formats only (no effect on another format). " if option.csv_only else ""
+    tab = " `tab` or a tab character (`%09`) for tab." if name == "delimiter" else ""
+    default = f'Default: `REPORT_EXPORT["{option.setting}"]`.'
+    return f"{scope}{option.help}{tab} {default}"
 
 
 def service_parameters(service: ExportService, action: str) -> list[dict[str, Any]]:

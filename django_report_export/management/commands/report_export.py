@@ -1,6 +1,7 @@
 """``manage.py report_export``: exports from the shell.
 
     report_export start SERVICE --format csv [--fields a,b] [--compression gzip]
+        [--delimiter ;] [--bom] [--decimal-separator ,] [--timezone Europe/Berlin] ...
                         [--filter key=value ...] [--user NAME] [--wait]
     report_export status SERVICE [--user NAME] [--wait] [--json]
     report_export pause|cancel SERVICE [--user NAME]
@@ -17,6 +18,7 @@ stderr and an exit code (``management.exit_codes``), never a traceback.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +95,16 @@ class Command(BaseCommand):
                 "the service's shards, else by SHARD_ROWS)."
             ),
         )
+        start.add_argument("--delimiter", help=_("CSV delimiter: , ; tab or |."))
+        start.add_argument(
+            "--bom",
+            action=argparse.BooleanOptionalAction,
+            help=_("Start a CSV with a UTF-8 byte-order mark (or not)."),
+        )
+        start.add_argument("--line-ending", help=_("CSV record end: lf or crlf."))
+        start.add_argument("--decimal-separator", help=_("CSV decimal separator: . or ,"))
+        start.add_argument("--header", help=_("CSV header row: names, labels or none."))
+        start.add_argument("--timezone", help=_("Time zone of datetimes, e.g. Europe/Berlin."))
         start.add_argument(
             "--filter",
             action="append",
