@@ -322,7 +322,7 @@ def test_retry_after_a_database_outage_longer_than_the_reconnects(
             body = status(api, service)
             assert body["file"] is None
             assert "OperationalError" in body["error"]
-            export = ReportExport.objects.get()
+            export = ReportExport.objects.get(pk=body["id"])
             assert export.checkpoint["processed"] >= 400
             retried = api.post(f"/api/report/{service}/retry")
             assert retried.status_code == 202, retried.content
