@@ -1,4 +1,4 @@
-"""Start, pause, resume and cancel, and the slot's status: the operations behind the API, the
+"""Start, pause, resume, cancel and retry, and the slot's status: the operations behind the API, the
 admin and the shell.
 
 Each operation runs under a short Redis lock per slot (``status.slot_lock``), so operations
@@ -26,7 +26,7 @@ from django_report_export.exceptions import (
     NotAcknowledged,
     StatusUnavailable,
 )
-from django_report_export.lifecycle import end_export
+from django_report_export.lifecycle import clean_up, end_export
 from django_report_export.maintenance import recover_lost_run
 from django_report_export.models import ReportExport, Status
 from django_report_export.options import defaults, with_labels
@@ -120,6 +120,8 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
         current = read_or_rebuild(store, slot, service)
         if current["status"] in Status.active():
             stop(store, slot, current, Request.CANCEL, reason="Canceled by a newer start.")
+        elif current["status"] == Status.ERROR:
+            forget_failed(export_id(current))
         owner = user if slot != service.name else None
         # Labels in the language active now, at the start.
         options = with_labels(request.options or defaults(), service.model, request.fields)
@@ -146,6 +148,14 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
     # The hash as written a moment ago, or, if Redis lost it since, the row's copy.
     status = store.read(slot)
     return plain(status) if status is not None else snapshot(export)
+
+
+def forget_failed(failed_id: str) -> None:
+    """Delete what an export in Error kept for a retry: a newer start replaces it."""
+    failed = ReportExport.objects.filter(pk=failed_id, status=Status.ERROR).first()
+    if failed is not None:
+        clean_up(failed)
+        failed.update_fields(checkpoint={})
 
 
 def pause(service: ExportService, user: Any = None) -> dict[str, Any]:
@@ -179,6 +189,35 @@ def resume(service: ExportService, user: Any = None) -> dict[str, Any]:
         export.update_fields(status=Status.STARTING, error="", updated_at=now)
         enqueue(store, export, on_failure=Status.PAUSED)
         return plain(read_or_rebuild(store, slot, service))
+
+
+def retry(service: ExportService, user: Any = None) -> dict[str, Any]:
+    """Continue the slot's export in Error from its checkpoint, with a new run."""
+    store = get_store()
+    slot = slot_for(service, user)
+    with slot_lock(store, slot):
+        current = read_or_rebuild(store, slot, service)
+        failed = export_id(current) if current["status"] == Status.ERROR else ""
+        export = ReportExport.objects.filter(pk=failed).first() if failed else None
+        if export is None:
+            raise NoExportInState("No export is in Error.", service=service.name)
+        now = timezone.now()
+        processed = export.durable_processed()
+        values = {"status": Status.STARTING, "error": "", "finished_at": None, "updated_at": now}
+        result = store.transition(
+            slot,
+            {**values, "request": "", "run": "", "rate": "", "processed": processed},
+            expect_id=current["id"],
+            allowed=[Status.ERROR],
+        )
+        if not result.written:
+            raise NoExportInState("No export is in Error.", service=service.name)
+        # A run that failed with the database away may still hold the row: its token goes.
+        export.update_fields(**values, run_token="", retries=0, processed=processed)
+        export.shard_set.update(run_token="", retries=0)
+        enqueue(store, export, on_failure=Status.ERROR)
+    signals.export_started.send(sender=ReportExport, export=export)
+    return plain(read_or_rebuild(store, slot, service))
 
 
 def cancel(service: ExportService, user: Any = None) -> dict[str, Any]:
@@ -277,6 +316,7 @@ __all__ = [
     "pause",
     "read_status_early",
     "resume",
+    "retry",
     "slot_for",
     "slot_lock",
     "start",

@@ -13,13 +13,14 @@ import os
 from typing import IO
 
 from django.core.files.storage import Storage
-from django.http import FileResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import ExportFileGone
 from django_report_export.formats import get_writer_class
 from django_report_export.models import ReportExport
+from django_report_export.ranges import file_response
 from django_report_export.storage import get_storage
 
 #: Storages whose URLs are signed and expire when their ``querystring_auth`` is on (by class
@@ -77,13 +78,16 @@ def download_url(storage: Storage, name: str, filename: str, content_type: str) 
     return storage.url(name, parameters=headers)  # type: ignore[call-arg]
 
 
-def download_response(export: ReportExport) -> HttpResponseBase:
+def download_response(export: ReportExport, request: HttpRequest | None = None) -> HttpResponseBase:
     """The response that downloads a finished ``export``: a redirect to the storage's URL or
-    the file itself, as an attachment. Raises ``ExportFileGone`` when the file is missing."""
+    the file itself, as an attachment, with its ``ETag`` and the ``Range`` of ``request``
+    (``ranges``). Raises ``ExportFileGone`` when the file is missing."""
     storage = get_storage()
     name, kind = filename(export), content_type(export)
     if export_settings.DOWNLOAD == "redirect":
+        # The storage answers ranges and sends its own ETag there.
         return HttpResponseRedirect(download_url(storage, export.file_name, name, kind))
-    return FileResponse(
-        open_file(export, storage), as_attachment=True, filename=name, content_type=kind
-    )
+    stored = open_file(export, storage)
+    size = export.file_size if export.file_size is not None else storage.size(export.file_name)
+    etag = f'"{export.sha256}"' if export.sha256 else None
+    return file_response(request, stored, size=size, etag=etag, filename=name, content_type=kind)

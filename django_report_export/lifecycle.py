@@ -4,6 +4,10 @@ Whoever ends an export (its run finishing, canceling or failing, a sharded run's
 a cancel of an export no worker holds, the recovery of a lost worker that gave up) stores the
 end on the row, deletes what the export leaves behind (parts, files of other runs, shards),
 shows the end in the slot and sends the signal, in that order, through ``end_export``.
+
+An export that ends in Error keeps its checkpoint and the parts it names (``keep_for_retry``),
+so that a retry (``control.retry``) continues from there; a new start in its slot, or the
+cleanup command, deletes them.
 """
 
 from __future__ import annotations
@@ -17,9 +21,17 @@ from django.utils import timezone
 from django_report_export import signals
 from django_report_export.connection import get_redis
 from django_report_export.models import ReportExport, Status
-from django_report_export.runs.leases import forget_shards
+from django_report_export.runs.leases import forget_shards, release_shards
 from django_report_export.status import StatusStore, snapshot
-from django_report_export.storage import PartSequence, delete_export_files, get_storage
+from django_report_export.storage import (
+    PartSequence,
+    checkpoint_parts,
+    delete_export_files,
+    delete_quietly,
+    export_folder,
+    get_storage,
+    stored_files,
+)
 
 #: The signal each end sends.
 SIGNALS: dict[int, Signal] = {
@@ -47,7 +59,10 @@ def end_export(
     """
     if not end_row(export, status, values, run_token=run_token, only_running=only_running):
         return False
-    clean_up(export, keep=keep, parts=parts)
+    if status == Status.ERROR:
+        keep_for_retry(export, parts=parts)
+    else:
+        clean_up(export, keep=keep, parts=parts)
     if show is not None:
         show()
     announce(export, status)
@@ -84,6 +99,27 @@ def clean_up(export: ReportExport, *, keep: str = "", parts: PartSequence | None
     if parts is not None:
         parts.delete_all()
     forget_shards(export, get_redis())
+
+
+def retry_parts(export: ReportExport) -> set[str]:
+    """The parts a retry of ``export`` continues from: its checkpoint's and its shards'."""
+    checkpoints = [export.checkpoint, *(shard.checkpoint for shard in export.shard_set.all())]
+    return {part.name for checkpoint in checkpoints for part in checkpoint_parts(checkpoint)}
+
+
+def keep_for_retry(export: ReportExport, *, parts: PartSequence | None = None) -> None:
+    """Delete what a failed export leaves but its checkpoints and their parts: files of other
+    runs, unsaved parts, the shards' leases (their rows and checkpoints stay)."""
+    kept = retry_parts(export)
+    storage = get_storage()
+    if parts is not None:
+        parts.close()
+        delete_quietly(
+            storage, [name for name in (*parts.names, parts.current) if name not in kept]
+        )
+    leftovers = stored_files(storage, export_folder(export))
+    delete_quietly(storage, [name for name in leftovers if name not in kept])
+    release_shards(export, get_redis())
 
 
 def announce(export: ReportExport, status: int) -> None:

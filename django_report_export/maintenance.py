@@ -61,7 +61,8 @@ def recover_lost_run(store: StatusStore, slot: str, status: SlotStatus) -> bool:
             slot, values, expect_id=export.pk, expect_run=lost_run, allowed=[Status.RUNNING]
         )
         if taken.written:
-            end_export(export, Status.ERROR, {"error": error, "finished_at": now, "checkpoint": {}})
+            # The checkpoint stays: a retry continues from it.
+            end_export(export, Status.ERROR, {"error": error, "finished_at": now})
             logger.error("Export %s: %s", export.pk, error)
         return taken.written
 

@@ -92,6 +92,8 @@ class ReportExport(models.Model):
     retries = models.PositiveSmallIntegerField(_("lost-worker continuations"), default=0)
     file_name = models.CharField(_("file"), max_length=500, blank=True, default="")
     file_size = models.BigIntegerField(_("file size"), null=True, blank=True)
+    #: Hex SHA-256 of the published file, computed once as it is published.
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True, default="")
     error = models.TextField(_("error"), blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)

@@ -3,11 +3,13 @@ entry, built here once for the API, the admin and the ``report_export`` command.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 from django.utils import translation
 
+from django_report_export.conf import export_settings
 from django_report_export.links import endpoint_path
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService
@@ -44,8 +46,9 @@ def status_body(
     eta = None
     if code == Status.RUNNING and rate and total is not None:
         eta = max(0, round((total - processed) / rate))
-    file_url = None
+    file_url = expires_at = None
     if code == Status.FINISHED:
+        expires_at = expiry(status.get("finished_at"))
         file_url = download_url or endpoint_path("report-download", service.name)
         if request is not None:
             file_url = request.build_absolute_uri(file_url)
@@ -69,6 +72,8 @@ def status_body(
         "updated_at": _iso(status.get("updated_at")),
         "file": file_url,
         "file_size": status.get("file_size") if code == Status.FINISHED else None,
+        "sha256": (status.get("sha256") or None) if code == Status.FINISHED else None,
+        "expires_at": expires_at,
         "error": status.get("error") or None,
     }
 
@@ -97,6 +102,19 @@ def export_status(export: ReportExport, live: Mapping[str, Any] | None) -> Mappi
     if live and str(live.get("id")) == str(export.pk):
         return live
     return snapshot(export)
+
+
+def expiry(finished_at: Any) -> str | None:
+    """When the cleanup command removes a file finished at ``finished_at``: ``RETENTION_DAYS``
+    later (``maintenance.old_exports`` deletes by the same rule)."""
+    if not finished_at:
+        return None
+    ended = (
+        finished_at
+        if isinstance(finished_at, dt.datetime)
+        else dt.datetime.fromisoformat(finished_at)
+    )
+    return (ended + dt.timedelta(days=export_settings.RETENTION_DAYS)).isoformat()
 
 
 def _iso(value: Any) -> str | None:

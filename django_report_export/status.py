@@ -96,6 +96,7 @@ class SlotStatus(TypedDict, total=False):
     finished_at: str | None
     updated_at: str | None
     file_size: int | None
+    sha256: str | None
     error: str | None
     run: str | None
     request: str | None
@@ -198,6 +199,7 @@ def snapshot(export: ReportExport) -> dict[str, Any]:
         "finished_at": export.finished_at,
         "updated_at": export.updated_at,
         "file_size": export.file_size,
+        "sha256": export.sha256,
         "error": export.error,
         "run": export.run_token,
         "request": "",

@@ -24,6 +24,7 @@ urlpatterns = [
     path("report/<str:service>/pause", _view({"post": "pause"}), name="report-pause"),
     path("report/<str:service>/resume", _view({"post": "resume"}), name="report-resume"),
     path("report/<str:service>/cancel", _view({"delete": "cancel"}), name="report-cancel"),
+    path("report/<str:service>/retry", _view({"post": "retry"}), name="report-retry"),
     path("report/<str:service>/download", _view({"get": "download"}), name="report-download"),
     path("report/<str:service>/history", _view({"get": "history"}), name="report-history"),
     # Anything else under report/ (a name holding "/", an empty name, a trailing slash) is

@@ -22,6 +22,7 @@ SERVICE_ENDPOINTS = [
     ("post", "pause"),
     ("post", "resume"),
     ("delete", "cancel"),
+    ("post", "retry"),
     ("get", "download"),
     ("get", "history"),
 ]

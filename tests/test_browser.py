@@ -62,6 +62,7 @@ def test_every_endpoint_renders_in_the_browsable_api(api):
         "/api/report/order/pause": (405, "order · Pause"),
         "/api/report/order/resume": (405, "order · Resume"),
         "/api/report/order/cancel": (405, "order · Cancel"),
+        "/api/report/order/retry": (405, "order · Retry"),
         "/api/report/order/download": (404, "order · Download"),
         "/api/report/order/history": (200, "order · History"),
     }
@@ -95,6 +96,9 @@ def test_parameterless_endpoints_get_a_plain_button(api):
     assert "This endpoint takes no parameters." in html
     assert 'name="format"' not in html
     assert "_content" not in html  # no raw data form
+    retry = api.get("/api/report/order/retry", **HTML).content.decode()
+    assert "This endpoint takes no parameters." in retry
+    assert 'name="format"' not in retry
     html = api.get("/api/report/order/cancel", **HTML).content.decode()
     assert "deleteModal" in html
     assert 'name="format"' not in html

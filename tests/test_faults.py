@@ -20,7 +20,8 @@ from django_report_export.registry import site
 from testproject.shop.factories import InquiryFactory
 from testproject.shop.models import CustomerAccount, Inquiry
 
-from .support.workers import WorkerProcess, wait_for
+from .support.net import DatabaseProxy
+from .support.workers import WorkerProcess, database_url, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -286,5 +287,56 @@ def test_failing_query_mid_export_is_an_error_and_publishes_nothing(
     assert table in body["error"]
     failed = ReportExport.objects.get(status=Status.ERROR)
     assert not failed.file_name
+    # Only the checkpoint's parts stay, for a retry; a new start deletes them.
     leftovers = [p for p in export_root.rglob("*") if p.is_file() and str(failed.pk) in str(p)]
-    assert leftovers == []
+    kept = sorted(str(p.relative_to(export_root)) for p in leftovers)
+    assert kept == sorted(failed.checkpoint["parts"])
+    start(api, service)
+    assert [p for p in export_root.rglob("*") if p.is_file() and str(failed.pk) in str(p)] == []
+
+
+# --- the database away longer than the reconnect attempts -------------------------------
+
+
+@pytest.mark.skipif("connection.vendor == 'sqlite'", reason="needs a database over TCP")
+def test_retry_after_a_database_outage_longer_than_the_reconnects(
+    api, service, shop, fast_failure, tmp_path, export_root
+):
+    db = connection.settings_dict
+    default_port = 5432 if connection.vendor == "postgresql" else 3306
+    proxy = DatabaseProxy((db["HOST"] or "127.0.0.1", int(db["PORT"] or default_port)))
+    proxy.restore()
+    through_proxy = database_url().replace(f":{db['PORT'] or default_port}/", f":{proxy.port}/")
+    assert str(proxy.port) in through_proxy
+    start(api, service)
+    log = tmp_path / "worker.log"
+    try:
+        with WorkerProcess(log, env={"DATABASE_URL": through_proxy}, **FAST_FAILURE):
+            wait_for(lambda: status(api, service)["processed"] >= 400)
+            proxy.cut()
+            cut_at = time.monotonic()
+            # Three tries, 1 + 2 s apart, then the run fails; the database is still away.
+            wait_for(lambda: status(api, service)["status"] == Status.ERROR, timeout=30)
+            failed_after = time.monotonic() - cut_at
+            proxy.restore()
+            body = status(api, service)
+            assert body["file"] is None
+            assert "OperationalError" in body["error"]
+            export = ReportExport.objects.get(pk=body["id"])
+            assert export.checkpoint["processed"] >= 400
+            retried = api.post(f"/api/report/{service}/retry")
+            assert retried.status_code == 202, retried.content
+            wait_for(lambda: status(api, service)["status"] == Status.FINISHED, timeout=60)
+    finally:
+        proxy.cut()
+    assert download(api, service) == shop
+    assert "reconnecting" in log.read_text()
+    finished = ReportExport.objects.get(pk=export.pk)
+    assert finished.status == Status.FINISHED
+    assert finished.processed == ROWS
+    leftovers = [p for p in export_root.rglob("*") if p.is_file() and str(export.pk) in str(p)]
+    assert [str(p.relative_to(export_root)) for p in leftovers] == [finished.file_name]
+    print(
+        f"{service}: database away at {export.checkpoint['processed']}/{ROWS} rows, Error "
+        f"{failed_after:.1f} s later; retried from the checkpoint, file identical"
+    )

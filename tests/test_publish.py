@@ -221,6 +221,10 @@ def test_a_worker_killed_mid_publish_leaves_no_file_under_the_final_name_nor_any
     body = api.get("/api/report/product/status").json()
     assert body["status"] == Status.ERROR, body
     assert "worker running the export was lost" in body["error"]
+    # What stays is the checkpoint's parts, for a retry; a new start deletes them.
+    export.refresh_from_db()
+    assert files_of(export) == sorted(export.checkpoint.get("parts", []))
+    assert api.post("/api/report/product/start?format=csv").status_code == 202
     assert files_of(export) == []
 
 

@@ -101,7 +101,15 @@ def test_export_whose_publish_fails_leaves_no_orphan_file(
     export = ReportExport.objects.get()
     assert export.status == Status.ERROR
     assert len(parts_read) == 3
-    assert files_under(Path(media_root)) == []
+    # The shards' checkpoints and their parts stay, for a retry; a new start deletes them.
+    kept = sorted(
+        name for shard in export.shard_set.all() for name in shard.checkpoint.get("parts", [])
+    )
+    root = Path(storage_module.get_storage().location)  # type: ignore[attr-defined]
+    assert kept
+    assert files_under(root) == kept
+    api.post("/api/report/order/start?format=xml")
+    assert files_under(root) == []
 
 
 # --- Storages that rewind or size what they save ------------------------------------------
@@ -215,7 +223,9 @@ def test_redis_losing_keys_mid_export_is_not_a_lost_worker(
 # --- An export that ends in Error forgets its shards -------------------------------------
 
 
-def test_failed_sharded_export_forgets_its_shards(api, worker, shop, settings, monkeypatch):
+def test_failed_sharded_export_keeps_its_shards_until_a_new_start(
+    api, worker, shop, settings, monkeypatch
+):
     use(settings, **SHARDED)
     real = ShardRun.export_rows
 
@@ -229,6 +239,10 @@ def test_failed_sharded_export_forgets_its_shards(api, worker, shop, settings, m
     worker()
     export = ReportExport.objects.get()
     assert export.status == Status.ERROR
+    # A retry continues the shards from their checkpoints; no run holds a lease any more.
     shards = list(ReportExportShard.objects.filter(export=export))
-    assert not shards, [(s.index, s.checkpoint.get("parts")) for s in shards]
+    assert shards
+    assert all(shard.run_token == "" for shard in shards)
     assert not get_redis().exists(shards_key(export.pk))
+    api.post("/api/report/order/start?format=xml")
+    assert not ReportExportShard.objects.filter(export=export).exists()

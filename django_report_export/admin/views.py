@@ -1,8 +1,8 @@
 """The ``ReportExport`` admin's own views and the status body they serve.
 
 ``ExportAdminViews`` is the base of ``ReportExportAdmin``: the status body of an export (live
-from Redis while it runs, else its record), the JSON status its page polls, the pause, resume
-and cancel buttons (through ``control``, like the API), the download, and the start of an
+from Redis while it runs, else its record), the JSON status its page polls, the pause, resume,
+cancel and retry buttons (through ``control``, like the API), the download, and the start of an
 export from the admin action's form.
 """
 
@@ -45,6 +45,7 @@ OPERATIONS: dict[str, tuple[Status, ...]] = {
     "pause": (Status.STARTING, Status.RUNNING),
     "resume": (Status.PAUSED,),
     "cancel": Status.active(),
+    "retry": (Status.ERROR,),
 }
 #: Form field of the admin action's page for each parameter of ``control.parse_request``.
 FORM_FIELDS = {
@@ -53,7 +54,12 @@ FORM_FIELDS = {
     "compression": "compression",
     **{name: name for name in OPTION_NAMES},
 }
-OPERATION_LABELS = {"pause": _("Pause"), "resume": _("Resume"), "cancel": _("Cancel")}
+OPERATION_LABELS = {
+    "pause": _("Pause"),
+    "resume": _("Resume"),
+    "cancel": _("Cancel"),
+    "retry": _("Retry"),
+}
 
 
 def slot_user(export: ReportExport) -> Any:
@@ -192,7 +198,7 @@ class ExportAdminViews(admin.ModelAdmin):  # type: ignore[type-arg]  # generic i
         if export.status != Status.FINISHED or not export.file_name:
             raise Http404("The export has no finished file.")
         try:
-            return download_response(export)
+            return download_response(export, request)
         except ExportFileGone:
             raise Http404("The export's file is no longer available.") from None
 

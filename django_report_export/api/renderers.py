@@ -5,8 +5,8 @@
 * ``start`` gets a form built for the service (``start_form_serializer``): a select of the
   service's formats only, its fields, compression and one input per filter of its FilterSet.
   The form posts form data, which the start view merges into the query parameters.
-* ``pause`` and ``resume`` get a plain POST button (they take no parameters), ``cancel`` DRF's
-  DELETE button; no raw-data form where there is nothing to send.
+* ``pause``, ``resume`` and ``retry`` get a plain POST button (they take no parameters),
+  ``cancel`` DRF's DELETE button; no raw-data form where there is nothing to send.
 * Each page is titled for its service and endpoint and links the service's other endpoints.
 * No ``?format=`` links: here ``format`` names the export format, not a renderer.
 """
@@ -34,6 +34,7 @@ ENDPOINTS = {
     "pause": "POST",
     "resume": "POST",
     "cancel": "DELETE",
+    "retry": "POST",
     "download": "GET",
     "history": "GET",
 }
@@ -45,6 +46,7 @@ TITLES = {
     "pause": "Pause",
     "resume": "Resume",
     "cancel": "Cancel",
+    "retry": "Retry",
     "download": "Download",
     "history": "History",
 }
@@ -65,7 +67,10 @@ HELP = {
     "when nothing is paused.",
     "cancel": "Cancels the export that is starting, running or paused and discards its rows. "
     "DELETE. 404 when there is nothing to cancel.",
-    "download": "The finished export's file, as an attachment. 404 while nothing is finished.",
+    "retry": "Continues the export in Error from its last checkpoint, with a new run; answers "
+    "202 with its status. POST, no parameters. 404 when nothing is in Error.",
+    "download": "The finished export's file, as an attachment, with its ETag (SHA-256); "
+    "answers Range requests (206). 404 while nothing is finished.",
     "history": "Past exports of this service, newest first; each finished one has its own "
     "download URL.",
 }

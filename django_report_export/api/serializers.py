@@ -38,6 +38,10 @@ class StatusSerializer(serializers.Serializer[Any]):
     updated_at = serializers.DateTimeField(allow_null=True)
     file = serializers.URLField(allow_null=True)
     file_size = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField(allow_null=True, help_text="Hex SHA-256 of the file.")
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the cleanup command removes the file (RETENTION_DAYS)."
+    )
     error = serializers.CharField(allow_null=True)
 
 

@@ -208,10 +208,14 @@ class ReportViewSet(viewsets.ViewSet):
     def cancel(self, request: Request, service: str) -> Response:
         return self.body(control.cancel(self.get_service(), request.user))
 
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, service: str) -> Response:
+        return self.body(control.retry(self.get_service(), request.user), code=202)
+
     @action(detail=True, methods=["get"])
     def download(self, request: Request, service: str) -> Any:
         try:
-            return download_response(self.finished_export(request))
+            return download_response(self.finished_export(request), request._request)
         except ExportFileGone:
             raise NotFound(_("The export's file is no longer available.")) from None
 

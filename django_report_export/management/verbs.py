@@ -1,5 +1,5 @@
 """The service verbs of ``manage.py report_export``: start, status, pause, resume, cancel,
-history and download, and following an export with ``--wait``.
+retry, history and download, and following an export with ``--wait``.
 
 Each verb takes the command (for its output streams) and the parsed options, goes through
 ``control`` as the API does, and returns an exit code or ``None`` for success.
@@ -131,6 +131,14 @@ def resume(command: BaseCommand, options: Options) -> int | None:
     service = service_of(options)
     user = user_of(options)
     current = control.resume(service, user)
+    show(command, service, current, progress=not options["wait"])
+    return wait(command, service, user, current, options) if options["wait"] else None
+
+
+def retry(command: BaseCommand, options: Options) -> int | None:
+    service = service_of(options)
+    user = user_of(options)
+    current = control.retry(service, user)
     show(command, service, current, progress=not options["wait"])
     return wait(command, service, user, current, options) if options["wait"] else None
 

@@ -17,9 +17,16 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from django_report_export.checksums import file_sha256
 from django_report_export.connection import get_redis
 from django_report_export.exceptions import StatusUnavailable
-from django_report_export.lifecycle import announce, clean_up, end_export, end_row, show_run_end
+from django_report_export.lifecycle import (
+    announce,
+    end_export,
+    end_row,
+    keep_for_retry,
+    show_run_end,
+)
 from django_report_export.models import ReportExport, Status
 from django_report_export.processes import discard_inherited_connections
 from django_report_export.query import export_queryset
@@ -290,6 +297,7 @@ class ExportRun(ChunkedRun):
             final_name(self.export, self.writer.extension, self.token),
             self.export.compression,
         )
+        sha256 = file_sha256(self.storage, name)
         now = timezone.now()
         ended = {"processed": self.processed, "total": self.processed, "finished_at": now}
         if not end_export(
@@ -299,6 +307,7 @@ class ExportRun(ChunkedRun):
                 **ended,
                 "file_name": name,
                 "file_size": size,
+                "sha256": sha256,
                 "checkpoint": {},
                 "updated_at": now,
                 "error": "",
@@ -309,7 +318,7 @@ class ExportRun(ChunkedRun):
             parts=self.parts,
             show=lambda: self.show_end(
                 Status.FINISHED,
-                {**ended, "file_size": size, "rate": self.rate()},
+                {**ended, "file_size": size, "sha256": sha256, "rate": self.rate()},
                 allow_missing=True,
             ),
         ):
@@ -338,7 +347,7 @@ class ExportRun(ChunkedRun):
             logger.warning("Export %s: run %s failed after losing it.", self.export.pk, self.token)
             return
         if owned:
-            clean_up(self.export)
+            keep_for_retry(self.export)
         try:
             self.show_end(Status.ERROR, {"error": error, "finished_at": now})
         except StatusUnavailable:

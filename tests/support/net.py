@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -45,3 +47,60 @@ def wait_for_http(
             pass
         time.sleep(interval)
     return False
+
+
+#: A TCP proxy in front of the test database (``DatabaseProxy``), for database outages.
+DATABASE_PROXY_PORTS = range(55500, 55600)
+
+
+class DatabaseProxy:
+    """Forwards 127.0.0.1:``port`` to the database at ``target``. ``cut()`` drops every
+    connection and refuses new ones (the database is away), ``restore()`` listens again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = next(port for port in DATABASE_PROXY_PORTS if port_is_free(port))
+        self.listener: socket.socket | None = None
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def restore(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        with self.lock:
+            connections, self.connections = self.connections, []
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for conn in (source, sink):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)

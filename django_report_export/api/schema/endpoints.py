@@ -200,6 +200,18 @@ def _endpoints() -> dict[str, Any]:
                 **stop_errors,
             },
         ),
+        "retry": action(
+            "Continue the export in Error from its last checkpoint, with a new run",
+            {
+                202: StatusSerializer,
+                404: _error("Nothing is in Error."),
+                **common,
+                503: _error(
+                    "Redis did not answer or a status write failed (`internalError`); or the "
+                    "job could not be queued (`Service currently unavailable`)."
+                ),
+            },
+        ),
         "download": action(
             "Download the finished file",
             {
@@ -213,7 +225,15 @@ def _endpoints() -> dict[str, Any]:
                     )
                     for media_type, schema in DOWNLOAD_MEDIA_TYPES.items()
                 },
+                206: OpenApiResponse(
+                    description=(
+                        "The byte range asked for by `Range` (one range: `bytes=a-b`, `a-`, "
+                        "`-n`), with `Content-Range`."
+                    )
+                ),
                 302: OpenApiResponse(description="Redirect to the storage's URL (DOWNLOAD)."),
+                304: OpenApiResponse(description="`If-None-Match` names the file's `ETag`."),
+                416: _error("The range starts beyond the file (`range_not_satisfiable`)."),
                 404: _error("No finished export (or its file is gone)."),
                 **common,
                 400: _error("Unknown service, or `id` is not an export id."),

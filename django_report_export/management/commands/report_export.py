@@ -6,6 +6,7 @@
     report_export status SERVICE [--user NAME] [--wait] [--json]
     report_export pause|cancel SERVICE [--user NAME]
     report_export resume SERVICE [--user NAME] [--wait]
+    report_export retry SERVICE [--user NAME] [--wait]
     report_export history SERVICE [--user NAME] [--limit N]
     report_export download SERVICE [-o FILE] [--id ID] [--user NAME]
     report_export cleanup [--days N] [--dry-run]
@@ -38,6 +39,7 @@ VERBS: dict[str, Callable[[BaseCommand, dict[str, Any]], int | None]] = {
     "pause": verbs.pause,
     "resume": verbs.resume,
     "cancel": verbs.cancel,
+    "retry": verbs.retry,
     "history": verbs.history,
     "download": verbs.download,
     "cleanup": housekeeping.cleanup,
@@ -120,6 +122,9 @@ class Command(BaseCommand):
 
         service_command("pause", _("Pause the running export."))
         wait_options(service_command("resume", _("Resume the paused export.")))
+        wait_options(
+            service_command("retry", _("Continue the export in Error from its last checkpoint."))
+        )
         service_command("cancel", _("Cancel the export."))
 
         history = service_command("history", _("List past exports of the service, newest first."))
