@@ -77,3 +77,11 @@ def _forget_connections(*, setting: str, **kwargs: Any) -> None:
     if setting in ("RQ_QUEUES", "REPORT_EXPORT"):
         with _lock:
             _current = None
+
+
+def get_notify_queue() -> Queue:
+    """The queue of the webhook and email jobs: ``NOTIFY_QUEUE``, else the export queue."""
+    name = export_settings.NOTIFY_QUEUE
+    if name is None or name == export_settings.QUEUE:
+        return get_queue()
+    return django_rq.get_queue(name, **_ENQUEUE_AT_ONCE)

@@ -32,7 +32,7 @@ from django_report_export.relations import (
 )
 from django_report_export.storage import COMPRESSIONS
 
-RESERVED_PARAMETERS = ("format", "fields", "compression")
+RESERVED_PARAMETERS = ("format", "fields", "compression", "notify")
 #: Most primary keys an export may be restricted to (``ExportRequest.keys``).
 MAX_SELECTED_KEYS = 10_000
 
@@ -49,6 +49,8 @@ class ExportRequest:
     keys: list[Any] | None = None
     #: Key-range shards to split the export into (``None``: the service's, else automatic).
     shards: int | None = None
+    #: ``"email"``: mail whoever starts the export when it ends (``notify=email``).
+    notify: str = ""
 
 
 def slot_for(service: ExportService, user: Any = None) -> str:
@@ -106,6 +108,10 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     if compression and compression not in COMPRESSIONS:
         errors["compression"] = [f"Unknown compression {compression!r}; one of: gzip, none."]
 
+    notify = single("notify").lower()
+    if notify not in ("", "email"):
+        errors["notify"] = [f"Unknown notification {notify!r}; one of: email."]
+
     filters = {
         name: values[0] if len(values) == 1 else list(values)
         for name, values in params.items()
@@ -128,7 +134,7 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
             check_filters_run(filterset.qs, filters, errors)
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
-    return ExportRequest(export_format, fields, compression, filters)
+    return ExportRequest(export_format, fields, compression, filters, notify=notify)
 
 
 def to_many_field_errors(service: ExportService, fields: Iterable[str]) -> list[str]:

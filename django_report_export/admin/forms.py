@@ -55,6 +55,11 @@ class ExportStartForm(forms.Form):
         choices=[("", _("none")), ("gzip", "gzip")],
         required=False,
     )
+    notify = forms.BooleanField(
+        label=_("Email me"),
+        required=False,
+        help_text=_("Send an email to your address when the export ends, with its link."),
+    )
 
     def __init__(self, service: ExportService, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +88,8 @@ class ExportStartForm(forms.Form):
             "fields": [",".join(chosen)],
             "compression": [data["compression"] or "none"],
         }
+        if data.get("notify"):
+            params["notify"] = ["email"]
         request = control.parse_request(self.service_, params)
         if data["selection"] == SELECTED_ROWS:
             request.keys = control.clean_keys(self.service_, data["keys"])

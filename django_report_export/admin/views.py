@@ -46,7 +46,12 @@ OPERATIONS: dict[str, tuple[Status, ...]] = {
     "cancel": Status.active(),
 }
 #: Form field of the admin action's page for each parameter of ``control.parse_request``.
-FORM_FIELDS = {"format": "format", "fields": "columns", "compression": "compression"}
+FORM_FIELDS = {
+    "format": "format",
+    "fields": "columns",
+    "compression": "compression",
+    "notify": "notify",
+}
 OPERATION_LABELS = {"pause": _("Pause"), "resume": _("Resume"), "cancel": _("Cancel")}
 
 
