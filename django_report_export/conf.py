@@ -300,7 +300,7 @@ class ExportSettings:
     # Seconds before each retry of a delivery that timed out or got a 5xx; one per retry.
     WEBHOOK_RETRY_INTERVALS: Setting[list[int]] = Setting([10, 60, 300, 1800], intervals(), 29)
     # Scheme and host the links of webhooks and emails start with ("https://shop.example").
-    BASE_URL = Setting("", base_url(), 30)
+    BASE_URL = Setting("", base_url(), 30, also=("W002",))
 
     @property
     def user_settings(self) -> dict[str, Any]:

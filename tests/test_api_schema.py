@@ -89,7 +89,13 @@ def test_fields_are_the_services_own_comma_separated(schema):
 def test_filters_are_the_services_own_typed_by_their_form_fields(schema):
     for service in site:
         start = parameters(schema, f"/api/report/{service.name}/start", "post")
-        assert set(start) == {"format", "fields", "compression", *service.get_filter_names()}
+        assert set(start) == {
+            "format",
+            "fields",
+            "compression",
+            "notify",
+            *service.get_filter_names(),
+        }
     product = parameters(schema, "/api/report/product/start", "post")
     assert product["category"]["schema"] == {
         "type": "integer",

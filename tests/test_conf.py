@@ -33,6 +33,11 @@ OTHER_VALUES = {
     "SHARD_ROWS": None,
     "MAX_SHARDS": 8,
     "PERMISSION_CACHE_SECONDS": 0,
+    "WEBHOOKS": [{"url": "https://hooks.example/x", "secret": "s"}],
+    "NOTIFY_QUEUE": "default",
+    "WEBHOOK_TIMEOUT": 0.5,
+    "WEBHOOK_RETRY_INTERVALS": [],
+    "BASE_URL": "https://shop.example",
 }
 
 

@@ -186,6 +186,7 @@ def test_events_filter_and_per_service_endpoints(
     with Receiver() as other:
         settings.REPORT_EXPORT = {
             **settings.REPORT_EXPORT,
+            "BASE_URL": "",
             "WEBHOOKS": [{"url": receiver.url, "secret": SECRET, "events": ["finished"]}],
         }
         service = site.get("product")
@@ -308,3 +309,38 @@ def test_admin_action_checkbox_asks_for_the_email(products, worker, transactiona
     assert ReportExport.objects.get().notify_email == "clerk@example.com"
     worker()
     assert [m.to for m in mail.outbox] == [["clerk@example.com"]]
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def check_ids():
+    from django.core import checks
+
+    return sorted(message.id for message in checks.run_checks() if message.id)
+
+
+def test_checks_name_a_broken_endpoint_and_a_missing_base_url(settings, monkeypatch):
+    settings.REPORT_EXPORT = {
+        **settings.REPORT_EXPORT,
+        "BASE_URL": "",
+        "WEBHOOKS": [{"url": "ftp://x"}],
+    }
+    assert "django_report_export.E026" in check_ids()
+    settings.REPORT_EXPORT = {
+        **settings.REPORT_EXPORT,
+        "WEBHOOKS": [{"url": "https://hooks.example/x", "secret": "s", "events": ["done"]}],
+    }
+    assert "django_report_export.E026" in check_ids()
+    settings.REPORT_EXPORT = {
+        **settings.REPORT_EXPORT,
+        "WEBHOOKS": [{"url": "https://hooks.example/x", "secret": "s", "events": ["finished"]}],
+    }
+    ids = check_ids()
+    assert "django_report_export.E026" not in ids
+    assert "django_report_export.W002" in ids
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "BASE_URL": "https://shop.example"}
+    assert "django_report_export.W002" not in check_ids()
+    monkeypatch.setattr(site.get("product"), "webhooks", [{"url": "https://x.example"}])
+    monkeypatch.setattr(site.get("product"), "notify_emails", "reports@shop.test")
+    assert check_ids().count("django_report_export.E031") == 2
