@@ -112,7 +112,9 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
     refused = to_many_field_errors(service, request.fields)
     if refused:
         raise InvalidExportRequest({"fields": refused}, service=service.name)
-    notify_email = getattr(user, "email", "") if request.notify == "email" else ""
+    notify_email = request.notify_email
+    if request.notify == "email":
+        notify_email = getattr(user, "email", "")
     if request.notify == "email" and not notify_email:
         message = "notify=email needs an email address on your account."
         raise InvalidExportRequest({"notify": [message]}, service=service.name)

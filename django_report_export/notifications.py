@@ -65,6 +65,7 @@ def notify(export: ReportExport, event: str) -> None:
                 EMAIL_PATH,
                 args=(str(export.pk), event),
                 timeout=60,
+                retry=retry_policy(),
                 job_id=f"report-export-{export.pk}-email-{event}",
                 description=f"report export {export.service} {export.pk}: email ({event})",
             )
@@ -72,6 +73,10 @@ def notify(export: ReportExport, event: str) -> None:
         logger.error(
             "Export %s: the %s notifications could not be queued: %s", export.pk, event, exc
         )
+    except Exception:
+        # Run by the code that changed the export (on commit, at once outside a transaction):
+        # whatever goes wrong here must not reach it.
+        logger.exception("Export %s: the %s notifications failed.", export.pk, event)
 
 
 def queue_webhooks(service: ExportService, export: ReportExport, event: str) -> None:
@@ -79,8 +84,7 @@ def queue_webhooks(service: ExportService, export: ReportExport, event: str) -> 
     if not targets:
         return
     body = encode(event_body(service, export, event))
-    intervals = list(export_settings.WEBHOOK_RETRY_INTERVALS)
-    retry = Retry(max=len(intervals), interval=intervals) if intervals else None
+    retry = retry_policy()
     queue = get_notify_queue()
     for endpoint in targets:
         delivery = str(uuid.uuid4())
@@ -94,6 +98,12 @@ def queue_webhooks(service: ExportService, export: ReportExport, event: str) -> 
             description=f"report export {export.service} {export.pk}: webhook {event}",
             failure_ttl=7 * 86400,
         )
+
+
+def retry_policy() -> Retry | None:
+    """RQ's retries after each of ``WEBHOOK_RETRY_INTERVALS`` (emails too: a mail server down)."""
+    intervals = list(export_settings.WEBHOOK_RETRY_INTERVALS)
+    return Retry(max=len(intervals), interval=intervals) if intervals else None
 
 
 def recipients(service: ExportService, export: ReportExport) -> list[str]:

@@ -51,6 +51,8 @@ class ExportRequest:
     shards: int | None = None
     #: ``"email"``: mail whoever starts the export when it ends (``notify=email``).
     notify: str = ""
+    #: An address to mail instead of the user's (the command's ``--notify-email``).
+    notify_email: str = ""
 
 
 def slot_for(service: ExportService, user: Any = None) -> str:

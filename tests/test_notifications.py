@@ -4,6 +4,7 @@ docs/notifications.md, retries on 5xx and timeouts, none on 4xx, the export neve
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
+from django.core.management import CommandError
 from django.test import Client
 from django.utils import translation
 
@@ -344,3 +346,42 @@ def test_checks_name_a_broken_endpoint_and_a_missing_base_url(settings, monkeypa
     monkeypatch.setattr(site.get("product"), "webhooks", [{"url": "https://x.example"}])
     monkeypatch.setattr(site.get("product"), "notify_emails", "reports@shop.test")
     assert check_ids().count("django_report_export.E031") == 2
+
+
+def test_command_notify_email(products, worker, transactional_db):
+    from django.core.management import call_command
+
+    call_command(
+        "report_export",
+        "start",
+        "product",
+        "--format",
+        "csv",
+        "--notify-email",
+        "ops@shop.test",
+        stdout=io.StringIO(),
+    )
+    assert ReportExport.objects.get().notify_email == "ops@shop.test"
+    worker()
+    assert [m.to for m in mail.outbox] == [["ops@shop.test"]]
+    with pytest.raises(CommandError, match="--notify-email"):
+        call_command(
+            "report_export",
+            "start",
+            "product",
+            "--format",
+            "csv",
+            "--notify-email",
+            "nobody",
+            stdout=io.StringIO(),
+        )
+
+
+def test_a_broken_endpoint_fails_no_export(api, products, worker, monkeypatch, caplog):
+    # Check E031 reports it; a project that silenced the check still gets its exports.
+    monkeypatch.setattr(site.get("product"), "webhooks", [{"url": "http://127.0.0.1:1/"}])
+    with caplog.at_level(logging.ERROR, logger="django_report_export.notifications"):
+        assert api.post("/api/report/product/start?format=csv").status_code == 202
+        worker()
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+    assert any("finished notifications failed" in r.getMessage() for r in caplog.records)

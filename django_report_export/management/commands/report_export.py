@@ -2,6 +2,7 @@
 
     report_export start SERVICE --format csv [--fields a,b] [--compression gzip]
                         [--filter key=value ...] [--user NAME] [--wait]
+                        [--notify-email ADDRESS]
     report_export status SERVICE [--user NAME] [--wait] [--json]
     report_export pause|cancel SERVICE [--user NAME]
     report_export resume SERVICE [--user NAME] [--wait]
@@ -92,6 +93,11 @@ class Command(BaseCommand):
                 "Split the export into K key ranges run by parallel jobs (1: never; default: "
                 "the service's shards, else by SHARD_ROWS)."
             ),
+        )
+        start.add_argument(
+            "--notify-email",
+            metavar="ADDRESS",
+            help=_("Mail this address when the export ends, with the download link."),
         )
         start.add_argument(
             "--filter",
