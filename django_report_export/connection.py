@@ -84,4 +84,6 @@ def get_notify_queue() -> Queue:
     name = export_settings.NOTIFY_QUEUE
     if name is None or name == export_settings.QUEUE:
         return get_queue()
-    return django_rq.get_queue(name, **_ENQUEUE_AT_ONCE)
+    # Bounded like the export queue's: a stalled Redis costs the ending export seconds at most.
+    conn = _bounded_copy(django_rq.get_connection(name), float(export_settings.REDIS_TIMEOUT))
+    return django_rq.get_queue(name, connection=conn, **_ENQUEUE_AT_ONCE)

@@ -90,7 +90,7 @@ def queue_webhooks(service: ExportService, export: ReportExport, event: str) -> 
         delivery = str(uuid.uuid4())
         queue.enqueue_call(
             DELIVER_PATH,
-            args=(str(export.pk), endpoint.key, event, delivery, body),
+            args=(str(export.pk), endpoint.key, endpoint.url, event, delivery, body),
             # The receiver's connect and read each have WEBHOOK_TIMEOUT; this bounds the rest.
             timeout=int(export_settings.WEBHOOK_TIMEOUT * 3) + 10,
             retry=retry,

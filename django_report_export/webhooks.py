@@ -111,8 +111,11 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def deliver(export_id: str, endpoint_key: str, event: str, delivery_id: str, body: str) -> None:
-    """The RQ job: one attempt to POST ``body`` to the endpoint ``endpoint_key``."""
+def deliver(
+    export_id: str, endpoint_key: str, url: str, event: str, delivery_id: str, body: str
+) -> None:
+    """The RQ job: one attempt to POST ``body`` to the endpoint ``endpoint_key`` at ``url``
+    (both must still match: settings edited meanwhile never send it elsewhere)."""
     export = ReportExport.objects.filter(pk=export_id).first()
     if export is None:
         return  # removed by cleanup meanwhile
@@ -120,7 +123,8 @@ def deliver(export_id: str, endpoint_key: str, event: str, delivery_id: str, bod
         service = site.get(export.service)
     except UnknownService:
         return
-    endpoint = next((e for e in endpoints(service) if e.key == endpoint_key), None)
+    found = (e for e in endpoints(service) if e.key == endpoint_key and e.url == url)
+    endpoint = next(found, None)
     if endpoint is None:
         logger.warning(
             "Export %s: webhook endpoint %s is no longer configured.", export_id, endpoint_key

@@ -385,3 +385,18 @@ def test_a_broken_endpoint_fails_no_export(api, products, worker, monkeypatch, c
         worker()
     assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
     assert any("finished notifications failed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_endpoint_changed_before_its_job_runs_is_not_sent_to(
+    api, products, worker, hooked, settings
+):
+    api.post("/api/report/product/start?format=csv")  # "started" queued for hooked
+    with Receiver() as other:
+        settings.REPORT_EXPORT = {
+            **settings.REPORT_EXPORT,
+            "WEBHOOKS": [{"url": other.url, "secret": "new", "events": ["canceled"]}],
+        }
+        worker()
+        assert hooked.received == []
+        assert other.received == []
+    assert not WebhookDelivery.objects.exists()
