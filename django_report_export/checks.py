@@ -26,7 +26,14 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E020 ``CSV_DECIMAL_SEPARATOR`` is not ``"."`` or ``","``.
 - E021 ``CSV_HEADER`` is not ``"names"``, ``"labels"`` or ``"none"``.
 - E022 ``TIMEZONE`` is not an IANA time zone name.
+- E026 ``WEBHOOKS`` is not a list of endpoints ``{"url", "secret", "events"}``.
+- E027 ``NOTIFY_QUEUE`` is neither ``None`` nor a queue of ``RQ_QUEUES``.
+- E028 ``WEBHOOK_TIMEOUT`` is not a number > 0.
+- E029 ``WEBHOOK_RETRY_INTERVALS`` is not a list of whole seconds >= 0.
+- E030 ``BASE_URL`` is neither ``""`` nor an http:// or https:// URL.
+- E031 a service's ``webhooks`` or ``notify_emails`` are malformed.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
+- W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """
 
 from __future__ import annotations
@@ -39,7 +46,13 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
-from django_report_export.conf import SETTING_NAME, SETTINGS, export_settings, is_number
+from django_report_export.conf import (
+    SETTING_NAME,
+    SETTINGS,
+    endpoint_problem,
+    export_settings,
+    is_number,
+)
 from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
 from django_report_export.formats import format_names
 from django_report_export.registry import resolve_field_path, site
@@ -177,6 +190,7 @@ def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                         hint=TO_MANY_HINT,
                     )
                 )
+        errors.extend(_check_notifications(service, label))
         for name in service.formats:
             if name not in known_formats:
                 errors.append(
@@ -188,3 +202,44 @@ def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     )
                 )
     return errors
+
+
+def _check_notifications(service: Any, label: str) -> list[checks.CheckMessage]:
+    """E031: a service's ``webhooks`` and ``notify_emails``."""
+    errors: list[checks.CheckMessage] = []
+    webhooks = service.webhooks
+    problems = (
+        [endpoint_problem(endpoint) for endpoint in webhooks]
+        if isinstance(webhooks, list | tuple)
+        else ["'webhooks' must be a list of endpoints"]
+    )
+    for problem in filter(None, problems):
+        errors.append(_error(f"{label}: {problem}.", 31, obj=type(service)))
+    emails = service.notify_emails
+    if isinstance(emails, str) or not all(isinstance(a, str) and "@" in a for a in emails):
+        message = f"{label}: 'notify_emails' must be a list of email addresses."
+        errors.append(_error(message, 31, obj=type(service)))
+    return errors
+
+
+@checks.register()
+def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W002: a webhook or an email sent from a job has no request to take the host from."""
+    try:
+        if export_settings.BASE_URL:
+            return []
+        configured = bool(export_settings.WEBHOOKS) or any(
+            service.webhooks or service.notify_emails for service in site
+        )
+    except ImproperlyConfigured:
+        return []  # E007
+    if not configured:
+        return []
+    return [
+        checks.Warning(
+            f"Webhooks or notification emails are configured, but settings.{SETTING_NAME}"
+            "['BASE_URL'] is not: their download links are paths without a host.",
+            hint='Set REPORT_EXPORT["BASE_URL"] = "https://shop.example".',
+            id="django_report_export.W002",
+        )
+    ]

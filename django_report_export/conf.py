@@ -187,6 +187,67 @@ def alias_of(setting: str, what: str) -> Rule[str]:
     return Rule("str", problem)
 
 
+#: The events a webhook endpoint may ask for (``"events"``), as the body's ``event`` names them.
+WEBHOOK_EVENTS = ("started", "finished", "canceled", "error")
+
+
+def endpoint_problem(endpoint: Any) -> str | None:
+    """What is wrong with one webhook endpoint ``{"url", "secret", "events"}``; ``None``: fine.
+    Also the rule of a service's ``webhooks`` (check E031)."""
+    if not isinstance(endpoint, dict):
+        return "each endpoint must be a dict with 'url' and 'secret'"
+    unknown = set(endpoint) - {"url", "secret", "events"}
+    if unknown:
+        return f"an endpoint has unknown key(s) {', '.join(sorted(map(repr, unknown)))}"
+    url = endpoint.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return f"an endpoint's 'url' must be an http:// or https:// URL, not {url!r}"
+    if not isinstance(endpoint.get("secret"), str) or not endpoint["secret"]:
+        return f"the endpoint {url} needs a non-empty 'secret' string"
+    events = endpoint.get("events", WEBHOOK_EVENTS)
+    if not isinstance(events, list | tuple) or not set(events) <= set(WEBHOOK_EVENTS):
+        return f"the endpoint {url}'s 'events' must be a list of {', '.join(WEBHOOK_EVENTS)}"
+    return None
+
+
+def webhooks() -> Rule[list[dict[str, Any]]]:
+    def problem(name: str, value: Any) -> Invalid | None:
+        if not isinstance(value, list | tuple):
+            return Invalid(f"{SETTING_NAME}[{name!r}] must be a list of endpoints.")
+        for endpoint in value:
+            wrong = endpoint_problem(endpoint)
+            if wrong:
+                return Invalid(f"{SETTING_NAME}[{name!r}]: {wrong}.")
+        return None
+
+    return Rule("list[dict]", problem)
+
+
+def intervals() -> Rule[list[int]]:
+    return Rule(
+        "list[int]",
+        _must_be(
+            "a list of whole seconds >= 0",
+            lambda v: isinstance(v, list | tuple) and all(is_int(i) and i >= 0 for i in v),
+        ),
+    )
+
+
+def optional_queue() -> Rule[str | None]:
+    queue = alias_of("RQ_QUEUES", "a queue")
+    return Rule("str | None", lambda name, v: None if v is None else queue.problem(name, v))
+
+
+def base_url() -> Rule[str]:
+    return Rule(
+        "str",
+        _must_be(
+            '"" or an http:// or https:// URL',
+            lambda v: isinstance(v, str) and (v == "" or v.startswith(("http://", "https://"))),
+        ),
+    )
+
+
 def literal(value: Any) -> str:
     """A value as the settings reference writes it: ``"default"``, ``5000``, ``None``."""
     return json.dumps(value) if isinstance(value, str) else repr(value)
@@ -248,6 +309,16 @@ class ExportSettings:
     SHARD_ROWS = Setting(1_000_000, optional_integer(1), 7)
     # Most shards one export is split into, whoever asks.
     MAX_SHARDS = Setting(4, integer(1), 7)
+    # Webhook endpoints told of every service's exports: [{"url", "secret", "events"}].
+    WEBHOOKS: Setting[list[dict[str, Any]]] = Setting([], webhooks(), 26)
+    # Queue of the webhook and email jobs; None: QUEUE.
+    NOTIFY_QUEUE = Setting(None, optional_queue(), 27)
+    # Seconds a webhook receiver has to accept the connection, and then for each read.
+    WEBHOOK_TIMEOUT = Setting(5, number(0, above=True), 28)
+    # Seconds before each retry of a delivery that timed out or got a 5xx; one per retry.
+    WEBHOOK_RETRY_INTERVALS: Setting[list[int]] = Setting([10, 60, 300, 1800], intervals(), 29)
+    # Scheme and host the links of webhooks and emails start with ("https://shop.example").
+    BASE_URL = Setting("", base_url(), 30, also=("W002",))
 
     # Defaults of the start options (docs/formats.md): the CSV cell delimiter, ...
     CSV_DELIMITER: Setting[Literal[",", ";", "\t", "|"]] = Setting(

@@ -77,3 +77,13 @@ def _forget_connections(*, setting: str, **kwargs: Any) -> None:
     if setting in ("RQ_QUEUES", "REPORT_EXPORT"):
         with _lock:
             _current = None
+
+
+def get_notify_queue() -> Queue:
+    """The queue of the webhook and email jobs: ``NOTIFY_QUEUE``, else the export queue."""
+    name = export_settings.NOTIFY_QUEUE
+    if name is None or name == export_settings.QUEUE:
+        return get_queue()
+    # Bounded like the export queue's: a stalled Redis costs the ending export seconds at most.
+    conn = _bounded_copy(django_rq.get_connection(name), float(export_settings.REDIS_TIMEOUT))
+    return django_rq.get_queue(name, connection=conn, **_ENQUEUE_AT_ONCE)

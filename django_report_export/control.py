@@ -114,6 +114,12 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
     refused = to_many_field_errors(service, request.fields)
     if refused:
         raise InvalidExportRequest({"fields": refused}, service=service.name)
+    notify_email = request.notify_email
+    if request.notify == "email":
+        notify_email = getattr(user, "email", "")
+    if request.notify == "email" and not notify_email:
+        message = "notify=email needs an email address on your account."
+        raise InvalidExportRequest({"notify": [message]}, service=service.name)
     store = get_store()
     slot = slot_for(service, user)
     with slot_lock(store, slot):
@@ -137,6 +143,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             keys=request.keys,
             shards=request.shards,
             options=options.to_json(csv=writes_csv(request.format)),
+            notify_email=notify_email,
             status=Status.STARTING,
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])

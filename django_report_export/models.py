@@ -95,6 +95,8 @@ class ReportExport(models.Model):
     #: Hex SHA-256 of the published file, computed once as it is published.
     sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True, default="")
     error = models.TextField(_("error"), blank=True, default="")
+    #: The address of whoever started the export asking to be mailed when it ends.
+    notify_email = models.EmailField(_("notify by email"), blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -161,3 +163,34 @@ class ReportExportShard(models.Model):
 
     def __str__(self) -> str:
         return f"{self.export_id} shard {self.index}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a webhook event of an export to one endpoint.
+
+    ``delivery`` is the same for every attempt of one (export, endpoint, event): the receiver's
+    key for idempotency (the ``Report-Export-Delivery`` header).
+    """
+
+    export = models.ForeignKey(ReportExport, on_delete=models.CASCADE, related_name="deliveries")
+    delivery = models.UUIDField(_("delivery"))
+    event = models.CharField(_("event"), max_length=20)
+    url = models.URLField(_("URL"), max_length=2000)
+    attempt = models.PositiveSmallIntegerField(_("attempt"))
+    #: The receiver's HTTP status; ``None`` when it gave none (timeout, refused connection).
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.url} #{self.attempt}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

@@ -34,7 +34,7 @@ from django_report_export.relations import (
 )
 from django_report_export.storage import COMPRESSIONS
 
-RESERVED_PARAMETERS = ("format", "fields", "compression", *OPTION_NAMES)
+RESERVED_PARAMETERS = ("format", "fields", "compression", "notify", *OPTION_NAMES)
 #: Most primary keys an export may be restricted to (``ExportRequest.keys``).
 MAX_SELECTED_KEYS = 10_000
 
@@ -53,6 +53,10 @@ class ExportRequest:
     shards: int | None = None
     #: The file options (``None``: the project's defaults).
     options: FileOptions | None = None
+    #: ``"email"``: mail whoever starts the export when it ends (``notify=email``).
+    notify: str = ""
+    #: An address to mail instead of the user's (the command's ``--notify-email``).
+    notify_email: str = ""
 
 
 def slot_for(service: ExportService, user: Any = None) -> str:
@@ -112,6 +116,9 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
 
     csv = writes_csv(export_format) if "format" not in errors else True
     options = parse_options(params, csv=csv, errors=errors)
+    notify = single("notify").lower()
+    if notify not in ("", "email"):
+        errors["notify"] = [f"Unknown notification {notify!r}; one of: email."]
 
     filters = {
         name: values[0] if len(values) == 1 else list(values)
@@ -135,7 +142,9 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
             check_filters_run(filterset.qs, filters, errors)
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
-    return ExportRequest(export_format, fields, compression, filters, options=options)
+    return ExportRequest(
+        export_format, fields, compression, filters, options=options, notify=notify
+    )
 
 
 def writes_csv(export_format: str) -> bool:

@@ -51,6 +51,11 @@ class ExportService:
     description: str = ""
     #: Key-range shards an export is split into (parallel jobs); ``None``: by ``SHARD_ROWS``.
     shards: int | None = None
+    #: Webhook endpoints told of this service's exports, beside ``REPORT_EXPORT["WEBHOOKS"]``:
+    #: ``[{"url": ..., "secret": ..., "events": ["finished", ...]}]`` (events: all if unset).
+    webhooks: Sequence[dict[str, Any]] = ()
+    #: Addresses mailed when any export of this service ends (finished, canceled, error).
+    notify_emails: Sequence[str] = ()
 
     def get_queryset(self) -> models.QuerySet[Any]:
         """The base queryset, before the caller's filters; override to narrow it."""

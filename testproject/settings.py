@@ -186,8 +186,14 @@ SPECTACULAR_SETTINGS = {
 REPORT_EXPORT = {
     "QUEUE": "default",
     "STORAGE": "exports",
+    # The host of the links in notification emails (and webhooks): the runserver's.
+    "BASE_URL": os.environ.get("REPORT_EXPORT_BASE_URL", "http://127.0.0.1:8000"),
     **json.loads(os.environ.get("REPORT_EXPORT_SETTINGS", "{}")),
 }
+
+# "Your export is ready" (start with notify=email) is printed by the worker, not sent.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "exports@shop.example"
 
 LOGGING = {
     "version": 1,

@@ -91,7 +91,14 @@ def test_filters_are_the_services_own_typed_by_their_form_fields(schema):
     for service in site:
         start = parameters(schema, f"/api/report/{service.name}/start", "post")
         options = {"timezone"} | (set(OPTION_NAMES) if "csv" in service.formats else set())
-        expected = {"format", "fields", "compression", *options, *service.get_filter_names()}
+        expected = {
+            "format",
+            "fields",
+            "compression",
+            "notify",
+            *options,
+            *service.get_filter_names(),
+        }
         assert set(start) == expected
     product = parameters(schema, "/api/report/product/start", "post")
     assert product["category"]["schema"] == {

@@ -39,6 +39,11 @@ OTHER_VALUES = {
     "CSV_DECIMAL_SEPARATOR": ",",
     "CSV_HEADER": "labels",
     "TIMEZONE": "Europe/Berlin",
+    "WEBHOOKS": [{"url": "https://hooks.example/x", "secret": "s"}],
+    "NOTIFY_QUEUE": "default",
+    "WEBHOOK_TIMEOUT": 0.5,
+    "WEBHOOK_RETRY_INTERVALS": [],
+    "BASE_URL": "https://shop.example",
 }
 
 

@@ -27,6 +27,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django_report_export.admin.deliveries import WebhookDeliveryInline
 from django_report_export.admin.display import (
     EMPTY,
     download_link,
@@ -101,11 +102,22 @@ class ReportExportAdmin(ExportAdminViews):
         ),
         (
             _("Who and when"),
-            {"fields": ["created_by", "owner", "slot", "created_at", "started_at", "finished_at"]},
+            {
+                "fields": [
+                    "created_by",
+                    "owner",
+                    "slot",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "notify_email",
+                ]
+            },
         ),
         (_("Result"), {"fields": ["file_name", "file_size", "reader", "retries", "error"]}),
     ]
     readonly_fields = ["exported_fields", "file_options", "selected_rows"]
+    inlines = [WebhookDeliveryInline]
     change_form_template = "django_report_export/admin/change_form.html"
 
     @property

@@ -56,6 +56,11 @@ class ExportStartForm(forms.Form):
         choices=[("", _("none")), ("gzip", "gzip")],
         required=False,
     )
+    notify = forms.BooleanField(
+        label=_("Email me"),
+        required=False,
+        help_text=_("Send an email to your address when the export ends, with its link."),
+    )
 
     # The file options: blank (a form that does not send one) is the project's default.
     delimiter = forms.ChoiceField(
@@ -120,6 +125,8 @@ class ExportStartForm(forms.Form):
         for name, option in options.OPTIONS.items():
             if data[name] and (csv or not option.csv_only):
                 params[name] = [data[name]]
+        if data.get("notify"):
+            params["notify"] = ["email"]
         request = control.parse_request(self.service_, params)
         if data["selection"] == SELECTED_ROWS:
             request.keys = control.clean_keys(self.service_, data["keys"])

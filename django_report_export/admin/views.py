@@ -53,6 +53,7 @@ FORM_FIELDS = {
     "fields": "columns",
     "compression": "compression",
     **{name: name for name in OPTION_NAMES},
+    "notify": "notify",
 }
 OPERATION_LABELS = {
     "pause": _("Pause"),

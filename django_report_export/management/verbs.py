@@ -16,7 +16,9 @@ import uuid
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_email
 from django.utils.translation import gettext as _
 
 from django_report_export import control
@@ -100,6 +102,13 @@ def start(command: BaseCommand, options: Options) -> int | None:
         if options["shards"] < 1:
             raise CommandError(_("--shards must be 1 or more."), returncode=EXIT_USAGE)
         request.shards = options["shards"]
+    if options.get("notify_email"):
+        try:
+            validate_email(options["notify_email"])
+        except ValidationError:
+            message = _("--notify-email: not an email address.")
+            raise CommandError(message, returncode=EXIT_USAGE) from None
+        request.notify_email = options["notify_email"]
     current = control.start(service, request, user=user)
     show(command, service, current, progress=not options["wait"])
     return wait(command, service, user, current, options) if options["wait"] else None

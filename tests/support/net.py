@@ -17,6 +17,8 @@ HTTP_SERVER_PORTS = range(8200, 8300)
 S3_SERVER_PORTS = range(55300, 55400)
 #: The private PostgreSQL primary and standby (pgreplica.ReplicaPair).
 REPLICA_PORTS = range(55400, 55500)
+#: The webhook receivers of tests/test_notifications.py (receiver.Receiver).
+RECEIVER_PORTS = range(55500, 55600)
 
 
 def port_is_free(port: int) -> bool:

@@ -137,6 +137,14 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
             description="`gzip` compresses the file; `none` (the default) does not.",
         ),
         *option_parameters(csv=any(writes_csv(name) for name in formats)),
+        query_parameter(
+            "notify",
+            {"type": "string", "enum": ["email"]},
+            description=(
+                "`email`: mail the caller's address when the export ends (finished, canceled "
+                "or error), with the download link; a caller without an address gets a 400."
+            ),
+        ),
         *filter_parameters(service),
     ]
 

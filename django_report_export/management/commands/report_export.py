@@ -3,6 +3,7 @@
     report_export start SERVICE --format csv [--fields a,b] [--compression gzip]
         [--delimiter ;] [--bom] [--decimal-separator ,] [--timezone Europe/Berlin] ...
                         [--filter key=value ...] [--user NAME] [--wait]
+                        [--notify-email ADDRESS]
     report_export status SERVICE [--user NAME] [--wait] [--json]
     report_export pause|cancel SERVICE [--user NAME]
     report_export resume SERVICE [--user NAME] [--wait]
@@ -107,6 +108,11 @@ class Command(BaseCommand):
         start.add_argument("--decimal-separator", help=_("CSV decimal separator: . or ,"))
         start.add_argument("--header", help=_("CSV header row: names, labels or none."))
         start.add_argument("--timezone", help=_("Time zone of datetimes, e.g. Europe/Berlin."))
+        start.add_argument(
+            "--notify-email",
+            metavar="ADDRESS",
+            help=_("Mail this address when the export ends, with the download link."),
+        )
         start.add_argument(
             "--filter",
             action="append",
