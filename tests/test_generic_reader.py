@@ -648,3 +648,49 @@ def test_mysql_text_columns_like_the_driver(field_type: str, texts: list[Any]) -
     assert converted == expected
     assert list(map(type, converted)) == list(map(type, expected))
     assert list(map(str, converted)) == list(map(str, expected))
+
+
+# --- MySQL's join order --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT `a` FROM `t`", "SELECT STRAIGHT_JOIN `a` FROM `t`"),
+        ("SELECT DISTINCT `a` FROM `t`", "SELECT DISTINCT STRAIGHT_JOIN `a` FROM `t`"),
+        ("SELECT STRAIGHT_JOIN `a` FROM `t`", "SELECT STRAIGHT_JOIN `a` FROM `t`"),
+        ("(SELECT `a` FROM `t`) UNION (SELECT `b` FROM `u`)", None),
+    ],
+)
+def test_mysql_queries_join_in_the_written_order(sql: str, expected: str | None) -> None:
+    pytest.importorskip("MySQLdb")
+    from django_report_export.readers.mysql import joined_in_order
+
+    assert joined_in_order(sql) == (sql if expected is None else expected)
+
+
+@pytest.mark.skipif(connection.vendor != "mysql", reason="MariaDB's query plans")
+def test_mysql_chunks_walk_the_exported_models_key(shop: None) -> None:
+    """Each chunk of orders with their customers is read from the orders' primary key, the
+    customers looked up by theirs: no chunk, the first neither, joins every order into a
+    temporary table to sort it (what MariaDB chose for the first chunk of a large table)."""
+    queries: list[tuple[str, Any]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        queries.append((sql, params))
+        return execute(sql, params, many, context)
+
+    queryset = Order.objects.order_by("pk")
+    writer = Capture("case", ORDER_FIELDS)
+    with connection.execute_wrapper(record):
+        read_all(OrmChunkReader(queryset, ORDER_FIELDS, writer), 25)
+    assert typed_rows(writer.rows) == typed_rows(list(queryset.values_list(*ORDER_FIELDS)))
+    assert queries
+    with connection.cursor() as cursor:
+        for sql, params in queries:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            names = [column[0] for column in cursor.description]
+            plan = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            assert plan[0]["table"] == Order._meta.db_table, plan
+            assert plan[0]["key"] == "PRIMARY", plan
+            assert not any("filesort" in (step["Extra"] or "") for step in plan), plan

@@ -40,7 +40,7 @@ from testproject.shop.models import Inquiry
 
 from .support.keyed.exports import SERVICES
 from .support.keyed.models import Counted, Named, Slugged
-from .support.polling import while_running
+from .support.polling import once_written, while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -207,13 +207,14 @@ def test_the_rows_come_in_the_database_order(api, worker, keyed):
     assert ReportExport.objects.get().processed == ROWS
 
 
-def test_pause_and_resume_is_byte_identical(api, worker, keyed):
+def test_pause_and_resume_is_byte_identical(api, worker, keyed, monkeypatch):
     service, export_format = keyed
     uninterrupted = export_file(api, worker, service, export_format)
+    pausing = once_written(monkeypatch, service.name, 20, control.pause)
     api.post(f"/api/report/{service.name}/start?format={export_format}")
-    run_while(worker, while_running(service.name, 20, control.pause))
+    run_while(worker, pausing)
     paused = ReportExport.objects.get(status=Status.PAUSED)
-    assert 20 <= paused.checkpoint["processed"] < ROWS
+    assert paused.checkpoint["processed"] == 20
     last_key = paused.checkpoint["last_key"]
     assert str(last_key) == database_order(service)[paused.checkpoint["processed"] - 1]
     assert api.post(f"/api/report/{service.name}/resume").status_code == 200

@@ -17,12 +17,20 @@ column at once, giving exactly the values the driver gives:
 
 Only types whose converter is still the driver's default are read as text; the others (a
 ``conv`` of the project's own in ``OPTIONS``) are left to the driver.
+
+The query runs as ``SELECT STRAIGHT_JOIN``: its tables are joined in the order Django wrote
+them, the exported model's first. A chunk is the next rows in primary-key order, and read so
+it is a walk of that key's index that stops at the chunk's size. Left to choose, MariaDB joins
+an order chunk without a lower bound (the first) the other way round: every order with its
+customer into a temporary table, sorted, then all but 5,000 thrown away (1.6 s instead of
+0.14 s at 100,000 orders). The rows and their order are the same either way.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -60,6 +68,15 @@ def _decimals(texts: list[str]) -> list[Any]:
     return list(map(table.__getitem__, texts))
 
 
+#: ``SELECT`` and its ``DISTINCT``, after which MariaDB and MySQL take ``STRAIGHT_JOIN``.
+_SELECT = re.compile(r"\ASELECT (DISTINCT )?(?!STRAIGHT_JOIN )")
+
+
+def joined_in_order(sql: str) -> str:
+    """``sql`` with its tables joined in the order they are written (``STRAIGHT_JOIN``)."""
+    return _SELECT.sub(lambda match: f"{match[0]}STRAIGHT_JOIN ", sql, count=1)
+
+
 #: The driver's default converter of each type read as text, and what parses a column of it.
 _PARSERS: dict[int, tuple[Any, Parser]] = {
     FIELD_TYPE.DATETIME: (DateTime_or_None, _datetimes),
@@ -76,6 +93,7 @@ def fetch_rows(
     """All rows of the query on a cursor of Django's over ``raw``, the ``MySQLdb``
     connection, and the values the driver would have given for the columns read as text,
     by position."""
+    sql = joined_in_order(sql)
     converter = raw.converter
     as_text = {
         field_type: str

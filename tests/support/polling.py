@@ -1,4 +1,5 @@
-"""Acting on an export while it runs: a second thread waits for a row count, then acts."""
+"""Acting on an export while it runs: a second thread waits for a row count, then acts; or,
+where the row count must be exact, the run itself acts once it has written that many rows."""
 
 from __future__ import annotations
 
@@ -47,4 +48,32 @@ class Poller(threading.Thread):
 def while_running(service: str, at_least: int, action: Any) -> Poller:
     poller = Poller(service, at_least, action)
     poller.start()
+    return poller
+
+
+def once_written(monkeypatch: Any, service: str, rows: int, action: Any) -> Poller:
+    """Calls ``action`` from another thread once an export's run has written ``rows`` rows,
+    holding the run there until the slot has the request ``action`` makes (a pause or a
+    cancel, which ``action`` then waits for the run to acknowledge): the run stops before its
+    next chunk, however loaded the machine. A poller racing the run may see the count only
+    after the last row. Join the returned thread for ``action``'s result or error."""
+    from django_report_export.connection import get_redis
+    from django_report_export.runs.single import ExportRun
+    from django_report_export.status import StatusStore
+
+    poller = Poller(service, 0, action)  # started once the rows are written
+    chunk_written = ExportRun.chunk_written
+
+    def acting(run: ExportRun) -> None:
+        if poller.ident is None and run.processed >= rows:
+            poller.start()
+            store = StatusStore(get_redis())
+            deadline = time.monotonic() + 60
+            while not (store.read(run.slot) or {}).get("request"):
+                if not poller.is_alive() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.002)
+        chunk_written(run)
+
+    monkeypatch.setattr(ExportRun, "chunk_written", acting)
     return poller
