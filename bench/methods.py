@@ -379,6 +379,15 @@ def _import_export(out: Path, export_format: str) -> dict[str, Any]:
     started = time.perf_counter()
     dataset = OrderResource().export(queryset=queryset)
     if export_format == "xlsx":
+        import tablib
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        # openpyxl refuses control characters (IllegalCharacterError): drop them, as in the
+        # openpyxl loop.
+        rows = [
+            [_excel_value(value, ILLEGAL_CHARACTERS_RE.sub) for value in row] for row in dataset
+        ]
+        dataset = tablib.Dataset(*rows, headers=dataset.headers)
         out.write_bytes(dataset.export("xlsx"))
     else:
         with out.open("w", newline="", encoding="utf-8") as file:
