@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.run import (
-    FORMATS,
     PYTHON,
     ROOT,
+    SHARDED_FORMATS,
     add_redis_and_workdir,
     base_env,
     check_redis,
@@ -43,6 +43,9 @@ from bench.run import (
     say,
     sqlite_path,
 )
+
+#: The formats whose instructions are counted (the text formats with a fast path).
+FORMATS = SHARDED_FORMATS
 
 #: The loops and the start-up read a copy of each database: the jobs write to theirs.
 LOOP_COPY = "-loop"

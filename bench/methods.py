@@ -30,7 +30,8 @@ Methods:
 * ``naive-xlsxwriter-xlsx``: ``values_list().iterator(5000)`` into xlsxwriter's
   ``constant_memory`` workbook, a bold header, dates with a number format.
 * ``naive-openpyxl-xlsx``: the same loop into openpyxl's ``write_only`` workbook.
-* ``import-export-csv``: django-import-export's ``ModelResource.export()`` and tablib's CSV.
+* ``import-export-csv``, ``import-export-xlsx``: django-import-export's
+  ``ModelResource.export()`` and tablib's CSV or xlsx (openpyxl).
 * ``sql``: prints the service's SQL (for ``psql``/``sqlite3``/``mariadb`` run by the runner).
 * ``session``: prints a session key of a user allowed to read the service (load test).
 * ``profile``: the generic reader and writer loop under cProfile; prints the top functions.
@@ -364,7 +365,7 @@ def naive_openpyxl(out: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
-def import_export_csv(out: Path) -> dict[str, Any]:
+def _import_export(out: Path, export_format: str) -> dict[str, Any]:
     from import_export import resources
 
     queryset, names = service_rows()
@@ -377,9 +378,29 @@ def import_export_csv(out: Path) -> dict[str, Any]:
 
     started = time.perf_counter()
     dataset = OrderResource().export(queryset=queryset)
-    with out.open("w", newline="", encoding="utf-8") as file:
-        file.write(dataset.csv)
+    if export_format == "xlsx":
+        import tablib
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        # openpyxl refuses control characters (IllegalCharacterError): drop them, as in the
+        # openpyxl loop.
+        rows = [
+            [_excel_value(value, ILLEGAL_CHARACTERS_RE.sub) for value in row] for row in dataset
+        ]
+        dataset = tablib.Dataset(*rows, headers=dataset.headers)
+        out.write_bytes(dataset.export("xlsx"))
+    else:
+        with out.open("w", newline="", encoding="utf-8") as file:
+            file.write(dataset.csv)
     return {"seconds": time.perf_counter() - started, "rows": len(dataset)}
+
+
+def import_export_csv(out: Path) -> dict[str, Any]:
+    return _import_export(out, "csv")
+
+
+def import_export_xlsx(out: Path) -> dict[str, Any]:
+    return _import_export(out, "xlsx")
 
 
 def profile(out: Path, export_format: str, rows: int) -> dict[str, Any]:
@@ -446,6 +467,7 @@ METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "naive-xlsxwriter-xlsx": naive_xlsxwriter,
     "naive-openpyxl-xlsx": naive_openpyxl,
     "import-export-csv": import_export_csv,
+    "import-export-xlsx": import_export_xlsx,
 }
 
 

@@ -83,6 +83,7 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         assert "psql COPY" in report or "psycopg 3 cursor.copy()" in report
         assert "export job, CSV, fast path" in report
         assert "postgresql xml: 6 job/loop variants, identical files" in report
+        assert "postgresql xlsx: 4 job/loop variants, identical files" in report
     elif on_mariadb:
         assert "mariadb --batch" in report
         assert "mysql csv: 3 job/loop variants, identical files" in report

@@ -24,12 +24,15 @@ from django.test import override_settings
 from django_report_export import control
 from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_writer_class
 from django_report_export.formats.csv import CELL_BREAKS, FORMULA_SIGNS, LEADING_WHITESPACE
+from django_report_export.formats.jsonl import JSONLinesWriter
+from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.models import ReportExport, Status
 from django_report_export.query import export_queryset
 from django_report_export.readers import OrmChunkReader, get_reader
 from django_report_export.readers.base import ChunkReader
 from django_report_export.readers.fast_path import ALL_FORMATS, postgres_reader
 from django_report_export.readers.postgres import PostgresChunkReader
+from django_report_export.readers.postgres_xlsx import PostgresXLSXReader
 from django_report_export.registry import site
 from django_report_export.storage import get_storage
 from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher
@@ -41,7 +44,8 @@ pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path is PostgreSQL's"),
 ]
 
-FORMATS = ("csv", "json", "xml")
+TEXT_FORMATS = ("csv", "json", "xml", "jsonl")
+FORMATS = (*TEXT_FORMATS, "xlsx")
 UTC = dt.UTC
 
 #: Characters a PostgreSQL text can hold that a format treats specially (no NUL, no lone
@@ -235,7 +239,7 @@ def test_every_service_same_bytes(shop: Any, export_format: str) -> None:
             assert export_bytes(fast, chunk_size) == expected, (service_name, chunk_size)
 
 
-@pytest.mark.parametrize("export_format", ["csv", "json", "xml"])
+@pytest.mark.parametrize("export_format", FORMATS)
 def test_chunk_boundaries_and_segments(shop: Any, export_format: str, monkeypatch: Any) -> None:
     """Chunks that end exactly at the last row, segments of a few chunks, a chunk of one."""
     import django_report_export.readers.postgres as postgres
@@ -253,13 +257,16 @@ def test_pieces_and_segments(shop: Any, monkeypatch: Any) -> None:
 
     monkeypatch.setattr(postgres, "SEGMENT_CHUNKS", 2)
     rows = Order.objects.count()
+    chunk_sizes = (1, 2, 3, 4, 7, 30, rows - 1, rows)
     for export_format in FORMATS:
-        expected = export_bytes(both_readers("order", export_format)[0], rows)
+        orm = both_readers("order", export_format)[0]
+        # A workbook's bytes depend on its chunks: each is a piece of the sheet's deflate.
+        expected = {size: export_bytes(orm, size) for size in chunk_sizes}
         for piece_rows in (1, 3, 10):
             monkeypatch.setattr(postgres, "PIECE_ROWS", piece_rows)
             fast = both_readers("order", export_format)[1]
-            for chunk_size in (1, 2, 3, 4, 7, 30, rows - 1, rows):
-                assert export_bytes(fast, chunk_size) == expected, (piece_rows, chunk_size)
+            for size in chunk_sizes:
+                assert export_bytes(fast, size) == expected[size], (piece_rows, size)
 
 
 #: Every character a PostgreSQL text can hold that some format escapes, replaces or quotes.
@@ -459,7 +466,7 @@ def run_job(worker: Any, service_name: str, export_format: str, compression: str
         return file.read()
 
 
-@pytest.mark.parametrize("export_format", FORMATS)
+@pytest.mark.parametrize("export_format", TEXT_FORMATS)
 def test_job_gzip_same_bytes_on_both_paths(shop: Any, worker: Any, export_format: str) -> None:
     with override_settings(REPORT_EXPORT={"QUEUE": "default", "CHUNK_SIZE": 37}):
         fast = run_job(worker, "inquiry", export_format, "gzip")
@@ -485,9 +492,10 @@ def order_reader(**kwargs: Any) -> ChunkReader:
 def test_get_reader_picks_the_fast_path(db: Any) -> None:
     assert isinstance(order_reader(), PostgresChunkReader)
     fields = list(site.get("order").fields)
-    for writer_class in (CSVWriter, JSONWriter, XMLWriter):
+    for writer_class in (CSVWriter, JSONWriter, JSONLinesWriter, XMLWriter, XLSXWriter):
         reader = order_reader(writer=writer_class("order", fields))
         assert isinstance(reader, PostgresChunkReader), writer_class
+    assert isinstance(order_reader(writer=XLSXWriter("order", fields)), PostgresXLSXReader)
     with override_settings(REPORT_EXPORT={"FAST_PATH": False}):
         assert isinstance(order_reader(), OrmChunkReader)
 

@@ -193,6 +193,34 @@ class XLSXWriter(FormatWriter):
         self._remember()
         return b"".join(pieces)
 
+    @property
+    def widths(self) -> list[float] | None:
+        """The column widths, ``None`` until the first chunk sets them."""
+        return self._state.widths
+
+    @widths.setter
+    def widths(self, widths: list[float]) -> None:
+        self._state.widths = list(widths)
+
+    def encode_sheet_rows(self, xml: bytes, count: int) -> bytes:
+        """Bytes for one chunk whose ``count`` rows a reader wrote as ``<row>`` elements
+        (``xml``, UTF-8), as ``encode_chunk`` writes them; ``widths`` must be set."""
+        pieces: list[bytes] = []
+        start = 0
+        while count:
+            if self._state.sheet_rows == SHEET_ROWS:
+                pieces += [self._close_sheet(), self._open_sheet()]
+            if not self._state.sheet_rows:
+                pieces.append(self._sheet_data_start())
+            rows = min(count, SHEET_ROWS - self._state.sheet_rows)
+            stop = len(xml) if rows == count else _after_rows(xml, start, rows)
+            pieces.append(self._sheet_xml([memoryview(xml)[start:stop]]))
+            self._state.sheet_rows += rows
+            self._data_rows += rows
+            start, count = stop, count - rows
+        self._remember()
+        return b"".join(pieces)
+
     def footer(self, *, empty: bool) -> bytes:
         state = self._state
         if state.widths is None:
@@ -229,14 +257,16 @@ class XLSXWriter(FormatWriter):
             f"{f'<cols>{cols}</cols>' if cols else ''}<sheetData><row>{header}</row>"
         )
 
-    def _sheet_xml(self, xml: str | Iterable[str], *, last: bool = False) -> bytes:
-        """The next piece of the sheet's deflate stream: ``xml`` (texts one after another),
-        ended by a sync flush, or by the stream's end when ``last``."""
+    def _sheet_xml(
+        self, xml: str | Iterable[str] | Iterable[memoryview], *, last: bool = False
+    ) -> bytes:
+        """The next piece of the sheet's deflate stream: ``xml`` (texts or UTF-8 one after
+        another), ended by a sync flush, or by the stream's end when ``last``."""
         state = self._state
         compressor = new_compressor()
         compressed = []
         for text in [xml] if isinstance(xml, str) else xml:
-            data = text.encode()
+            data = text if isinstance(text, memoryview) else text.encode()
             state.crc = zlib.crc32(data, state.crc)
             state.size += len(data)
             compressed.append(compressor.compress(data))
@@ -339,3 +369,12 @@ class XLSXWriter(FormatWriter):
         suffix = f" ({number})" if number > 1 else ""
         base = re.sub(r"[\[\]:*?/\\]", "_", self.service).strip("'") or "export"
         return "".join(islice(base, 31 - len(suffix))) + suffix
+
+
+def _after_rows(xml: bytes, start: int, rows: int) -> int:
+    """The offset after the ``rows``-th ``</row>`` from ``start`` (no text holds one: its
+    ``<`` is escaped)."""
+    end = start
+    for _ in range(rows):
+        end = xml.index(b"</row>", end) + len(b"</row>")
+    return end

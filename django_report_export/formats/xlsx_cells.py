@@ -162,8 +162,12 @@ def _cells(values: Sequence[Any]) -> list[str]:
 
 def width(values: Sequence[Any], name: str) -> float:
     texts = [value if type(value) is str else text_value(value) for value in values if value]
-    longest = max(len(name), *map(len, texts)) if texts else len(name)
-    return float(min(max(longest + 2, MIN_WIDTH), MAX_WIDTH))
+    return clamped_width(max(map(len, texts), default=0), name)
+
+
+def clamped_width(longest: int, name: str) -> float:
+    """The width of a column whose longest value's text has ``longest`` characters."""
+    return float(min(max(max(longest, len(name)) + 2, MIN_WIDTH), MAX_WIDTH))
 
 
 def rows_xml(columns: Sequence[Sequence[Any]], start: int, stop: int) -> Iterator[str]:

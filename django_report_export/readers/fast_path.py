@@ -5,8 +5,9 @@ It does not for a column of a type ``postgres_records`` cannot format exactly, a
 that is neither an integer nor a UUID, a queryset whose SQL cannot be wrapped safely
 (``distinct()``, aggregates, ``extra()``, unions), a project's own writer, a connection inside
 a transaction, one whose datetimes Django does not return in UTC, or datetimes asked for in
-another time zone (the ``timezone`` option). Every CSV option is written in SQL too
-(``postgres_records.csv_record``) or, a byte-order mark and the header row, by the writer.
+another time zone (the ``timezone`` option); for xlsx, a server before PostgreSQL 14 or one
+that does not write floats exactly (``writes_serials``). Every CSV option is written in SQL
+too (``postgres_records.csv_record``) or, a byte-order mark and the header row, by the writer.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from django.db.models import QuerySet
 from django_report_export.formats.base import FormatWriter
 from django_report_export.formats.csv import CSVWriter
 from django_report_export.formats.json import JSONWriter
+from django_report_export.formats.jsonl import JSONLinesWriter
+from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.formats.xml import XMLWriter
 from django_report_export.readers.postgres import PostgresChunkReader
 from django_report_export.readers.postgres_records import KEY_TYPES, KINDS
+from django_report_export.readers.postgres_xlsx import PostgresXLSXReader, writes_serials
 
 
 def _is_utc(connection: BaseDatabaseWrapper) -> bool:
@@ -59,7 +63,13 @@ def _uses_psycopg3() -> bool:
 
 
 #: The writers whose exports the fast path takes by default: all the built-in ones.
-FAST_FORMATS: tuple[type[FormatWriter], ...] = (CSVWriter, JSONWriter, XMLWriter)
+FAST_FORMATS: tuple[type[FormatWriter], ...] = (
+    CSVWriter,
+    JSONWriter,
+    JSONLinesWriter,
+    XMLWriter,
+    XLSXWriter,
+)
 ALL_FORMATS = FAST_FORMATS
 
 
@@ -77,7 +87,7 @@ def postgres_reader(
         return None
     if writer_class not in formats or writer_class not in ALL_FORMATS or not fields:
         return None
-    if writer_class is JSONWriter and len(set(writer.columns)) != len(writer.columns):
+    if issubclass(writer_class, JSONWriter) and len(set(writer.columns)) != len(writer.columns):
         return None  # Equal keys collapse into one in the Python writer.
     if not _wrappable(queryset) or connection.in_atomic_block:
         # In a transaction, rows it wrote are not visible to the reader's own connection.
@@ -95,6 +105,8 @@ def postgres_reader(
         info = raw.connection.info
         if info.encoding != "utf-8" or info.parameter_status("standard_conforming_strings") != "on":
             return None
+        if writer_class is XLSXWriter and not writes_serials(raw):
+            return None
         cursor.execute(f"SELECT * FROM ({sql}) t LIMIT 0", params)
         oids = [column.type_code for column in cursor.description]
     if len(oids) != len(fields) + 1 or oids[0] not in KEY_TYPES:
@@ -105,4 +117,5 @@ def postgres_reader(
     if "datetime" in kinds and writer.options.timezone != "UTC":
         return None  # Offsets of other zones: the generic reader writes them.
     key = KEY_TYPES[oids[0]]
-    return PostgresChunkReader(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]
+    reader_class = PostgresXLSXReader if writer_class is XLSXWriter else PostgresChunkReader
+    return reader_class(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]

@@ -108,6 +108,8 @@ class _Plan:
     #: The escapes done on a chunk's bytes (``fix_json``, ``fix_xml``), if any.
     fix: Callable[[bytes], bytes] | None
     key: KeyType
+    #: What ends every chunk (JSON Lines' last line end); when set, nothing starts one.
+    chunk_end: bytes = b""
 
     def values_sql(
         self, queryset: QuerySet[Any], *fields: str, limit: int | None = None
@@ -176,13 +178,14 @@ class PostgresChunkReader(ChunkReader):
             separator = b""
         elif isinstance(writer, JSONWriter):
             record = json_record(writer.columns, kinds, columns)
-            separator = b",\n"
+            separator = writer.object_separator  # JSON Lines: a line end, not a comma too.
             fix = fix_json
-        else:
-            assert isinstance(writer, XMLWriter)
+        elif isinstance(writer, XMLWriter):
             record = xml_record(writer, kinds, columns)
             separator = b""
             fix = fix_xml
+        else:
+            record, separator, fix = self.records(kinds, columns)
         self.plan = _Plan(
             queryset,
             tuple(self.fields),
@@ -193,11 +196,19 @@ class PostgresChunkReader(ChunkReader):
             separator,
             fix,
             key,
+            writer.chunk_end if isinstance(writer, JSONWriter) else b"",
         )
         self._stream = _Stream(queryset.db)
         self._resume_key: Any = None
         self._limit = 0
         weakref.finalize(self, self._stream.close)
+
+    def records(
+        self, kinds: Sequence[str], columns: Sequence[str]
+    ) -> tuple[str, bytes, Callable[[bytes], bytes] | None]:
+        """The SQL of a record, what joins two, and the escapes on a chunk's bytes, for the
+        writers other than the three above (readers of their own, ``postgres_xlsx``)."""
+        raise TypeError(f"No PostgreSQL records for {type(self.writer).__name__}.")
 
     def read(self, after: Any, limit: int, *, first: bool) -> Chunk:
         stream = self._stream
@@ -217,6 +228,8 @@ class PostgresChunkReader(ChunkReader):
         self._resume_key = chunk.last_key
         if chunk.count < limit:
             stream.close()  # The export's last chunk: nothing more will be read.
+        if chunk.count and self.plan.chunk_end:
+            return Chunk(chunk.data + self.plan.chunk_end, chunk.count, chunk.last_key)
         if chunk.count and not first and self.plan.separator:
             return Chunk(self.plan.separator + chunk.data, chunk.count, chunk.last_key)
         return chunk
