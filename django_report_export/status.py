@@ -191,8 +191,7 @@ def snapshot(export: ReportExport) -> dict[str, Any]:
         "compression": export.compression,
         "fields": export.fields,
         "filters": export.filters,
-        # As the status body shows them: the header labels stay on the row.
-        "options": {name: value for name, value in export.options.items() if name != "labels"},
+        "options": {k: v for k, v in export.options.items() if k != "labels"},  # labels: row only
         "processed": export.processed,
         "total": export.total,
         "started_at": export.started_at,
