@@ -4,7 +4,9 @@ service's formats, fields and filters, and the API refusing what the schema refu
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
@@ -76,6 +78,21 @@ def test_a_format_the_schema_leaves_out_is_400_invalid_naming_format(
     assert list(body["errors"]) == ["format"]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("value", "accepted"), [("a\x00b", False), ("a b", True)])
+def test_a_text_filter_refuses_nul_exactly_where_its_schema_does(schema, api, value, accepted):
+    pattern = parameters(schema, "/api/report/product/start", "post")["search"]["schema"]["pattern"]
+    assert bool(re.search(pattern, value)) is accepted
+    response = api.post(
+        "/api/report/product/start?" + urlencode({"format": "json", "search": value})
+    )
+    if accepted:
+        assert response.status_code == 202, response.content
+    else:
+        assert response.status_code == 400
+        assert list(response.json()["errors"]) == ["search"]
+
+
 def test_fields_are_the_services_own_comma_separated(schema):
     for service in site:
         fields = parameters(schema, f"/api/report/{service.name}/start", "post")["fields"]
@@ -108,7 +125,7 @@ def test_filters_are_the_services_own_typed_by_their_form_fields(schema):
     }
     assert product["is_active"]["schema"] == {"type": "boolean"}
     assert product["price_min"]["schema"] == {"type": "number"}
-    assert product["search"]["schema"] == {"type": "string"}
+    assert product["search"]["schema"] == {"type": "string", "pattern": r"^[^\x00]*$"}
     assert product["created_after"]["schema"] == {
         "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]
     }

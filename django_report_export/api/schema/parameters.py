@@ -9,6 +9,7 @@ import zoneinfo
 from typing import Any
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
 
 from django_report_export.formats import format_names
 from django_report_export.options import OPTIONS
@@ -44,7 +45,13 @@ def form_field_schema(field: forms.Field) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string"}
     if getattr(field, "max_length", None):
         schema["maxLength"] = field.max_length  # type: ignore[attr-defined]
+    if any(isinstance(v, ProhibitNullCharactersValidator) for v in field.validators):
+        schema["pattern"] = NO_NUL  # Django's CharField refuses NUL: a 400, not a value
     return schema
+
+
+#: A string without NUL characters (a regular expression of both Python and ECMA-262).
+NO_NUL = r"^[^\x00]*$"
 
 
 #: Form fields whose values are strings of an OpenAPI format (subclasses first).
