@@ -280,7 +280,7 @@ def test_a_killed_worker_is_continued_to_the_same_workbook(api, worker, settings
         first.kill()
     assert status()["status"] == Status.RUNNING
     with WorkerProcess(tmp_path / "worker-2.log", **failure):
-        wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=30)
+        wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=120)
         wait_for(lambda: status()["status"] == Status.FINISHED, timeout=120)
     assert ReportExport.objects.get(status=Status.FINISHED, retries=1).processed == 1500
     assert download(api, "order") == uninterrupted
