@@ -135,6 +135,23 @@ class InventoryItem(models.Model):
         return f"{self.product_id}@{self.warehouse}"
 
 
+class Address(models.Model):
+    """A postal address an order is billed to or shipped to, as it was on the order."""
+
+    name = models.CharField(max_length=200)
+    company = models.CharField(max_length=150, blank=True)
+    street = models.CharField(max_length=200)
+    postal_code = models.CharField(max_length=20)
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code")
+
+    class Meta:
+        verbose_name_plural = "addresses"
+
+    def __str__(self) -> str:
+        return f"{self.name}, {self.city}"
+
+
 class Order(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -162,6 +179,13 @@ class Order(models.Model):
     item_count = models.PositiveIntegerField(default=1)
     payment_method = models.CharField(max_length=20, choices=PaymentMethod.choices)
     shipping_country = models.CharField(max_length=2)
+    billing_address = models.ForeignKey(
+        Address, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    #: ``None`` for an order that ships nothing (a voucher, say).
+    shipping_address = models.ForeignKey(
+        Address, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -169,6 +193,25 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class OrderLine(models.Model):
+    """One line of an order: the product, and its SKU, title and price as sold."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(
+        Product, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sku = models.CharField(max_length=40)
+    title = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(**MONEY)
+    #: Percent, e.g. ``19.00``.
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("19.00"))
+    line_total = models.DecimalField(**MONEY)
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
 
 
 class Transaction(models.Model):
