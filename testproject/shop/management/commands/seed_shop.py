@@ -32,6 +32,7 @@ from django.utils.text import slugify
 
 from testproject.shop import factories
 from testproject.shop.models import (
+    Address,
     Category,
     CustomerAccount,
     DataFeed,
@@ -40,6 +41,7 @@ from testproject.shop.models import (
     InventoryItem,
     NewsletterSubscriber,
     Order,
+    OrderLine,
     Product,
     ProductRating,
     SeoView,
@@ -55,12 +57,14 @@ T = TypeVar("T")
 #: Children before parents: the order rows are deleted in and counts are printed in.
 SHOP_MODELS: tuple[type[models.Model], ...] = (
     Transaction,
+    OrderLine,
     ProductRating,
     InventoryItem,
     Voucher,
     NewsletterSubscriber,
     Inquiry,
     Order,
+    Address,
     Product,
     Category,
     CustomerAccount,
