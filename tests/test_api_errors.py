@@ -205,6 +205,7 @@ def test_redis_unreachable_is_503_internal_error(api, redis_refusing, method, ur
     assert response.json()["type"] == "internalError"
 
 
+@pytest.mark.slow  # waits out a timeout per endpoint
 @pytest.mark.parametrize(("method", "url"), ALL_ENDPOINTS)
 def test_stalled_redis_is_503_within_the_timeout(api, redis_silent, method, url):
     began = time.monotonic()

@@ -270,6 +270,7 @@ def test_a_killed_worker_is_continued_to_the_same_workbook(api, worker, settings
     failure["STALE_AFTER"] = 1.5
     use(settings, CHUNK_SIZE=2)  # the sheet's deflate pieces are chunks: the same size
     uninterrupted = export_file(api, worker, "order")
+    use(settings, **failure)  # the status read finds the heartbeat stale after STALE_AFTER
 
     def status() -> dict[str, Any]:
         return api.get("/api/report/order/status").json()
@@ -280,7 +281,7 @@ def test_a_killed_worker_is_continued_to_the_same_workbook(api, worker, settings
         first.kill()
     assert status()["status"] == Status.RUNNING
     with WorkerProcess(tmp_path / "worker-2.log", **failure):
-        wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=120)
+        wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=30)
         wait_for(lambda: status()["status"] == Status.FINISHED, timeout=120)
     assert ReportExport.objects.get(status=Status.FINISHED, retries=1).processed == 1500
     assert download(api, "order") == uninterrupted

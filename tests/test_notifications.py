@@ -141,6 +141,7 @@ def test_a_4xx_is_not_retried(api, products, worker, hooked):
     assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
 
 
+@pytest.mark.slow  # waits out four delivery timeouts
 def test_a_hanging_receiver_does_not_delay_the_export(api, products, worker, hooked, settings):
     hooked.script = [(200, 10)]
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "WEBHOOK_RETRY_INTERVALS": [0]}

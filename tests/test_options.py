@@ -559,6 +559,7 @@ def test_a_lost_workers_continuation_gives_the_same_bytes_with_options(
     uninterrupted = export_file(api, worker, "customerAccount", query)
     failure = {"CHUNK_SIZE": 2, "CHECKPOINT_INTERVAL": 0, "HEARTBEAT_INTERVAL": 0.2}
     failure["STALE_AFTER"] = 1.5
+    use(settings, **failure)  # the status read finds the heartbeat stale after STALE_AFTER
 
     def status() -> dict[str, Any]:
         return api.get("/api/report/customerAccount/status").json()

@@ -55,7 +55,8 @@ def outage(monkeypatch):
 
     state = Outage()
     real = ChunkedRun.read_chunk
-    monkeypatch.setattr(base, "DB_ATTEMPTS", 2)  # one reconnect, after a second
+    monkeypatch.setattr(base, "DB_ATTEMPTS", 2)  # one reconnect,
+    monkeypatch.setattr(base, "DB_RETRY_SECONDS", 0.05)  # after 50 ms
 
     def read_chunk(self: ChunkedRun, reader: Any, chunk_size: int) -> Any:
         if state.on and self.processed >= state.rows:

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 #: Tries of a chunk read or checkpoint write on a dropped database connection (reopened
 #: between tries) before the export fails.
 DB_ATTEMPTS = 3
+#: Seconds before the first reconnect; the n-th waits n times as long.
+DB_RETRY_SECONDS = 1.0
 
 T = TypeVar("T")
 
@@ -115,7 +117,7 @@ def reconnecting(export_id: Any, action: Callable[[], T], *, alias: str, what: s
                 DB_ATTEMPTS,
             )
             connections[alias].close()
-            time.sleep(attempt)
+            time.sleep(attempt * DB_RETRY_SECONDS)
     raise AssertionError("unreachable")
 
 
