@@ -24,6 +24,7 @@ from django_report_export.exceptions import (
     InvalidExportRequest,
     NoExportInState,
     NotAcknowledged,
+    SlotBusy,
     StatusUnavailable,
 )
 from django_report_export.lifecycle import clean_up, end_export
@@ -109,8 +110,19 @@ def read_or_rebuild(
 # --- changing ----------------------------------------------------------------------------
 
 
-def start(service: ExportService, request: ExportRequest, user: Any = None) -> dict[str, Any]:
-    """Cancel whatever holds the slot, then queue a new export; returns its status."""
+def start(
+    service: ExportService,
+    request: ExportRequest,
+    user: Any = None,
+    *,
+    schedule: Any = None,
+    replace: bool = True,
+) -> dict[str, Any]:
+    """Cancel whatever holds the slot, then queue a new export; returns its status.
+
+    ``replace=False`` (a schedule's occurrence) raises ``SlotBusy`` instead of canceling an
+    active export; ``schedule`` is the ``ReportSchedule`` the export is recorded under.
+    """
     refused = to_many_field_errors(service, request.fields)
     if refused:
         raise InvalidExportRequest({"fields": refused}, service=service.name)
@@ -124,6 +136,8 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
     slot = slot_for(service, user)
     with slot_lock(store, slot):
         current = read_or_rebuild(store, slot, service)
+        if current["status"] in Status.active() and not replace:
+            raise SlotBusy(service=service.name, export_id=export_id(current))
         if current["status"] in Status.active():
             stop(store, slot, current, Request.CANCEL, reason="Canceled by a newer start.")
         elif current["status"] == Status.ERROR:
@@ -144,6 +158,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             shards=request.shards,
             options=options.to_json(csv=writes_csv(request.format)),
             notify_email=notify_email,
+            schedule=schedule,
             status=Status.STARTING,
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])

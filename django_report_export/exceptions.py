@@ -63,6 +63,13 @@ class NoExportInState(ReportExportError, LookupError):
     default_message = "No export in a state that allows this."
 
 
+class SlotBusy(ReportExportError):
+    """A start that may not replace the slot's active export (a schedule's occurrence) found
+    one; ``export_id`` names it."""
+
+    default_message = "The previous export is still active."
+
+
 class ExportFileGone(NoExportInState):
     """A finished export's file is no longer in its storage (deleted by hand, say)."""
 

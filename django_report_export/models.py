@@ -97,6 +97,15 @@ class ReportExport(models.Model):
     error = models.TextField(_("error"), blank=True, default="")
     #: The address of whoever started the export asking to be mailed when it ends.
     notify_email = models.EmailField(_("notify by email"), blank=True, default="")
+    #: The schedule that started the export (``None``: started by hand, the API or the admin).
+    schedule = models.ForeignKey(
+        "ReportSchedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="exports",
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -194,3 +203,108 @@ class WebhookDelivery(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class ReportSchedule(models.Model):
+    """An export started by the clock: a start's parameters, a cron expression read in a time
+    zone, and whom to tell (``schedules.tick`` starts each occurrence once).
+
+    ``options`` and ``filters`` hold a start's query parameters as the API takes them
+    (``{"delimiter": ";"}``, ``{"status": "paid"}``), validated like a start
+    (``schedules.schedule_errors``) and parsed again at each occurrence. Times are stored in
+    UTC; ``cron`` is read in ``timezone``.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    service = models.CharField(_("service"), max_length=100)
+    format = models.CharField(_("format"), max_length=20)
+    compression = models.CharField(_("compression"), max_length=20, blank=True, default="")
+    #: Field names; empty: every field of the service.
+    fields = models.JSONField(_("fields"), default=list, blank=True)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    cron = models.CharField(
+        _("cron expression"),
+        max_length=100,
+        help_text=_("Five fields: minute hour day-of-month month day-of-week, e.g. 0 6 * * *."),
+    )
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default="UTC",
+        help_text=_("The cron expression is read in this time zone, e.g. Europe/Berlin."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("Exports run in this user's slot and are started in their name."),
+    )
+    #: Addresses mailed when a scheduled export ends, beside the service's ``notify_emails``.
+    recipients = models.JSONField(_("recipients"), default=list, blank=True)
+    #: Endpoints told of the scheduled exports, beside the service's and the project's:
+    #: ``[{"url": ..., "secret": ..., "events": [...]}]``.
+    webhooks = models.JSONField(_("webhooks"), default=list, blank=True)
+    #: The occurrence last claimed (started or skipped), in UTC.
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True)
+    #: The next occurrence due, in UTC; ``None``: computed at the next save or tick.
+    next_run_at = models.DateTimeField(_("next run"), null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("report schedule")
+        verbose_name_plural = _("report schedules")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScheduleRun(models.Model):
+    """One claimed occurrence of a schedule: its export, or why none was started.
+
+    The unique (schedule, occurrence) pair is the guard: of two tickers claiming one
+    occurrence, the second one's insert fails and it starts nothing.
+    """
+
+    class Outcome(models.TextChoices):
+        #: Claimed, its start not yet done (or the ticker stopped in between).
+        CLAIMED = "claimed", _("Claimed")
+        STARTED = "started", _("Started")
+        SKIPPED = "skipped", _("Skipped")
+        FAILED = "failed", _("Failed")
+
+    schedule = models.ForeignKey(ReportSchedule, on_delete=models.CASCADE, related_name="runs")
+    #: The occurrence, in UTC.
+    occurrence = models.DateTimeField(_("occurrence"))
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    #: Occurrences passed over since the previous run (downtime): they are not run.
+    missed = models.PositiveIntegerField(_("missed occurrences"), default=0)
+    export = models.ForeignKey(
+        ReportExport,
+        verbose_name=_("export"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.TextField(_("reason"), blank=True, default="")
+    created_at = models.DateTimeField(_("claimed"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("schedule run")
+        verbose_name_plural = _("schedule runs")
+        ordering = ["-occurrence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "occurrence"], name="report_export_schedule_run_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id} {self.occurrence:%Y-%m-%d %H:%M} {self.outcome}"

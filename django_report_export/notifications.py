@@ -4,7 +4,8 @@ The receivers here are connected to the signals of ``signals`` (``apps.ready`` i
 module). Each queues its jobs on ``NOTIFY_QUEUE`` once the transaction that changed the export
 commits, and never raises: a Redis that refuses the job is logged, the export goes on. Email
 goes out on the three ends (finished, canceled, error), not on start, to the address recorded
-by ``notify=email`` (``ReportExport.notify_email``) and the service's ``notify_emails``.
+by ``notify=email`` (``ReportExport.notify_email``), the service's ``notify_emails`` and, for
+a scheduled export, its schedule's ``recipients``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def notify(export: ReportExport, event: str) -> None:
 
 
 def queue_webhooks(service: ExportService, export: ReportExport, event: str) -> None:
-    targets = [endpoint for endpoint in endpoints(service) if event in endpoint.events]
+    targets = [endpoint for endpoint in endpoints(service, export) if event in endpoint.events]
     if not targets:
         return
     body = encode(event_body(service, export, event))
@@ -108,6 +109,8 @@ def retry_policy() -> Retry | None:
 
 def recipients(service: ExportService, export: ReportExport) -> list[str]:
     addresses = [export.notify_email, *service.notify_emails]
+    if export.schedule_id is not None and export.schedule is not None:
+        addresses += export.schedule.recipients
     return list(dict.fromkeys(address for address in addresses if address))
 
 

@@ -1,7 +1,7 @@
 """Webhooks: a signed JSON POST telling an endpoint that an export started or ended.
 
-Endpoints come from ``REPORT_EXPORT["WEBHOOKS"]`` (every service) and a service's
-``webhooks``. Each (export, endpoint, event) is one RQ job, ``deliver``, queued by
+Endpoints come from ``REPORT_EXPORT["WEBHOOKS"]`` (every service), a service's
+``webhooks`` and, for a scheduled export, its schedule's ``webhooks``. Each (export, endpoint, event) is one RQ job, ``deliver``, queued by
 ``notifications`` once the export's change is committed; the export's own job only queues
 it. The body is built when the event happens, so every attempt sends the same bytes; each
 attempt is signed anew (its own timestamp) and recorded as a ``WebhookDelivery``. A timeout,
@@ -69,8 +69,10 @@ class DeliveryFailed(Exception):
     """A delivery to retry: the receiver timed out, refused, or answered 5xx."""
 
 
-def endpoints(service: ExportService) -> list[Endpoint]:
+def endpoints(service: ExportService, export: ReportExport | None = None) -> list[Endpoint]:
     declared = [("settings", export_settings.WEBHOOKS), ("service", service.webhooks)]
+    if export is not None and export.schedule_id is not None and export.schedule is not None:
+        declared.append(("schedule", export.schedule.webhooks))
     return [
         Endpoint(
             f"{source}:{index}",
@@ -123,7 +125,7 @@ def deliver(
         service = site.get(export.service)
     except UnknownService:
         return
-    found = (e for e in endpoints(service) if e.key == endpoint_key and e.url == url)
+    found = (e for e in endpoints(service, export) if e.key == endpoint_key and e.url == url)
     endpoint = next(found, None)
     if endpoint is None:
         logger.warning(
