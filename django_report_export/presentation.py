@@ -93,6 +93,7 @@ def history_body(
     body["created_at"] = _iso(export.created_at)
     body["created_by"] = export.created_by.get_username() if export.created_by else None
     body["reader"] = export.reader or None
+    body["schedule"] = export.schedule.name if export.schedule else None
     return body
 
 

@@ -115,7 +115,7 @@ def shape_errors(schedule: ReportSchedule) -> dict[str, list[str]]:
     for field in ("options", "filters"):
         value = getattr(schedule, field)
         if not isinstance(value, Mapping):
-            errors[field] = ["An object of query parameters, e.g. {\"name\": \"value\"}."]
+            errors[field] = ['An object of query parameters, e.g. {"name": "value"}.']
     if "options" not in errors:
         own = [name for name in schedule.options if name in OWN_PARAMETERS]
         if own:
@@ -131,7 +131,7 @@ def shape_errors(schedule: ReportSchedule) -> dict[str, list[str]]:
                 errors.setdefault("recipients", []).append(f"Not an email address: {address!r}.")
     hooks = schedule.webhooks
     if not isinstance(hooks, list):
-        errors["webhooks"] = ["A list of endpoints {\"url\", \"secret\", \"events\"}."]
+        errors["webhooks"] = ['A list of endpoints {"url", "secret", "events"}.']
     else:
         problems = [problem for problem in map(endpoint_problem, hooks) if problem]
         if problems:

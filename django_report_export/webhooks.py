@@ -1,13 +1,13 @@
 """Webhooks: a signed JSON POST telling an endpoint that an export started or ended.
 
 Endpoints come from ``REPORT_EXPORT["WEBHOOKS"]`` (every service), a service's
-``webhooks`` and, for a scheduled export, its schedule's ``webhooks``. Each (export, endpoint, event) is one RQ job, ``deliver``, queued by
-``notifications`` once the export's change is committed; the export's own job only queues
-it. The body is built when the event happens, so every attempt sends the same bytes; each
-attempt is signed anew (its own timestamp) and recorded as a ``WebhookDelivery``. A timeout,
-a refused connection or a 5xx raises ``DeliveryFailed``, which RQ retries after the next of
-``WEBHOOK_RETRY_INTERVALS``; any other answer ends the delivery. The scheme is documented in
-docs/notifications.md.
+``webhooks`` and, for a scheduled export, its schedule's ``webhooks``. Each (export,
+endpoint, event) is one RQ job, ``deliver``, queued by ``notifications`` once the export's
+change is committed; the export's own job only queues it. The body is built when the event
+happens, so every attempt sends the same bytes; each attempt is signed anew (its own
+timestamp) and recorded as a ``WebhookDelivery``. A timeout, a refused connection or a 5xx
+raises ``DeliveryFailed``, which RQ retries after the next of ``WEBHOOK_RETRY_INTERVALS``;
+any other answer ends the delivery. The scheme is documented in docs/notifications.md.
 """
 
 from __future__ import annotations

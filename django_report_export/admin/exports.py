@@ -77,11 +77,12 @@ class ReportExportAdmin(ExportAdminViews):
         "speed_column",
         "format_column",
         "created_by",
+        "schedule",
         "created_at",
         "download_column",
     ]
-    list_filter = [ServiceListFilter, "status", "created_at"]
-    list_select_related = ["created_by", "owner"]
+    list_filter = [ServiceListFilter, "status", "schedule", "created_at"]
+    list_select_related = ["created_by", "owner", "schedule"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     search_fields = ["created_by__username", "error"]
@@ -106,6 +107,7 @@ class ReportExportAdmin(ExportAdminViews):
                 "fields": [
                     "created_by",
                     "owner",
+                    "schedule",
                     "slot",
                     "created_at",
                     "started_at",

@@ -52,6 +52,9 @@ class HistorySerializer(StatusSerializer):
         allow_null=True,
         help_text="The read path that wrote the rows: postgresql-copy or generic.",
     )
+    schedule = serializers.CharField(
+        allow_null=True, help_text="The name of the schedule that started the export."
+    )
 
 
 class ServiceSerializer(serializers.Serializer[Any]):

@@ -228,7 +228,7 @@ class ReportViewSet(viewsets.ViewSet):
         live = control.get_status(self.get_service(), request.user)
         exports = (
             ReportExport.objects.for_slot(control.slot_for(self.get_service(), request.user))
-            .select_related("created_by")
+            .select_related("created_by", "schedule")
             .order_by("-created_at")
         )
         paginator = self.pagination_class()

@@ -63,7 +63,16 @@ def progress_line(body: dict[str, Any]) -> str:
 def history_lines(exports: Iterable[ReportExport], live: dict[str, Any]) -> list[str]:
     """The history table, a header and one line per export (``live``: the slot's status, whose
     counters are newer than its record's); no lines without exports."""
-    header = (_("created"), "id", _("status"), _("format"), _("rows"), _("by"), _("size"))
+    header = (
+        _("created"),
+        "id",
+        _("status"),
+        _("format"),
+        _("rows"),
+        _("by"),
+        _("schedule"),
+        _("size"),
+    )
     rows = [(*header, _("error"))]
     for export in exports:
         status = export_status(export, live)
@@ -78,6 +87,7 @@ def history_lines(exports: Iterable[ReportExport], live: dict[str, Any]) -> list
                 export.format + (f".{export.compression}" if export.compression else ""),
                 f"{processed}/{total}" if total is not None else str(processed or 0),
                 export.created_by.get_username() if export.created_by else "-",
+                export.schedule.name if export.schedule else "-",
                 str(export.file_size) if export.file_size is not None else "-",
                 (export.error[:60] + "...") if len(export.error) > 63 else export.error,
             )

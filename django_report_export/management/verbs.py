@@ -163,7 +163,7 @@ def history(command: BaseCommand, options: Options) -> None:
     live = control.get_status(service, user_of(options))
     exports = (
         ReportExport.objects.for_slot(slot)
-        .select_related("created_by")
+        .select_related("created_by", "schedule")
         .order_by("-created_at")[: max(options["limit"], 0)]
     )
     lines = history_lines(exports, live)

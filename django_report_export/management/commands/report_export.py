@@ -12,10 +12,13 @@
     report_export download SERVICE [-o FILE] [--id ID] [--user NAME]
     report_export cleanup [--days N] [--dry-run]
     report_export sweep [--every SECONDS]
+    report_export schedules
+    report_export tick [--now ISO-TIME] [--loop [--every SECONDS]]
 
 This module parses the arguments and dispatches: the verbs are in ``management.verbs`` and
-``management.housekeeping``, the printing in ``management.output``. Errors are one line on
-stderr and an exit code (``management.exit_codes``), never a traceback.
+``management.housekeeping`` and ``management.scheduling``, the printing in
+``management.output``. Errors are one line on stderr and an exit code
+(``management.exit_codes``), never a traceback.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from django.utils.translation import gettext_noop
 from redis.exceptions import RedisError
 
 from django_report_export.exceptions import ReportExportError
-from django_report_export.management import housekeeping, verbs
+from django_report_export.management import housekeeping, scheduling, verbs
 from django_report_export.management.exit_codes import EXIT_CODES, describe, exit_code_of
 
 #: What each ACTION runs: a function of the command and its options, giving the exit code.
@@ -45,6 +48,8 @@ VERBS: dict[str, Callable[[BaseCommand, dict[str, Any]], int | None]] = {
     "download": verbs.download,
     "cleanup": housekeeping.cleanup,
     "sweep": housekeeping.sweep,
+    "schedules": scheduling.schedules,
+    "tick": scheduling.tick,
 }
 
 
@@ -162,6 +167,35 @@ class Command(BaseCommand):
         )
         sweep.add_argument(
             "--every", type=float, metavar="SECONDS", help=_("Repeat every SECONDS until stopped.")
+        )
+
+        sub.add_parser(
+            "schedules",
+            help=_("List the export schedules with their next run."),
+            description=_("List the export schedules with their next and last run."),
+        )
+        tick = sub.add_parser(
+            "tick",
+            help=_("Start the scheduled exports that are due."),
+            description=_(
+                "Start each enabled schedule's due occurrence, once however many tickers run; "
+                "run it from cron every minute, or with --loop."
+            ),
+        )
+        tick.add_argument(
+            "--now",
+            metavar="ISO-TIME",
+            help=_("Act as if it were this time (tests, catching up by hand)."),
+        )
+        tick.add_argument(
+            "--loop", action="store_true", help=_("Tick every --every seconds until stopped.")
+        )
+        tick.add_argument(
+            "--every",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help=_("Seconds between ticks with --loop (default 30)."),
         )
 
     # --- dispatch ------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""The schedule verbs of ``manage.py report_export``: ``schedules`` (each schedule with its
+next run) and ``tick`` (start the due occurrences, once or every ``--every`` seconds with
+``--loop``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
+
+from django_report_export.management.exit_codes import EXIT_USAGE
+from django_report_export.models import ReportSchedule, ScheduleRun
+from django_report_export.schedules import tick as run_tick
+
+
+def schedules(command: BaseCommand, options: dict[str, Any]) -> None:
+    rows = [
+        (
+            _("name"),
+            _("service"),
+            _("format"),
+            _("cron"),
+            _("time zone"),
+            _("enabled"),
+            _("next run"),
+            _("last run"),
+        )
+    ]
+    for schedule in ReportSchedule.objects.order_by("name"):
+        rows.append(
+            (
+                schedule.name,
+                schedule.service,
+                schedule.format,
+                schedule.cron,
+                schedule.timezone,
+                _("yes") if schedule.enabled else _("no"),
+                local_time(schedule.next_run_at),
+                local_time(schedule.last_run_at),
+            )
+        )
+    if len(rows) == 1:
+        command.stdout.write(_("No schedules yet."))
+        return
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        command.stdout.write(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def local_time(value: dt.datetime | None) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+
+
+def tick(command: BaseCommand, options: dict[str, Any]) -> None:
+    now = parse_now(options.get("now"))
+    every = options["every"]
+    if options["loop"] and now is not None:
+        raise CommandError(_("--now and --loop exclude each other."), returncode=EXIT_USAGE)
+    while True:
+        try:
+            runs = run_tick(now)
+        except (RedisError, DatabaseError, ConnectionError) as exc:
+            if not options["loop"]:
+                raise
+            command.stderr.write(f"{timezone.now():%H:%M:%S} {exc}; " + _("retrying."))
+        else:
+            for run in runs:
+                command.stdout.write(run_line(run))
+            if not options["loop"] or options["verbosity"] >= 2:
+                command.stdout.write(_("Ticked: %(count)s occurrence(s).") % {"count": len(runs)})
+        if not options["loop"]:
+            return
+        time.sleep(max(every, 1.0))
+
+
+def run_line(run: ScheduleRun) -> str:
+    values = {
+        "schedule": run.schedule.name,
+        "occurrence": local_time(run.occurrence),
+        "export": run.export_id,
+        "reason": run.reason,
+    }
+    if run.outcome == ScheduleRun.Outcome.STARTED:
+        return _("%(schedule)s, %(occurrence)s: started export %(export)s.") % values
+    if run.outcome == ScheduleRun.Outcome.SKIPPED:
+        return _("%(schedule)s, %(occurrence)s: skipped. %(reason)s") % values
+    return _("%(schedule)s, %(occurrence)s: failed. %(reason)s") % values
+
+
+def parse_now(value: str | None) -> dt.datetime | None:
+    """``--now``: an ISO 8601 time; without an offset, in the current time zone."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            _("--now %(value)r is not an ISO 8601 time.") % {"value": value},
+            returncode=EXIT_USAGE,
+        ) from None
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed)
