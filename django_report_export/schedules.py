@@ -10,7 +10,7 @@ whose ``next_run_at`` has come and
    occurrence, unique per (schedule, occurrence). Of two tickers (processes, threads, hosts)
    only one updates the row; the other starts nothing;
 3. starts the export as the API does (``control.start``) in the schedule owner's slot,
-   recorded under the schedule. An export still active in that slot is not replaced: the
+   recorded under the schedule, if the owner may still read the service. An export still active in that slot is not replaced: the
    occurrence is skipped, and the run says so.
 
 A claimed occurrence is never claimed again: if its start fails (Redis away, the schedule's
@@ -226,10 +226,17 @@ def start_run(schedule: ReportSchedule, run: ScheduleRun) -> ScheduleRun:
     values: dict[str, Any]
     try:
         service = site.get(schedule.service)
+        owner = schedule.owner
+        if owner is not None and not service.has_permission(owner):
+            raise PermissionError(
+                f"The owner {owner.get_username()!r} may no longer read {service.name!r}."
+            )
         request = parse_request(service, request_params(schedule))
         status = control.start(
             service, request, user=schedule.owner, schedule=schedule, replace=False
         )
+    except PermissionError as exc:
+        values = {"outcome": Outcome.FAILED, "reason": str(exc)}
     except SlotBusy as exc:
         values = {
             "outcome": Outcome.SKIPPED,

@@ -144,6 +144,15 @@ def test_a_start_that_fails_is_recorded_and_the_schedule_goes_on(owner):
     assert schedule.next_run_at == at(2026, 1, 2, 5, 0)
 
 
+def test_an_owner_who_lost_the_read_permission_gets_no_export(owner):
+    make_schedule(owner)
+    owner.user_permissions.clear()
+    (run,) = schedules.tick(at(2026, 1, 1, 5, 0))
+    assert run.outcome == Outcome.FAILED
+    assert "may no longer read" in run.reason
+    assert not ReportExport.objects.exists()
+
+
 # --- two tickers ---------------------------------------------------------------------------
 
 
