@@ -10,8 +10,8 @@ whose ``next_run_at`` has come and
    occurrence, unique per (schedule, occurrence). Of two tickers (processes, threads, hosts)
    only one updates the row; the other starts nothing;
 3. starts the export as the API does (``control.start``) in the schedule owner's slot,
-   recorded under the schedule, if the owner may still read the service. An export still active in that slot is not replaced: the
-   occurrence is skipped, and the run says so.
+   recorded under the schedule, if the owner may still read the service. An export still
+   active in that slot is not replaced: the occurrence is skipped, and the run says so.
 
 A claimed occurrence is never claimed again: if its start fails (Redis away, the schedule's
 parameters no longer valid) the run records why, and the next occurrence comes as planned.

@@ -91,6 +91,21 @@ def test_seed_creates_the_demo_superuser_and_staff():
     assert not support.has_perm("shop.view_product")
 
 
+def test_seed_ships_one_enabled_schedule_that_validates():
+    from django_report_export.models import ReportSchedule
+    from django_report_export.schedules import schedule_errors
+
+    output = seed(orders=5)
+    (schedule,) = ReportSchedule.objects.all()
+    assert schedule.enabled
+    assert schedule.owner.username == "manager"
+    assert schedule.next_run_at is not None
+    assert schedule_errors(schedule) == {}
+    assert "schedule: Paid orders for finance" in output
+    seed(orders=0)  # a second seed keeps it, and adds none
+    assert ReportSchedule.objects.count() == 1
+
+
 def test_seed_keeps_an_existing_admin():
     user_model = get_user_model()
     user_model.objects.create_user("admin", "boss@example.com", "s3cret", is_staff=True)

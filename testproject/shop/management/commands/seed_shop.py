@@ -30,6 +30,8 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
+from django_report_export.models import ReportSchedule
+from django_report_export.schedules import plan
 from testproject.shop import factories
 from testproject.shop.models import (
     Address,
@@ -185,6 +187,19 @@ PRESETS = (
     ("Test cent voucher", "0.10", False, 7, "0.00"),
     ('Corporate gift, "platinum"', "1234567.89", False, 365, "0.00"),
 )
+#: The demo's schedule (docs/schedules.md): finance's paid orders, every morning at 06:00 in
+#: Berlin, started in the manager's name.
+DEMO_SCHEDULE: dict[str, Any] = {
+    "name": "Paid orders for finance",
+    "service": "order",
+    "format": "xlsx",
+    "fields": ["number", "paid_at", "customer__email", "currency", "total", "payment_method"],
+    "filters": {"paid": "true"},
+    "cron": "0 6 * * *",
+    "timezone": "Europe/Berlin",
+    "recipients": ["finance@demo-shop.test"],
+}
+
 STAFF_USERS = (
     # username, first name, last name, superuser, permissions (None: all of the services)
     ("admin", "Ada", "Admin", True, ()),
@@ -271,6 +286,7 @@ class Command(BaseCommand):
                 self.clear()
                 before = dict.fromkeys(SHOP_MODELS, 0)
             users = self.seed_users()
+            self.seed_schedule()
             log = self.stdout.write if options["verbosity"] > 1 else None
             Seeder(rng, seed, log).run(orders=orders, customers=customers, products=products)
         if options["verbosity"] > 0:
@@ -314,6 +330,15 @@ class Command(BaseCommand):
             created.append(username)
         return created
 
+    def seed_schedule(self) -> None:
+        """The demo's one enabled schedule, unless one of its name is there (kept as edited)."""
+        if ReportSchedule.objects.filter(name=DEMO_SCHEDULE["name"]).exists():
+            return
+        owner = get_user_model()._default_manager.filter(username="manager").first()
+        schedule = ReportSchedule(**DEMO_SCHEDULE, owner=owner, enabled=True)
+        schedule.next_run_at = plan(schedule)
+        schedule.save()
+
     def report(
         self, before: dict[type[models.Model], int], users: list[str], seconds: float
     ) -> None:
@@ -326,6 +351,8 @@ class Command(BaseCommand):
                 f"  {name:<{width}}  {total - before[model]:>8} created, {total} in all"
             )
         self.stdout.write(f"  users created: {', '.join(users) or 'none (already there)'}")
+        for schedule in ReportSchedule.objects.filter(enabled=True).order_by("name"):
+            self.stdout.write(f"  schedule: {schedule.name} ({schedule.cron}, {schedule.timezone})")
         self.stdout.write(f"Demo logins: {DEMO_PASSWORD_NOTE}.")
         self.stdout.write(self.style.SUCCESS(f"Done in {seconds:.1f}s."))
 
