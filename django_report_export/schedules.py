@@ -248,6 +248,10 @@ def start_run(schedule: ReportSchedule, run: ScheduleRun) -> ScheduleRun:
         values = {"outcome": Outcome.FAILED, "reason": f"{exc.message} {details}"}
     except (ReportExportError, RedisError, ConnectionError) as exc:
         values = {"outcome": Outcome.FAILED, "reason": str(exc)}
+    except Exception as exc:
+        # Recorded, and the tick goes on to the other schedules.
+        logger.exception("Schedule %s: the export could not be started.", schedule.name)
+        values = {"outcome": Outcome.FAILED, "reason": f"{type(exc).__name__}: {exc}"}
     else:
         values = {"outcome": Outcome.STARTED, "export_id": status["id"]}
     ScheduleRun.objects.filter(pk=run.pk).update(**values)

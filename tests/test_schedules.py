@@ -356,6 +356,30 @@ def test_the_admin_creates_a_schedule_planned_and_listed_with_its_next_run(staff
     assert "next run" in listing.lower()
 
 
+def test_the_admin_takes_empty_json_fields_as_empty(staff):
+    data = form_data(fields="", options="", filters="", recipients="", webhooks="")
+    response = staff.post(ADD_URL, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    schedule = ReportSchedule.objects.get()
+    assert (schedule.fields, schedule.options, schedule.filters) == ([], {}, {})
+    assert (schedule.recipients, schedule.webhooks) == ([], [])
+
+
+def test_changing_the_cron_expression_plans_the_next_run_again(staff):
+    staff.post(ADD_URL, form_data())
+    schedule = ReportSchedule.objects.get()
+    ReportSchedule.objects.filter(pk=schedule.pk).update(next_run_at=at(2020, 1, 1, 5))
+    url = f"/admin/django_report_export/reportschedule/{schedule.pk}/change/"
+    response = staff.post(url, form_data(cron="15 7 * * *"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    schedule.refresh_from_db()
+    assert schedule.next_run_at > at(2026, 1, 1)
+    assert schedule.next_run_at.minute == 15
+    response = staff.post(url, form_data(cron="15 7 * * *", enabled=""))
+    schedule.refresh_from_db()
+    assert (schedule.enabled, schedule.next_run_at) == (False, None)
+
+
 def test_the_admin_refuses_an_owner_who_may_not_read_the_service(staff):
     outsider = make_user("outsider")
     response = staff.post(ADD_URL, form_data(owner=str(outsider.pk)))

@@ -28,6 +28,14 @@ from django_report_export.schedules import plan, schedule_errors
 
 #: Changes after which the next run is planned again from now.
 PLANNING_FIELDS = ("cron", "timezone", "enabled")
+#: The JSON fields, and what an empty input stands for.
+JSON_EMPTY: dict[str, Any] = {
+    "fields": list,
+    "options": dict,
+    "filters": dict,
+    "recipients": list,
+    "webhooks": list,
+}
 
 
 class ReportScheduleForm(forms.ModelForm):  # type: ignore[type-arg]  # generic in the stubs only
@@ -77,6 +85,9 @@ class ReportScheduleForm(forms.ModelForm):  # type: ignore[type-arg]  # generic 
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        for name, empty in JSON_EMPTY.items():
+            if name in data and data[name] in (None, ""):
+                data[name] = empty()
         if self.errors:
             return data
         if data.get("service") not in self.readable:
