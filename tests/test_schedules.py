@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -26,6 +28,7 @@ from testproject.shop.models import Product
 
 from .support.burst import run_worker
 from .support.users import make_user
+from .support.workers import ROOT, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -207,6 +210,23 @@ def test_tickers_racing_in_threads_start_one_export_per_occurrence(owner):
     assert [run.outcome for run in started] == [Outcome.STARTED, Outcome.SKIPPED]
     assert [r.occurrence for r in runs(schedule)] == [at(2026, 1, 1, 5), at(2026, 1, 2, 5)]
     assert ReportExport.objects.count() == 1
+
+
+@pytest.mark.slow
+def test_two_ticker_processes_at_once_start_one_export(owner):
+    schedule = make_schedule(owner)
+    command = [sys.executable, "manage.py", "report_export", "tick"]
+    command += ["--now", "2026-01-01T06:00:30+01:00"]
+    env = worker_env()
+    tickers = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [ticker.communicate(timeout=60)[0] for ticker in tickers]
+    assert [ticker.returncode for ticker in tickers] == [0, 0]
+    assert sorted("started export" in output for output in outputs) == [False, True]
+    assert [r.occurrence for r in runs(schedule)] == [at(2026, 1, 1, 5)]
+    assert ReportExport.objects.filter(schedule=schedule).count() == 1
 
 
 # --- daylight saving time in Europe/Berlin -------------------------------------------------
