@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from django_report_export import schedules
+from django_report_export import cron, schedules
 from django_report_export.download import open_file
 from django_report_export.models import ReportExport, ReportSchedule, ScheduleRun, Status
 from testproject.shop.factories import ProductFactory
@@ -255,6 +255,33 @@ def test_fall_back_the_0230_that_happens_twice_runs_once(owner):
     schedule.refresh_from_db()
     assert schedule.next_run_at == at(2026, 10, 26, 1, 30)  # 02:30 CET
     assert len(runs(schedule)) == 1
+
+
+def occurrences(expression, start, count, zone="Europe/Berlin"):
+    found = []
+    for _ in range(count):
+        start = cron.next_after(expression, zone, start)
+        found.append(start)
+    return found
+
+
+def test_quarter_hours_through_spring_forward_run_each_instant_once():
+    # 01:45 CET, then 03:00 CEST (the 02:00 that does not exist), 03:15 CEST, ...
+    found = occurrences("*/15 * * * *", at(2026, 3, 29, 0, 30), 4)
+    quarters = [(0, 45), (1, 0), (1, 15), (1, 30)]
+    assert found == [at(2026, 3, 29, hour, minute) for hour, minute in quarters]
+
+
+def test_quarter_hours_through_fall_back_run_the_repeated_hour_once():
+    # 02:45 CEST, then 03:00 CET: the second 02:00-02:45 (CET) gets no runs.
+    found = occurrences("*/15 * * * *", at(2026, 10, 25, 0, 30), 2)
+    assert found == [at(2026, 10, 25, 0, 45), at(2026, 10, 25, 2, 0)]
+
+
+def test_a_month_of_missed_minutes_is_one_run_for_the_latest():
+    latest, missed = cron.latest_due("* * * * *", "UTC", at(2026, 1, 1), at(2026, 2, 1, 8, 30, 5))
+    assert latest == at(2026, 2, 1, 8, 30)
+    assert missed >= cron.COUNT_LIMIT
 
 
 def test_a_schedule_in_utc_keeps_its_hours_over_the_change(owner):
