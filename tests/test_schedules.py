@@ -319,10 +319,27 @@ def test_the_scheduled_export_finishes_and_shows_its_schedule_in_the_history(own
         schedule.name,
         "finance",
     )
+    downloaded = client.get(f"/api/report/product/download?id={export.pk}")
+    assert downloaded.status_code == 200
+    assert b"".join(downloaded.streaming_content).decode("utf-8") == source_text(export)
     out = io.StringIO()
     call_command("report_export", "history", "product", stdout=out)
     assert "morning products" in out.getvalue()
     assert [message.to for message in mail.outbox] == [["books@example.com"]]
+
+    admin = make_user("boss", is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    listing = client.get(
+        f"/admin/django_report_export/reportexport/?schedule__id__exact={schedule.pk}"
+    )
+    assert "morning products" in listing.content.decode()
+    page = client.get(f"/admin/django_report_export/reportexport/{export.pk}/change/")
+    assert "morning products" in page.content.decode()
+
+
+def source_text(export):
+    with open_file(export) as source:
+        return source.read().decode("utf-8")
 
 
 # --- the admin -----------------------------------------------------------------------------
