@@ -466,3 +466,15 @@ def test_the_command_lists_schedules_and_ticks_at_a_given_time(owner):
     assert "morning products" in out.getvalue()
     assert "started export" in out.getvalue()
     assert ReportExport.objects.filter(schedule__name="morning products").count() == 1
+
+
+def test_the_tick_command_refuses_a_bad_time_and_now_with_loop():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="ISO 8601") as bad:
+        call_command("report_export", "tick", "--now", "tomorrow", stdout=io.StringIO())
+    assert bad.value.returncode == 2
+    with pytest.raises(CommandError, match="exclude"):
+        call_command(
+            "report_export", "tick", "--loop", "--now", "2026-01-01T06:00", stdout=io.StringIO()
+        )

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
@@ -71,6 +71,7 @@ def tick(command: BaseCommand, options: dict[str, Any]) -> None:
             if not options["loop"]:
                 raise
             command.stderr.write(f"{timezone.now():%H:%M:%S} {exc}; " + _("retrying."))
+            close_old_connections()  # a connection the database dropped is opened anew
         else:
             for run in runs:
                 command.stdout.write(run_line(run))
