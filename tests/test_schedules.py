@@ -17,6 +17,7 @@ import threading
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 
@@ -469,8 +470,6 @@ def test_the_command_lists_schedules_and_ticks_at_a_given_time(owner):
 
 
 def test_the_tick_command_refuses_a_bad_time_and_now_with_loop():
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="ISO 8601") as bad:
         call_command("report_export", "tick", "--now", "tomorrow", stdout=io.StringIO())
     assert bad.value.returncode == 2
