@@ -55,6 +55,7 @@ from django_report_export.status import (
     slot_lock,
     snapshot,
 )
+from django_report_export.windows import resolve_window, window_values
 
 ACK_POLL_SECONDS = 0.05
 
@@ -123,6 +124,8 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
     store = get_store()
     slot = slot_for(service, user)
     with slot_lock(store, slot):
+        # Before the slot's export is canceled: a window refused leaves it running.
+        window = resolve_window(service, slot, request.window)
         current = read_or_rebuild(store, slot, service)
         if current["status"] in Status.active():
             stop(store, slot, current, Request.CANCEL, reason="Canceled by a newer start.")
@@ -145,6 +148,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             options=options.to_json(csv=writes_csv(request.format)),
             notify_email=notify_email,
             status=Status.STARTING,
+            **window_values(window),
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])
         if not claimed.written:
