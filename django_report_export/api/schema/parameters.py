@@ -183,7 +183,7 @@ def window_parameters(service: ExportService) -> list[dict[str, Any]]:
         query_parameter(
             "to",
             {"type": "string", "format": "date-time"},
-            description=f"Rows whose `{field}` is before this instant (default: the start). {bound}",
+            description=f"Rows whose `{field}` is before this instant (default: now). {bound}",
         ),
     ]
 
