@@ -222,7 +222,7 @@ class ReportExportAdmin(ExportAdminViews):
             return "—"
         return _("%(field)s from %(start)s to %(end)s (excluded)") % {
             "field": window["field"],
-            "start": window["from"] or _("the first row"),
+            "start": window["from"] or _("the beginning"),
             "end": window["to"],
         }
 
