@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -26,6 +27,7 @@ from testproject.shop.factories import OrderFactory, ProductFactory
 from testproject.shop.models import Order, Product
 
 from .support.polling import once_written
+from .support.workers import WorkerProcess, wait_for
 from .test_api_schema import parameters, served_schema
 from .test_commands import run
 from .test_retry import outage  # noqa: F401  (the fixture)
@@ -414,3 +416,34 @@ def test_the_fast_path_reads_inside_the_window(api, worker) -> None:
         assert reader == ("postgresql-copy" if connection.vendor == "postgresql" else "generic")
     finally:
         site.unregister("newProduct")
+
+
+# --- a killed worker ------------------------------------------------------------------------
+
+FAST_FAILURE = {
+    "CHUNK_SIZE": 2,
+    "CHECKPOINT_INTERVAL": 0,
+    "HEARTBEAT_INTERVAL": 0.2,
+    "STALE_AFTER": 1.5,
+}
+
+
+@pytest.mark.slow
+def test_a_killed_workers_continuation_reads_the_same_window(api, worker, settings, tmp_path):
+    use(settings, **FAST_FAILURE)
+    call_command("seed_shop", orders=600, seed=11, verbosity=0)
+    seeded = sorted(Order.objects.values_list("pk", flat=True))
+    start(api, "format=jsonl&since=last")
+    with WorkerProcess(tmp_path / "worker-1.log", **FAST_FAILURE) as first:
+        wait_for(lambda: status(api)["processed"] >= 100)
+        first.kill()
+    assert status(api)["status"] == Status.RUNNING
+    during = {order.pk for order in new_orders(4)}
+    with WorkerProcess(tmp_path / "worker-2.log", **FAST_FAILURE):
+        wait_for(lambda: status(api)["status"] != Status.RUNNING or None, timeout=30)
+        wait_for(lambda: status(api)["status"] == Status.FINISHED, timeout=60)
+    assert ReportExport.objects.get(status=Status.FINISHED).retries == 1
+    first_window = download_ids(api)
+    assert sorted(first_window) == seeded
+    second_window = finished_start(api, worker)
+    assert sorted(second_window) == sorted(during)
