@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from itertools import pairwise
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_report_export import control
@@ -416,6 +418,34 @@ def test_the_fast_path_reads_inside_the_window(api, worker) -> None:
         assert reader == ("postgresql-copy" if connection.vendor == "postgresql" else "generic")
     finally:
         site.unregister("newProduct")
+
+
+def test_the_status_shows_the_window_without_reading_exports(api, worker) -> None:
+    OrderFactory.create_batch(2)
+    start(api, "format=jsonl&since=last")
+    worker()
+    status(api)  # the slot is in Redis now
+    with CaptureQueriesContext(connection) as queries:
+        window = status(api)["window"]
+    assert window["field"] == "created_at"
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "report_export" not in tables
+    assert len(queries.captured_queries) <= 2  # the session and its user
+
+
+def test_every_shard_reads_inside_the_window(api, worker, settings, caplog) -> None:
+    old = OrderFactory.create_batch(6, created_at=at("2020-01-01T00:00:00+00:00"))
+    inside = OrderFactory.create_batch(9, created_at=at("2026-01-01T00:00:00+00:00"))
+    OrderFactory.create_batch(6, created_at=at("2026-06-01T00:00:00+00:00"))
+    use(settings, SHARD_ROWS=3, CHUNK_SIZE=2)
+    start(api, "format=jsonl&from=2025-01-01T00:00:00Z&to=2026-06-01T00:00:00Z")
+    with caplog.at_level(logging.INFO, logger="django_report_export"):
+        worker()
+    began = [m for m in caplog.messages if " shard " in m and " began " in m]
+    assert len(began) == 3  # the window's 9 rows, by SHARD_ROWS
+    ids = download_ids(api)
+    assert sorted(ids) == sorted(order.pk for order in inside)
+    assert not set(ids) & {order.pk for order in old}
 
 
 # --- a killed worker ------------------------------------------------------------------------
