@@ -117,14 +117,16 @@ def parse_instant(text: str, zone: zoneinfo.ZoneInfo) -> datetime:
 def resolve_window(
     service: ExportService, slot: str, request: WindowRequest | None
 ) -> Window | None:
-    """Fix the bounds at start: ``to`` is now unless given; ``since=last`` starts at the end of
-    the last Finished window of ``service`` in ``slot`` (none yet: unbounded)."""
+    """Fix the bounds at start: ``to`` is now unless an earlier one is given; ``since=last``
+    starts at the end of the last Finished window of ``service`` in ``slot`` (none yet:
+    unbounded)."""
     if request is None or not service.incremental_field:
         return None
     field = service.incremental_field
     now = django_timezone.now()
     if not request.since_last:
-        end = request.end or now
+        # A ``to`` after the start is the start: rows not written yet are in a later window.
+        end = min(request.end or now, now)
         if request.start is not None and request.start >= end:
             message = "'from' must be earlier than 'to' (the start of the export, if not given)."
             raise InvalidExportRequest({"from": [message]}, service=service.name)
