@@ -369,6 +369,24 @@ def test_the_schema_lists_the_window_parameters_only_where_there_is_a_field(api)
     assert not {"since", "from", "to"} & set(product)
 
 
+def test_the_browsable_start_form_offers_the_window_on_incremental_services(api, worker):
+    html = {"HTTP_ACCEPT": "text/html"}
+    page = api.get("/api/report/order/start", **html).content.decode()
+    form = page[page.index('id="post-object-form"') :]
+    for name in ("since", "from", "to"):
+        assert f'name="{name}"' in form, name
+    page = api.get("/api/report/product/start", **html).content.decode()
+    form = page[page.index('id="post-object-form"') :]
+    assert 'name="since"' not in form
+    OrderFactory(created_at=at("2026-01-01T00:00:00+00:00"))
+    inside = OrderFactory(created_at=at("2026-02-01T00:00:00+00:00"))
+    data = {"format": "jsonl", "since": "", "from": "2026-01-15T00:00", "to": ""}
+    response = api.post("/api/report/order/start", data, format="multipart", **html)
+    assert response.status_code == 202
+    assert ReportExport.objects.get().window_from == at("2026-01-15T00:00:00+00:00")
+    assert finished(api, worker) == [inside.pk]
+
+
 def test_the_check_refuses_a_missing_or_non_datetime_field() -> None:
     class Missing(ExportService):
         model = Order
