@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from django_report_export import control
 from django_report_export.models import ReportExport, Status
@@ -31,6 +32,7 @@ from testproject.shop.factories import OrderFactory, ProductFactory
 from testproject.shop.models import Order, Product
 
 from .support.polling import once_written
+from .support.users import make_user
 from .support.workers import WorkerProcess, wait_for
 from .test_api_schema import parameters, served_schema
 from .test_commands import run
@@ -258,6 +260,24 @@ def finished_start_id(api: Any, worker: Any) -> str:
     start(api, "format=jsonl&since=last")
     worker()
     return status(api)["id"]
+
+
+def test_since_last_follows_each_users_own_windows_when_slots_are_per_user(
+    api, worker, settings
+) -> None:
+    use(settings, SLOT_SCOPE="user")
+    OrderFactory.create_batch(3)
+    clerk = APIClient()
+    clerk.force_login(make_user("clerk", "shop.view_order"))
+    start(api, "format=jsonl&since=last")
+    assert len(finished(api, worker)) == 3
+    added = new_orders(2)
+    start(clerk, "format=jsonl&since=last")  # the clerk's first window: every row
+    assert len(finished(clerk, worker)) == 5
+    start(api, "format=jsonl&since=last")
+    assert sorted(finished(api, worker)) == sorted(order.pk for order in added)
+    boss = ReportExport.objects.filter(created_by__username="boss").order_by("created_at")
+    assert boss[1].window_from == boss[0].window_to
 
 
 # --- explicit bounds ------------------------------------------------------------------------
