@@ -32,6 +32,8 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E029 ``WEBHOOK_RETRY_INTERVALS`` is not a list of whole seconds >= 0.
 - E030 ``BASE_URL`` is neither ``""`` nor an http:// or https:// URL.
 - E031 a service's ``webhooks`` or ``notify_emails`` are malformed.
+- E032 a service's ``incremental_field`` does not resolve on its model or is not a
+  ``DateTimeField``.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 - W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """
@@ -57,6 +59,7 @@ from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
 from django_report_export.formats import format_names
 from django_report_export.registry import resolve_field_path, site
 from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
+from django_report_export.windows import is_datetime_path
 
 
 def _error(message: str, number: int, obj: Any = None, hint: str | None = None) -> checks.Error:
@@ -191,6 +194,7 @@ def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     )
                 )
         errors.extend(_check_notifications(service, label))
+        errors.extend(_check_incremental_field(service, label))
         for name in service.formats:
             if name not in known_formats:
                 errors.append(
@@ -220,6 +224,23 @@ def _check_notifications(service: Any, label: str) -> list[checks.CheckMessage]:
         message = f"{label}: 'notify_emails' must be a list of email addresses."
         errors.append(_error(message, 31, obj=type(service)))
     return errors
+
+
+def _check_incremental_field(service: Any, label: str) -> list[checks.CheckMessage]:
+    """E032: a window is of a ``DateTimeField`` of the model."""
+    path = service.incremental_field
+    if path is None:
+        return []
+    try:
+        if isinstance(path, str) and path and is_datetime_path(service, path):
+            return []
+    except FieldDoesNotExist:
+        message = (
+            f"{label}: incremental_field {path!r} does not resolve on {service.model._meta.label}."
+        )
+        return [_error(message, 32, obj=type(service))]
+    message = f"{label}: incremental_field {path!r} is not a DateTimeField."
+    return [_error(message, 32, obj=type(service), hint="Name a DateTimeField path, or None.")]
 
 
 @checks.register()

@@ -56,6 +56,7 @@ from django_report_export.status import (
     slot_lock,
     snapshot,
 )
+from django_report_export.windows import resolve_window, window_values
 
 ACK_POLL_SECONDS = 0.05
 
@@ -135,6 +136,8 @@ def start(
     store = get_store()
     slot = slot_for(service, user)
     with slot_lock(store, slot):
+        # Before the slot's export is canceled: a window refused leaves it running.
+        window = resolve_window(service, slot, request.window)
         current = read_or_rebuild(store, slot, service)
         if current["status"] in Status.active() and not replace:
             raise SlotBusy(service=service.name, export_id=export_id(current))
@@ -160,6 +163,7 @@ def start(
             notify_email=notify_email,
             schedule=schedule,
             status=Status.STARTING,
+            **window_values(window),
         )
         claimed = store.transition(slot, snapshot(export), allowed=[Status.READY, *Status.ended()])
         if not claimed.written:

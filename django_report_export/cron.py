@@ -3,7 +3,7 @@ and returned as UTC instants.
 
 ``croniter`` parses the expression and steps through naive wall-clock times; each is placed in
 the zone here, with ``zoneinfo``, so that the changes of daylight saving time behave as
-docs/schedules.md describes:
+docs/scheduled-and-incremental.md describes:
 
 - a wall-clock time that does not exist (02:30 on the night the clocks go forward in
   Europe/Berlin) runs at the instant it maps to, the same number of minutes after the jump

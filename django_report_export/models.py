@@ -77,6 +77,11 @@ class ReportExport(models.Model):
     #: The file options, resolved at start (``options.FileOptions.to_json``): the CSV ones for
     #: a CSV export, ``timezone`` for every format, and the header labels if asked for.
     options = models.JSONField(_("options"), default=dict, blank=True)
+    #: The incremental window, fixed at start (``windows.py``): rows whose ``window_field``
+    #: is in ``[window_from, window_to)``; no ``window_field``: the export has no window.
+    window_field = models.CharField(_("window field"), max_length=200, blank=True, default="")
+    window_from = models.DateTimeField(_("window from"), null=True, blank=True)
+    window_to = models.DateTimeField(_("window to"), null=True, blank=True)
     #: The reader that wrote the rows of the last run: ``postgresql-copy`` or ``generic``.
     reader = models.CharField(_("reader"), max_length=40, blank=True, default="")
     status = models.PositiveSmallIntegerField(
@@ -125,6 +130,15 @@ class ReportExport(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in Status.active()
+
+    def window(self) -> dict[str, Any] | None:
+        """The window as the status body shows it: ``{"field", "from", "to"}``, or ``None``."""
+        if not self.window_field:
+            return None
+        start, end = (
+            None if v is None else v.isoformat() for v in (self.window_from, self.window_to)
+        )
+        return {"field": self.window_field, "from": start, "to": end}
 
     def durable_processed(self) -> int:
         """Rows saved by checkpoints: where a continuation of the export starts from."""

@@ -62,6 +62,7 @@ def status_body(
         "filters": status.get("filters") if status.get("id") else None,
         "fields": status.get("fields") if status.get("id") else None,
         "options": status.get("options") if status.get("id") else None,
+        "window": status.get("window") if status.get("id") else None,
         "processed": processed,
         "total": total,
         "progress": progress,

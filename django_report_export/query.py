@@ -33,8 +33,17 @@ from django_report_export.relations import (
     to_many_step,
 )
 from django_report_export.storage import COMPRESSIONS
+from django_report_export.windows import PARAMETERS as WINDOW_PARAMETERS
+from django_report_export.windows import WindowRequest, parse_window, window_filter
 
-RESERVED_PARAMETERS = ("format", "fields", "compression", "notify", *OPTION_NAMES)
+RESERVED_PARAMETERS = (
+    "format",
+    "fields",
+    "compression",
+    "notify",
+    *OPTION_NAMES,
+    *WINDOW_PARAMETERS,
+)
 #: Most primary keys an export may be restricted to (``ExportRequest.keys``).
 MAX_SELECTED_KEYS = 10_000
 
@@ -57,6 +66,8 @@ class ExportRequest:
     notify: str = ""
     #: An address to mail instead of the user's (the command's ``--notify-email``).
     notify_email: str = ""
+    #: The incremental window asked for (``since=last``, ``from``/``to``); fixed at start.
+    window: WindowRequest | None = None
 
 
 def slot_for(service: ExportService, user: Any = None) -> str:
@@ -116,6 +127,7 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
 
     csv = writes_csv(export_format) if "format" not in errors else True
     options = parse_options(params, csv=csv, errors=errors)
+    window = parse_window(service, params, zone=options.zone, errors=errors)
     notify = single("notify").lower()
     if notify not in ("", "email"):
         errors["notify"] = [f"Unknown notification {notify!r}; one of: email."]
@@ -143,7 +155,7 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
     if errors:
         raise InvalidExportRequest(errors, service=service.name)
     return ExportRequest(
-        export_format, fields, compression, filters, options=options, notify=notify
+        export_format, fields, compression, filters, options=options, notify=notify, window=window
     )
 
 
@@ -226,6 +238,7 @@ def export_queryset(service: ExportService, export: ReportExport) -> QuerySet[An
                 export_id=export.pk,
             )
         queryset = filterset.qs
+    queryset = window_filter(queryset, export)
     # A filter (or the service's own queryset) across a to-many relation joins a row per
     # related object: the export reads each record once all the same.
     queryset = one_row_per_record(queryset)

@@ -56,6 +56,9 @@ class ExportService:
     webhooks: Sequence[dict[str, Any]] = ()
     #: Addresses mailed when any export of this service ends (finished, canceled, error).
     notify_emails: Sequence[str] = ()
+    #: A ``DateTimeField`` path (``updated_at``, ``paid_at``): starts may then ask for a window
+    #: of it (``since=last``, ``from``/``to``; ``windows.py``).
+    incremental_field: str | None = None
 
     def get_queryset(self) -> models.QuerySet[Any]:
         """The base queryset, before the caller's filters; override to narrow it."""

@@ -90,6 +90,7 @@ class SlotStatus(TypedDict, total=False):
     fields: list[str] | None
     filters: dict[str, Any] | None
     options: dict[str, Any] | None
+    window: dict[str, Any] | None
     processed: int | None
     total: int | None
     started_at: str | None
@@ -104,13 +105,11 @@ class SlotStatus(TypedDict, total=False):
     heartbeat: float | None
 
 
-JSON_FIELDS = ("fields", "filters", "options")
+JSON_FIELDS = ("fields", "filters", "options", "window")
 INT_FIELDS = ("status", "processed", "total", "file_size")
 FLOAT_FIELDS = ("rate", "heartbeat")
 
-
-#: A number orjson may not read exactly: it reads integers beyond 64 bits as floats, and
-#: those begin at 19 digits (below -2**63).
+#: A number orjson may not read exactly: integers of 19 digits and more (beyond 64 bits).
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 
@@ -192,6 +191,7 @@ def snapshot(export: ReportExport) -> dict[str, Any]:
         "fields": export.fields,
         "filters": export.filters,
         "options": {k: v for k, v in export.options.items() if k != "labels"},  # labels: row only
+        "window": export.window(),
         "processed": export.processed,
         "total": export.total,
         "started_at": export.started_at,

@@ -114,6 +114,7 @@ def test_filters_are_the_services_own_typed_by_their_form_fields(schema):
             "compression",
             "notify",
             *options,
+            *(("since", "from", "to") if service.incremental_field else ()),
             *service.get_filter_names(),
         }
         assert set(start) == expected

@@ -98,6 +98,7 @@ class ReportExportAdmin(ExportAdminViews):
                     "filters",
                     "file_options",
                     "selected_rows",
+                    "export_window",
                 ]
             },
         ),
@@ -118,7 +119,7 @@ class ReportExportAdmin(ExportAdminViews):
         ),
         (_("Result"), {"fields": ["file_name", "file_size", "reader", "retries", "error"]}),
     ]
-    readonly_fields = ["exported_fields", "file_options", "selected_rows"]
+    readonly_fields = ["exported_fields", "file_options", "selected_rows", "export_window"]
     inlines = [WebhookDeliveryInline]
     change_form_template = "django_report_export/admin/change_form.html"
 
@@ -215,6 +216,17 @@ class ReportExportAdmin(ExportAdminViews):
     def file_options(self, export: ReportExport) -> str:
         shown = {name: value for name, value in export.options.items() if name != "labels"}
         return ", ".join(f"{name}={json.dumps(value)}" for name, value in shown.items()) or "—"
+
+    @admin.display(description=_("window"))
+    def export_window(self, export: ReportExport) -> str:
+        window = export.window()
+        if window is None:
+            return "—"
+        return _("%(field)s from %(start)s to %(end)s (excluded)") % {
+            "field": window["field"],
+            "start": window["from"] or _("the beginning"),
+            "end": window["to"],
+        }
 
     @admin.display(description=_("selected rows"))
     def selected_rows(self, export: ReportExport) -> str:

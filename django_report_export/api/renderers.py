@@ -116,12 +116,34 @@ def start_form_serializer(service: ExportService | None) -> type[serializers.Ser
         ),
     }
     attrs.update(option_fields())
+    attrs.update(window_fields(service))
     if service.filterset_class is not None:
         form = service.filterset_class(queryset=service.get_queryset()).form
         for name, form_field in form.fields.items():
             if name not in attrs:
                 attrs[name] = filter_field(name, form_field)
     return type(f"{service.name}StartSerializer", (serializers.Serializer,), attrs)
+
+
+def window_fields(service: ExportService) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    """``since``, ``from`` and ``to``, blank for no window, on an incremental service only."""
+    if not service.incremental_field:
+        return {}
+    bound = "ISO 8601; without an offset, in the export's time zone."
+    return {
+        "since": serializers.ChoiceField(
+            choices=[("last", "last")],
+            required=False,
+            allow_blank=True,
+            help_text="last: the rows after the last finished window (not with from/to).",
+        ),
+        "from": serializers.CharField(
+            required=False, allow_blank=True, help_text=f"Window start, included. {bound}"
+        ),
+        "to": serializers.CharField(
+            required=False, allow_blank=True, help_text=f"Window end, excluded. {bound}"
+        ),
+    }
 
 
 def option_fields() -> dict[str, serializers.Field[Any, Any, Any, Any]]:

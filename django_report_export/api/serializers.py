@@ -28,6 +28,11 @@ class StatusSerializer(serializers.Serializer[Any]):
         help_text="The file options, resolved at start: the CSV ones for a CSV export (delimiter, "
         "bom, line_ending, decimal_separator, header), timezone for every format.",
     )
+    window = serializers.DictField(
+        allow_null=True,
+        help_text="The incremental window, fixed at start: {field, from, to}, the rows whose "
+        "field is at or after from (null: unbounded) and before to; null without a window.",
+    )
     processed = serializers.IntegerField()
     total = serializers.IntegerField(allow_null=True)
     progress = serializers.FloatField(min_value=0, max_value=100)

@@ -51,6 +51,7 @@ OPTION_NAMES = {
     "fields": "--fields",
     "compression": "--compression",
     **{name: "--" + name.replace("_", "-") for name in FILE_OPTIONS},
+    **{name: f"--{name}" for name in ("since", "from", "to")},
 }
 
 

@@ -38,6 +38,9 @@ def status_lines(
             lines.append(f"  {key.replace('_', ' ')}: {body[key]}")
     if body["filters"]:
         lines.append(f"  filters: {json.dumps(body['filters'])}")
+    if body["window"]:
+        window = body["window"]
+        lines.append(f"  window: {window['field']} in [{window['from'] or '-'}, {window['to']})")
     if body["status"] == Status.FINISHED:
         lines.append(f"  file: {body['file_size']} bytes ({body['file']})")
     if body["error"]:

@@ -84,6 +84,9 @@ def start(command: BaseCommand, options: Options) -> int | None:
         if options[name] is not None:
             value = options[name]
             params[name] = [("true" if value else "false") if isinstance(value, bool) else value]
+    for name, option in (("since", "since"), ("from", "window_from"), ("to", "window_to")):
+        if options.get(option) is not None:
+            params[name] = [options[option]]
     for item in options["filter"]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

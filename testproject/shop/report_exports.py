@@ -191,6 +191,7 @@ class OrderExport(ExportService):
     formats = ("json", "xml", "xlsx", "jsonl")
     filterset_class = filters.OrderFilter
     description = "Orders with customer, totals and payment."
+    incremental_field = "created_at"
 
 
 @register("newsletterSubscriber")
@@ -289,6 +290,7 @@ class TransactionExport(ExportService):
     formats = JSON_CSV
     filterset_class = filters.TransactionFilter
     description = "Payment charges and refunds."
+    incremental_field = "created_at"
 
 
 @register("voucher")

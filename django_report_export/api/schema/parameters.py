@@ -152,7 +152,39 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
                 "or error), with the download link; a caller without an address gets a 400."
             ),
         ),
+        *window_parameters(service),
         *filter_parameters(service),
+    ]
+
+
+def window_parameters(service: ExportService) -> list[dict[str, Any]]:
+    """``since``, ``from`` and ``to``: only on a service with an ``incremental_field``."""
+    field = service.incremental_field
+    if not field:
+        return []
+    bound = (
+        "ISO 8601 date and time; without an offset, read in the export's `timezone`. "
+        "Not with `since`."
+    )
+    return [
+        query_parameter(
+            "since",
+            {"type": "string", "enum": ["last"]},
+            description=(
+                f"`last`: the rows whose `{field}` is at or after the end of the last finished "
+                "window of this service and slot (none yet: every row), up to the start."
+            ),
+        ),
+        query_parameter(
+            "from",
+            {"type": "string", "format": "date-time"},
+            description=f"Rows whose `{field}` is at or after this instant. {bound}",
+        ),
+        query_parameter(
+            "to",
+            {"type": "string", "format": "date-time"},
+            description=f"Rows whose `{field}` is before this instant (default: now). {bound}",
+        ),
     ]
 
 

@@ -3,7 +3,7 @@
     report_export start SERVICE --format csv [--fields a,b] [--compression gzip]
         [--delimiter ;] [--bom] [--decimal-separator ,] [--timezone Europe/Berlin] ...
                         [--filter key=value ...] [--user NAME] [--wait]
-                        [--notify-email ADDRESS]
+                        [--notify-email ADDRESS] [--since last | --from ISO --to ISO]
     report_export status SERVICE [--user NAME] [--wait] [--json]
     report_export pause|cancel SERVICE [--user NAME]
     report_export resume SERVICE [--user NAME] [--wait]
@@ -113,6 +113,15 @@ class Command(BaseCommand):
         start.add_argument("--decimal-separator", help=_("CSV decimal separator: . or ,"))
         start.add_argument("--header", help=_("CSV header row: names, labels or none."))
         start.add_argument("--timezone", help=_("Time zone of datetimes, e.g. Europe/Berlin."))
+        start.add_argument(
+            "--since", choices=["last"], help=_("last: the window after the last finished one.")
+        )
+        start.add_argument(
+            "--from", dest="window_from", metavar="ISO", help=_("Window start (ISO 8601).")
+        )
+        start.add_argument(
+            "--to", dest="window_to", metavar="ISO", help=_("Window end, excluded (ISO 8601).")
+        )
         start.add_argument(
             "--notify-email",
             metavar="ADDRESS",

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_report_export', '0006_notifications'),
+        ('django_report_export', '0007_windows'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
