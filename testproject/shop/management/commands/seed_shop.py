@@ -187,8 +187,8 @@ PRESETS = (
     ("Test cent voucher", "0.10", False, 7, "0.00"),
     ('Corporate gift, "platinum"', "1234567.89", False, 365, "0.00"),
 )
-#: The demo's schedule (docs/scheduled-and-incremental.md): finance's paid orders, every morning at 06:00 in
-#: Berlin, started in the manager's name.
+#: The demo's schedule (docs/scheduled-and-incremental.md): finance's paid orders, every
+#: morning at 06:00 in Berlin, started in the manager's name.
 DEMO_SCHEDULE: dict[str, Any] = {
     "name": "Paid orders for finance",
     "service": "order",
