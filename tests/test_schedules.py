@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -20,12 +21,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from django_report_export import cron, schedules
 from django_report_export.download import open_file
 from django_report_export.models import ReportExport, ReportSchedule, ScheduleRun, Status
-from testproject.shop.factories import ProductFactory
-from testproject.shop.models import Product
+from testproject.shop.factories import OrderFactory, ProductFactory
+from testproject.shop.models import Order, Product
 
 from .support.burst import run_worker
 from .support.users import make_user
@@ -477,3 +479,32 @@ def test_the_tick_command_refuses_a_bad_time_and_now_with_loop():
         call_command(
             "report_export", "tick", "--loop", "--now", "2026-01-01T06:00", stdout=io.StringIO()
         )
+
+
+def test_a_schedule_with_since_last_exports_each_row_once_across_its_runs():
+    owner = make_user("books", "shop.view_order")
+    schedule = ReportSchedule.objects.create(
+        name="new orders",
+        service="order",
+        format="jsonl",
+        fields=["id", "number"],
+        options={"since": "last"},
+        cron="0 * * * *",
+        timezone="UTC",
+        owner=owner,
+    )
+    schedule.full_clean()
+    schedule.next_run_at = schedules.plan(schedule, at(2026, 1, 1, 0, 0))
+    schedule.save(update_fields=["next_run_at"])
+    exported: list[int] = []
+    for hour in (1, 2, 3):
+        OrderFactory.create_batch(3, created_at=timezone.now())  # written now, not backdated
+        (run,) = schedules.tick(at(2026, 1, 1, hour, 0))
+        run_worker()
+        export = ReportExport.objects.get(pk=run.export_id)
+        assert export.status == Status.FINISHED
+        assert export.window_to is not None
+        with open_file(export) as source:
+            exported += [json.loads(line)["id"] for line in source.read().splitlines()]
+    assert sorted(exported) == sorted(Order.objects.values_list("pk", flat=True))
+    assert len(exported) == 9
