@@ -18,6 +18,7 @@ from typing import Any, cast
 from django.utils import timezone
 
 from django_report_export import signals
+from django_report_export.columns import header_labels
 from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
 from django_report_export.exceptions import (
@@ -130,7 +131,12 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             forget_failed(export_id(current))
         owner = user if slot != service.name else None
         # Labels in the language active now, at the start.
-        options = with_labels(request.options or defaults(), service.model, request.fields)
+        options = with_labels(
+            request.options or defaults(),
+            service.model,
+            request.fields,
+            labels=header_labels(service, request.fields),
+        )
         export = ReportExport.objects.create(
             service=service.name,
             slot=slot,

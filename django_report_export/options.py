@@ -183,11 +183,20 @@ def parse_options(
     return replace(defaults(), **given)
 
 
-def with_labels(options: FileOptions, model: type[Model], fields: Sequence[str]) -> FileOptions:
-    """``options`` with the header labels of ``fields``, when its header is labels."""
+def with_labels(
+    options: FileOptions,
+    model: type[Model],
+    fields: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+) -> FileOptions:
+    """``options`` with the header labels of ``fields`` (``labels`` when given: the
+    columns' own, ``columns.header_labels``), when its header is labels."""
     if options.header != "labels":
         return replace(options, labels=None)
-    return replace(options, labels=tuple(field_label(model, path) for path in fields))
+    if labels is None:
+        labels = [field_label(model, path) for path in fields]
+    return replace(options, labels=tuple(labels))
 
 
 def field_label(model: type[Model], path: str) -> str:

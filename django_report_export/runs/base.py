@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
 
+from django_report_export.columns import selection
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import ExportCanceled, StatusUnavailable
 from django_report_export.formats import get_writer_class
@@ -167,8 +168,9 @@ class ChunkedRun:
     # --- the loop --------------------------------------------------------------------------
 
     def export_from(self, queryset: QuerySet[Any]) -> Outcome:
+        columns = selection(self.service, self.export.fields, queryset.db)
         reader = self.reconnecting(
-            lambda: get_reader(queryset, self.export.fields, self.writer),
+            lambda: get_reader(queryset, columns.items, self.writer, columns.transforms),
             what="preparing the reader",
         )
         if reader.name != self.export.reader:
