@@ -38,6 +38,10 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E034 a column's expression cannot be evaluated per row (an aggregate outside a
   ``Subquery``, a window, one that does not compile).
 - E035 ``display=True`` on a field without choices.
+- E036 a ``Nested`` path that is not a to-one relation, a ``Collection`` path that is not a
+  reverse foreign key of the exported model, or a collection inside a nested entry.
+- E037 a service with a nested object or collection offers a format other than json, jsonl
+  or xml.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 - W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """
@@ -52,7 +56,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
-from django_report_export.columns import column_problems
+from django_report_export.column_checks import column_problems
 from django_report_export.conf import (
     SETTING_NAME,
     SETTINGS,

@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import FieldDoesNotExist, FieldError
+from django.core.exceptions import FieldError
 from django.db import connections
-from django.db.models import Case, CharField, DecimalField, F, Value, When
+from django.db.models import Case, CharField, DecimalField, F, Model, Value, When
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast
 
 from django_report_export.options import field_label
 from django_report_export.registry import ExportService, resolve_field_path
-from django_report_export.relations import joins_many_rows, to_many_reason, to_many_step
 
 #: What a reader selects for one column: a field path, or an expression.
 SelectItem = Any
@@ -73,19 +72,20 @@ class Column:
         """The field path the column reads, or ``None`` for an expression."""
         return self.source if isinstance(self.source, str) else None
 
-    def select_item(self, service: ExportService) -> SelectItem:
-        """What ``values_list`` selects for this column."""
+    def select_item(self, model: type[Model], prefix: str = "") -> SelectItem:
+        """What ``values_list`` selects for this column (``prefix``: the path of the to-one
+        relation a ``Nested`` object follows from the exported model)."""
         if self.path is None:
             return self.source
         if self.display:
-            return choice_label(service, self.path)
-        return self.path
+            return choice_label(model, prefix + self.path)
+        return prefix + self.path
 
-    def header_label(self, service: ExportService) -> str:
+    def header_label(self, model: type[Model]) -> str:
         if self.label is not None:
             return str(self.label)
         if self.path is not None:
-            label = field_label(service.model, self.path)
+            label = field_label(model, self.path)
             return self.name if label == self.path else label
         return self.name
 
@@ -93,10 +93,10 @@ class Column:
         return f"Column({self.name!r}, {self.source!r})"
 
 
-def choice_label(service: ExportService, path: str) -> Any:
+def choice_label(model: type[Model], path: str) -> Any:
     """A ``CASE`` giving the label of the choice field at ``path`` (in the active language);
     a value without a choice as its text, ``NULL`` as ``NULL``."""
-    model_field = resolve_field_path(service.model, path)[-1]
+    model_field = resolve_field_path(model, path)[-1]
     cases = [
         When(**{path: value}, then=Value(str(label)))
         for value, label in model_field.flatchoices
@@ -108,13 +108,85 @@ def choice_label(service: ExportService, path: str) -> Any:
     return Case(*cases, default=text, output_field=CharField())
 
 
-def columns_of(service: ExportService) -> list[Column]:
-    """The service's ``fields`` as columns: a plain path is a column of that name."""
-    return [item if isinstance(item, Column) else Column(item) for item in service.fields]
+class Nested:
+    """A to-one relation (a foreign key, a one-to-one) written as an object of its own
+    ``fields`` (paths or ``Column``s of the related model, or ``Nested`` again); ``null``
+    when the relation is empty. Read in the export's own query (joined): no query more."""
+
+    def __init__(self, name: str, path: str, fields: Sequence[Any], *, label: Any = None) -> None:
+        self.name = name
+        self.path = path
+        self.fields = list(fields)
+        self.label = label
+
+    def header_label(self, model: type[Model]) -> str:
+        return self.name if self.label is None else str(self.label)
+
+    def __repr__(self) -> str:
+        return f"Nested({self.name!r}, {self.path!r})"
+
+
+class Collection:
+    """A to-many relation seen from the exported model (a reverse foreign key: an order's
+    ``lines``) written as a list of objects of its own ``fields`` (paths, ``Column``s or
+    ``Nested`` of the related model). The items are in ``order_by`` (then key) order, the
+    related model's key order when unset; ``filter`` (a ``Q`` or a dict of lookups) narrows
+    them. XML writes one ``item`` element per item inside the collection's element. The
+    items of a chunk's records are read with one query per collection per chunk."""
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        fields: Sequence[Any],
+        *,
+        order_by: Sequence[str] | None = None,
+        filter: Any = None,
+        item: str = "item",
+        label: Any = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.fields = list(fields)
+        self.order_by = list(order_by or ())
+        self.filter = filter
+        self.item = item
+        self.label = label
+
+    def header_label(self, model: type[Model]) -> str:
+        return self.name if self.label is None else str(self.label)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, {self.path!r})"
+
+
+#: One entry of a service's (or a ``Nested``'s, a ``Collection``'s) ``fields``, normalized.
+Entry = Column | Nested | Collection
+
+
+def entries(fields: Iterable[Any]) -> list[Entry]:
+    """``fields`` as entries: a plain path is a column of that name."""
+    return [
+        item if isinstance(item, Column | Nested | Collection) else Column(item) for item in fields
+    ]
+
+
+def columns_of(service: ExportService) -> list[Entry]:
+    """The service's ``fields`` as entries: a plain path is a column of that name."""
+    return entries(service.fields)
 
 
 def column_names(service: ExportService) -> list[str]:
     return [column.name for column in columns_of(service)]
+
+
+def is_document(service: ExportService, names: Iterable[str] | None = None) -> bool:
+    """Whether the columns ``names`` (all when ``None``) hold a nested object or collection."""
+    wanted = None if names is None else set(names)
+    return any(
+        isinstance(entry, Nested | Collection) and (wanted is None or entry.name in wanted)
+        for entry in columns_of(service)
+    )
 
 
 @dataclass
@@ -132,12 +204,21 @@ def selection(service: ExportService, names: Sequence[str], alias: str = "") -> 
     A name the service no longer declares is read as a path, as exports stored before
     columns had names were."""
     by_name = {column.name: column for column in columns_of(service)}
-    sqlite = connections[alias or service.get_queryset().db].vendor == "sqlite"
+    columns = [by_name.get(name) or Column(name) for name in names]
+    alias = alias or service.get_queryset().db
+    return column_selection(service.model, [c for c in columns if isinstance(c, Column)], alias)
+
+
+def column_selection(
+    model: type[Model], columns: Sequence[Column], alias: str, prefix: str = ""
+) -> Selection:
+    """The select items of ``columns`` of ``model`` (behind ``prefix``), and their Python
+    transforms by position, as read from the database ``alias``."""
+    sqlite = connections[alias].vendor == "sqlite"
     items: list[SelectItem] = []
     transforms: dict[int, Callable[[Any], Any]] = {}
-    for position, name in enumerate(names):
-        column = by_name.get(name) or Column(name)
-        items.append(column.select_item(service))
+    for position, column in enumerate(columns):
+        items.append(column.select_item(model, prefix))
         if column.transform is not None:
             transforms[position] = column.transform
         elif sqlite and column.path is None:
@@ -169,7 +250,8 @@ def _decimal_rounding(expression: Any) -> Callable[[Any], Any] | None:
 def header_labels(service: ExportService, names: Iterable[str]) -> tuple[str, ...]:
     """The human headers of the columns ``names``, in the active language."""
     by_name = {column.name: column for column in columns_of(service)}
-    return tuple((by_name.get(name) or Column(name)).header_label(service) for name in names)
+    model = service.model
+    return tuple((by_name.get(name) or Column(name)).header_label(model) for name in names)
 
 
 def column_paths(service: ExportService, names: Iterable[str] | None = None) -> list[str]:
@@ -179,80 +261,7 @@ def column_paths(service: ExportService, names: Iterable[str] | None = None) -> 
     return [
         column.path
         for column in columns_of(service)
-        if column.path is not None and (wanted is None or column.name in wanted)
+        if isinstance(column, Column)
+        and column.path is not None
+        and (wanted is None or column.name in wanted)
     ]
-
-
-def column_problems(service: ExportService) -> list[tuple[int, str]]:
-    """What makes the service's columns impossible to export exactly: ``(check id, text)``.
-
-    E003 a path that does not resolve, E008 one across a to-many relation (or an expression
-    joining one), E032 two columns of one name, E033 a column name with ``__`` or not a plain
-    name, E034 an expression the database cannot evaluate per row (an aggregate outside a
-    ``Subquery``, a window, one that does not compile), E035 ``display`` on a field without
-    choices."""
-    problems: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for item in service.fields:
-        column = item if isinstance(item, Column) else Column(item)
-        if not isinstance(column.name, str) or not column.name:
-            problems.append((33, f"column name {column.name!r} is not a non-empty string"))
-            continue
-        if column.name in seen:
-            problems.append((32, f"two columns are named {column.name!r}"))
-        seen.add(column.name)
-        if isinstance(item, Column) and ("__" in column.name or not _plain_name(column.name)):
-            problems.append(
-                (
-                    33,
-                    f"column name {column.name!r} is not a plain name (letters, digits, '_', "
-                    "'-', no '__', not starting with a digit)",
-                )
-            )
-        problems.extend(_source_problems(service, column))
-    return problems
-
-
-def _plain_name(name: str) -> bool:
-    return (name[0].isalpha() or name[0] == "_") and all(
-        char.isalnum() or char in "_-" for char in name
-    )
-
-
-def _source_problems(service: ExportService, column: Column) -> list[tuple[int, str]]:
-    if column.path is None:
-        return _expression_problems(service, column)
-    label = service.model._meta.label
-    try:
-        model_field = resolve_field_path(service.model, column.path)[-1]
-    except FieldDoesNotExist:
-        return [(3, f"field {column.path!r} does not resolve on {label}")]
-    step = to_many_step(service.model, column.path)
-    if step is not None:
-        return [(8, f"field {column.path!r} {to_many_reason(service, step)}")]
-    if column.display and not getattr(model_field, "flatchoices", None):
-        return [(35, f"column {column.name!r}: display=True on a field without choices")]
-    return []
-
-
-def _expression_problems(service: ExportService, column: Column) -> list[tuple[int, str]]:
-    source = column.source
-    name = column.name
-    if not hasattr(source, "resolve_expression"):
-        return [(34, f"column {name!r}: {source!r} is neither a field path nor an expression")]
-    if getattr(source, "contains_aggregate", False):
-        message = "aggregates the exported rows; aggregate related rows in a Subquery"
-        return [(34, f"column {name!r} {message}")]
-    if getattr(source, "contains_over_clause", False):
-        return [(34, f"column {name!r} is a window expression")]
-    try:
-        values = service.model._base_manager.values_list(source)
-        values.query.get_compiler(using=values.db).as_sql()
-    except FieldError as exc:
-        return [(3, f"column {name!r}: {exc}")]
-    except Exception as exc:
-        return [(34, f"column {name!r}: the expression does not compile ({exc})")]
-    if joins_many_rows(values):
-        message = "joins a to-many relation (one record, many rows); aggregate it in a Subquery"
-        return [(8, f"column {name!r} {message}")]
-    return []

@@ -198,7 +198,17 @@ class OrmChunkReader(ChunkReader):
             )
         if self.writer.options.timezone != "UTC":
             chunk = in_zone(chunk, self.writer.options.zone)
+        if self.shapes:
+            keys = list(map(itemgetter(key), rows)) if key_values is None else key_values
+            chunk = self.shape(chunk, keys)
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
+
+    #: Whether ``shape`` turns the selected columns into other ones (documents do).
+    shapes = False
+
+    def shape(self, chunk: ChunkRows, keys: list[Any]) -> ChunkRows:
+        """The chunk the writer encodes, from the selected columns and the rows' keys."""
+        return chunk
 
     def close(self) -> None:
         """Stop reading ahead and close the connections of the reader's own."""

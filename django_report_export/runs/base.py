@@ -21,15 +21,15 @@ from typing import Any, TypeVar
 from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
 
-from django_report_export.columns import selection
 from django_report_export.conf import export_settings
+from django_report_export.documents import reader_for
 from django_report_export.exceptions import ExportCanceled, StatusUnavailable
 from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport
 from django_report_export.options import FileOptions
-from django_report_export.readers import Chunk, ChunkReader, get_reader
+from django_report_export.readers import Chunk, ChunkReader
 from django_report_export.registry import site
 from django_report_export.storage import PartSequence, checkpoint_parts, get_storage
 
@@ -168,9 +168,8 @@ class ChunkedRun:
     # --- the loop --------------------------------------------------------------------------
 
     def export_from(self, queryset: QuerySet[Any]) -> Outcome:
-        columns = selection(self.service, self.export.fields, queryset.db)
         reader = self.reconnecting(
-            lambda: get_reader(queryset, columns.items, self.writer, columns.transforms),
+            lambda: reader_for(self.service, self.export.fields, queryset, self.writer),
             what="preparing the reader",
         )
         if reader.name != self.export.reader:
