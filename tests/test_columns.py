@@ -287,12 +287,12 @@ def test_pause_and_resume_give_the_same_bytes_with_columns(
 # --- checks --------------------------------------------------------------------------------
 
 
-def column_errors(fields: list[Any]) -> list[tuple[str, str]]:
+def column_errors(fields: list[Any], formats: Any = ("json",)) -> list[tuple[str, str]]:
     class Broken(ExportService):
         model = Order
-        formats = ["json"]
 
     Broken.fields = fields
+    Broken.formats = list(formats)
     site.register("brokenColumns", Broken)
     try:
         messages = checks.run_checks(databases=[])
