@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,7 @@ from .support.polling import while_running
 from .test_columns import column_errors, export_file
 from .test_readers import export_bytes
 from .test_registry import registered  # noqa: F401  (the fixture)
+from .test_shards import shard_runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -303,3 +305,17 @@ def test_a_document_offers_csv_only_when_flattened() -> None:
     assert [found for found, _ in errors] == ["E037"]
     assert "'csv'" in errors[0][1]
     assert column_errors(FIELDS, formats=["json", "xml", "jsonl"]) == []
+
+
+@pytest.mark.parametrize("export_format", ["json", "xml", "jsonl"])
+def test_a_sharded_document_is_byte_identical_to_an_unsharded_one(
+    api: Any, worker: Any, settings: Any, caplog: Any, orders: list[Order], export_format: str
+) -> None:
+    base = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 2, "CHECKPOINT_INTERVAL": 0}
+    settings.REPORT_EXPORT = {**base, "SHARD_ROWS": None}
+    expected_bytes = export_file(api, worker, "orderDocument", f"format={export_format}")
+    settings.REPORT_EXPORT = {**base, "SHARD_ROWS": 4}
+    with caplog.at_level(logging.INFO, logger="django_report_export"):
+        sharded = export_file(api, worker, "orderDocument", f"format={export_format}")
+    assert shard_runs(caplog) == {"0", "1", "2"}
+    assert sharded == expected_bytes
