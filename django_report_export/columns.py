@@ -85,8 +85,7 @@ class Column:
         if self.label is not None:
             return str(self.label)
         if self.path is not None:
-            label = field_label(model, self.path)
-            return self.name if label == self.path else label
+            return field_label(model, self.path)
         return self.name
 
     def __repr__(self) -> str:
@@ -265,3 +264,36 @@ def column_paths(service: ExportService, names: Iterable[str] | None = None) -> 
         and column.path is not None
         and (wanted is None or column.name in wanted)
     ]
+
+
+def describe(model: type[Model], fields: Iterable[Any]) -> list[dict[str, Any]]:
+    """The shape of records of ``fields`` of ``model``, as the listing shows it: each entry's
+    ``name``, ``label`` (in the active language) and ``kind`` (``value``; ``object``, a
+    nested to-one relation; ``list``, a collection), and an object's or list's ``fields``."""
+    described: list[dict[str, Any]] = []
+    for entry in entries(fields):
+        if isinstance(entry, Column):
+            described.append({"name": entry.name, "label": _label(entry, model), "kind": "value"})
+            continue
+        kind = "object" if isinstance(entry, Nested) else "list"
+        related = _related_model(model, entry)
+        inner = describe(related, entry.fields) if related is not None else []
+        described.append(
+            {"name": entry.name, "label": entry.header_label(model), "kind": kind, "fields": inner}
+        )
+    return described
+
+
+def _label(column: Column, model: type[Model]) -> str:
+    try:
+        return column.header_label(model)
+    except Exception:
+        return column.name
+
+
+def _related_model(model: type[Model], entry: Nested | Collection) -> type[Model] | None:
+    try:
+        related = resolve_field_path(model, entry.path)[-1].related_model
+    except Exception:
+        return None
+    return related if isinstance(related, type) else None

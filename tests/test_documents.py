@@ -28,6 +28,7 @@ from testproject.shop.factories import OrderFactory, ProductFactory, Transaction
 from testproject.shop.models import Address, Order, OrderLine, Transaction
 
 from .support.polling import while_running
+from .test_api_schema import served_schema
 from .test_columns import column_errors, export_file
 from .test_readers import export_bytes
 from .test_registry import registered  # noqa: F401  (the fixture)
@@ -319,3 +320,33 @@ def test_a_sharded_document_is_byte_identical_to_an_unsharded_one(
         sharded = export_file(api, worker, "orderDocument", f"format={export_format}")
     assert shard_runs(caplog) == {"0", "1", "2"}
     assert sharded == expected_bytes
+
+
+def test_the_listing_and_the_schema_describe_the_nested_shape(
+    api: Any,
+    registered: Any,  # noqa: F811
+) -> None:
+    registered("orderDocument", OrderDocument)
+    listed = {item["service"]: item for item in api.get("/api/report/").json()}
+    columns = {column["name"]: column for column in listed["orderDocument"]["columns"]}
+    assert list(columns) == NAMES
+    assert columns["ref"] == {"name": "ref", "label": "number", "kind": "value"}
+    assert columns["billing"]["kind"] == "object"
+    assert [c["name"] for c in columns["billing"]["fields"]] == ["name", "city", "land"]
+    lines = columns["lines"]
+    assert lines["kind"] == "list"
+    assert [c["name"] for c in lines["fields"]] == [
+        "sku",
+        "quantity",
+        "unit_price",
+        "total",
+        "product",
+    ]
+    assert lines["fields"][-1]["kind"] == "object"
+    assert {"name": "id", "label": "ID", "kind": "value"} in listed["order"]["columns"]
+    schema = served_schema(api)
+    listing = json.dumps(schema["components"]["schemas"])
+    assert '"kind"' in listing
+    assert '"object"' in listing
+    start = json.dumps(schema["paths"]["/api/report/orderDocument/start"])
+    assert json.dumps(NAMES) in start
