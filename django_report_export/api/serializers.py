@@ -58,7 +58,9 @@ class ColumnSerializer(serializers.Serializer[Any]):
     """One entry of a service's records (docs/declaring-services.md)."""
 
     name = serializers.CharField(help_text="The key in JSON, the XML element, the CSV header.")
-    label = serializers.CharField(help_text="The human header, in the request's language.")
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="The human header, in the request's language."
+    )
     kind = serializers.ChoiceField(
         choices=["value", "object", "list"],
         help_text="`value`; `object`, a nested object; `list`, a collection of objects.",
