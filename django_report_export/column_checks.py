@@ -30,16 +30,33 @@ DOCUMENT_FORMATS = ("json", "jsonl", "xml")
 
 def column_problems(service: ExportService) -> list[Problem]:
     problems = entry_problems(service.model, service.fields, "", top=True)
-    nested = [e.name for e in entries(service.fields) if isinstance(e, Nested | Collection)]
-    refused = [name for name in service.formats if name not in DOCUMENT_FORMATS]
-    if nested and refused:
-        problems.append(
-            (
-                37,
-                f"{', '.join(map(repr, refused))} cannot hold the nested "
-                f"{', '.join(map(repr, nested))}; offer {', '.join(DOCUMENT_FORMATS)} only",
-            )
+    return problems + format_problems(service)
+
+
+def format_problems(service: ExportService) -> list[Problem]:
+    """E037: a document service's formats. JSON, JSON Lines and XML hold documents; csv one
+    with nested objects (as ``<name>.<member>`` columns) and at most one collection, the
+    service's ``flatten`` (one row per item); xlsx none."""
+    top = entries(service.fields)
+    nested = [e.name for e in top if isinstance(e, Nested | Collection)]
+    if not nested:
+        return []
+    collections = [e.name for e in top if isinstance(e, Collection)]
+    flatten = service.flatten
+    problems: list[Problem] = []
+    if flatten is not None and flatten not in collections:
+        problems.append((37, f"flatten = {flatten!r} names no Collection of its fields"))
+    for name in service.formats:
+        if name in DOCUMENT_FORMATS:
+            continue
+        if name == "csv" and all(c == flatten for c in collections):
+            continue
+        reason = (
+            "csv flattens one collection, the one named by 'flatten'"
+            if name == "csv"
+            else f"{name!r} cannot hold the nested {', '.join(map(repr, nested))}"
         )
+        problems.append((37, f"format {name!r}: {reason}; offer json, jsonl, xml"))
     return problems
 
 

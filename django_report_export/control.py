@@ -18,9 +18,9 @@ from typing import Any, cast
 from django.utils import timezone
 
 from django_report_export import signals
-from django_report_export.columns import header_labels
 from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
+from django_report_export.documents import written_labels
 from django_report_export.exceptions import (
     InvalidExportRequest,
     NoExportInState,
@@ -135,7 +135,7 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             request.options or defaults(),
             service.model,
             request.fields,
-            labels=header_labels(service, request.fields),
+            labels=written_labels(service, request.fields, request.format),
         )
         export = ReportExport.objects.create(
             service=service.name,

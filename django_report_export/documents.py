@@ -21,9 +21,11 @@ from django_report_export.columns import (
     column_selection,
     columns_of,
     entries,
+    header_labels,
     is_document,
     selection,
 )
+from django_report_export.formats import CSVWriter, get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.readers import ChunkReader, get_reader
 from django_report_export.readers.documents import DocumentReader, Many, Member, Object, Value
@@ -37,10 +39,56 @@ def reader_for(
     if not is_document(service, names):
         chosen = selection(service, names, queryset.db)
         return get_reader(queryset, chosen.items, writer, chosen.transforms)
-    by_name = {entry.name: entry for entry in columns_of(service)}
     plan = _Plan(queryset.db)
-    members = [plan.member(service.model, by_name.get(name) or Column(name)) for name in names]
-    return DocumentReader(queryset, plan.items, writer, members, plan.transforms)
+    members = [plan.member(service.model, entry) for entry in _selected(service, names)]
+    flat = isinstance(writer, CSVWriter)
+    return DocumentReader(queryset, plan.items, writer, members, plan.transforms, flat=flat)
+
+
+def _selected(service: ExportService, names: Sequence[str]) -> list[Entry]:
+    by_name = {entry.name: entry for entry in columns_of(service)}
+    return [by_name.get(name) or Column(name) for name in names]
+
+
+def flattens(service: ExportService, names: Sequence[str], export_format: str) -> bool:
+    """Whether the export is written one row per item of the service's ``flatten``
+    collection, nested objects as columns: a document in csv."""
+    return is_document(service, names) and issubclass(get_writer_class(export_format), CSVWriter)
+
+
+def written_columns(service: ExportService, names: Sequence[str], export_format: str) -> list[str]:
+    """The columns of the file: ``names``, or, flattened, each nested member and each item
+    field as ``<entry>.<member>`` (``billing.city``, ``lines.sku``)."""
+    if not flattens(service, names, export_format):
+        return list(names)
+    return [name for entry in _selected(service, names) for name, _ in _flat(entry, service.model)]
+
+
+def written_labels(
+    service: ExportService, names: Sequence[str], export_format: str
+) -> tuple[str, ...]:
+    """The header labels of ``written_columns`` (in the active language)."""
+    if not flattens(service, names, export_format):
+        return header_labels(service, names)
+    return tuple(
+        label for entry in _selected(service, names) for _, label in _flat(entry, service.model)
+    )
+
+
+def _flat(entry: Entry, model: type[Model]) -> list[tuple[str, str]]:
+    """The flattened ``(name, label)`` of an entry of ``model``."""
+    if isinstance(entry, Column):
+        return [(entry.name, entry.header_label(model))]
+    if isinstance(entry, Nested):
+        related = resolve_field_path(model, entry.path)[-1].related_model
+    else:
+        related = model._meta.get_field(entry.path).related_model
+    label = entry.header_label(model)
+    return [
+        (f"{entry.name}.{name}", f"{label}: {inner}")
+        for member in entries(entry.fields)
+        for name, inner in _flat(member, related)
+    ]
 
 
 class _Plan:

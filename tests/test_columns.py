@@ -287,12 +287,15 @@ def test_pause_and_resume_give_the_same_bytes_with_columns(
 # --- checks --------------------------------------------------------------------------------
 
 
-def column_errors(fields: list[Any], formats: Any = ("json",)) -> list[tuple[str, str]]:
+def column_errors(
+    fields: list[Any], formats: Any = ("json",), flatten: str | None = None
+) -> list[tuple[str, str]]:
     class Broken(ExportService):
         model = Order
 
     Broken.fields = fields
     Broken.formats = list(formats)
+    Broken.flatten = flatten
     site.register("brokenColumns", Broken)
     try:
         messages = checks.run_checks(databases=[])

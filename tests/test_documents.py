@@ -5,7 +5,9 @@ cannot be written as."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import logging
 from decimal import Decimal
@@ -350,3 +352,112 @@ def test_the_listing_and_the_schema_describe_the_nested_shape(
     assert '"object"' in listing
     start = json.dumps(schema["paths"]["/api/report/orderDocument/start"])
     assert json.dumps(NAMES) in start
+
+
+# --- csv: one row per item ------------------------------------------------------------------
+
+
+class OrderLinesCsv(ExportService):
+    model = Order
+    fields = [
+        "id",
+        Column("ref", "number"),
+        Nested("billing", "billing_address", ["name", "city"]),
+        Collection("lines", "lines", ["sku", "quantity", Column("total", "line_total")]),
+    ]
+    flatten = "lines"
+    formats = ["csv", "json"]
+
+
+FLAT_HEADER = [
+    "id",
+    "ref",
+    "billing.name",
+    "billing.city",
+    "lines.sku",
+    "lines.quantity",
+    "lines.total",
+]
+
+
+def expected_rows() -> list[list[str]]:
+    """One CSV row per order line, the order's columns repeated; an order without lines once."""
+    rows = []
+    for order in Order.objects.select_related("billing_address").order_by("pk"):
+        address = order.billing_address
+        parent = [str(order.pk), order.number]
+        parent += ["", ""] if address is None else [address.name, address.city]
+        lines = OrderLine.objects.filter(order=order).order_by("pk")
+        items = [[line.sku, str(line.quantity), str(line.line_total)] for line in lines]
+        rows += [parent + item for item in items or [["", "", ""]]]
+    return rows
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode(), newline="")))
+
+
+def test_a_flattened_csv_has_one_row_per_item(
+    api: Any,
+    worker: Any,
+    orders: list[Order],
+    registered: Any,  # noqa: F811
+) -> None:
+    registered("orderLinesCsv", OrderLinesCsv)
+    rows = read_csv(export_file(api, worker, "orderLinesCsv", "format=csv"))
+    assert rows[0] == FLAT_HEADER
+    assert rows[1:] == expected_rows()
+    assert len(rows) - 1 > Order.objects.count()
+    labels = read_csv(export_file(api, worker, "orderLinesCsv", "format=csv&header=labels"))[0]
+    assert labels[:4] == ["ID", "number", "billing: name", "billing: city"]
+    assert labels[4] == "lines: sku"
+    documents = json.loads(export_file(api, worker, "orderLinesCsv", "format=json"))
+    assert [len(d["lines"]) for d in documents] == [
+        OrderLine.objects.filter(order=o).count() for o in Order.objects.order_by("pk")
+    ]
+    # Without the collection the rows are the records again, on the fast path where it is.
+    plain = read_csv(export_file(api, worker, "orderLinesCsv", "format=csv&fields=id,ref"))
+    assert len(plain) - 1 == Order.objects.count()
+
+
+def test_pause_and_resume_give_the_same_flattened_csv(
+    api: Any,
+    worker: Any,
+    settings: Any,
+    orders: list[Order],
+    registered: Any,  # noqa: F811
+) -> None:
+    registered("orderLinesCsv", OrderLinesCsv)
+    OrderFactory.create_batch(20)
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 3, "CHECKPOINT_INTERVAL": 0}
+    uninterrupted = export_file(api, worker, "orderLinesCsv", "format=csv")
+    api.post("/api/report/orderLinesCsv/start?format=csv")
+    poller = while_running("orderLinesCsv", 9, control.pause)
+    worker()
+    poller.join()
+    assert poller.error is None
+    export = ReportExport.objects.get(status=Status.PAUSED)
+    assert 9 <= export.checkpoint["processed"] < 30  # records, not rows
+    assert api.post("/api/report/orderLinesCsv/resume").status_code == 200
+    worker()
+    response = api.get("/api/report/orderLinesCsv/download")
+    assert b"".join(response.streaming_content) == uninterrupted
+    assert read_csv(uninterrupted)[1:] == expected_rows()
+
+
+@pytest.mark.django_db(transaction=False)
+def test_csv_needs_the_collection_named_by_flatten() -> None:
+    lines = Collection("lines", "lines", ["sku"])
+    payments = Collection("payments", "transactions", ["reference"])
+    assert column_errors([lines], formats=["csv"])[0][0] == "E037"
+    assert column_errors([lines], formats=["csv"], flatten="lines") == []
+    assert column_errors([lines], formats=["xlsx"], flatten="lines")[0][0] == "E037"
+    assert column_errors([lines], formats=["json"], flatten="id")[0][0] == "E037"
+    assert column_errors([Nested("billing", "billing_address", ["city"])], formats=["csv"]) == []
+    OrderLinesCsv.fields.append(payments)
+    try:
+        found = column_errors(OrderLinesCsv.fields, formats=["csv"], flatten="lines")
+        errors = [check_id for check_id, _ in found]
+    finally:
+        OrderLinesCsv.fields.remove(payments)
+    assert errors == ["E037"]

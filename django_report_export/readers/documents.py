@@ -72,9 +72,13 @@ class DocumentReader(OrmChunkReader):
         writer: FormatWriter,
         members: Sequence[Member],
         transforms: Mapping[int, Callable[[Any], Any]] | None = None,
+        *,
+        flat: bool = False,
     ) -> None:
         super().__init__(queryset, fields, writer, transforms)
         self.members = tuple(members)
+        #: Rows, not documents: nested members as columns, one row per item of a collection.
+        self.flat = flat
 
     def shape(self, chunk: ChunkRows, keys: list[Any]) -> ChunkRows:
         columns = chunk.columns()
@@ -87,6 +91,9 @@ class DocumentReader(OrmChunkReader):
             tuple(_value(member, columns, index, key, items) for member in self.members)
             for index, key in enumerate(keys)
         ]
+        if self.flat:
+            rows = [row for record in records for row in _flat_rows(self.members, record)]
+            return ChunkRows(rows, sum(map(_width, self.members)))
         return ChunkRows(records, len(self.members))
 
     def items(self, many: Many, keys: list[Any]) -> dict[Any, Items]:
@@ -135,3 +142,36 @@ def _item_value(member: Member, columns: list[list[Any]], index: int) -> Any:
             return None
         return Record((m.name, _item_value(m, columns, index)) for m in member.members)
     raise TypeError("A collection inside a collection is not supported.")  # refused by E036
+
+
+def _width(member: Member) -> int:
+    """How many columns a member takes flattened."""
+    if isinstance(member, Value):
+        return 1
+    return sum(map(_width, member.members))
+
+
+def _flat_values(member: Member, value: Any) -> list[Any]:
+    """A value or a nested object's members, flattened (``None``: as many ``None``)."""
+    if isinstance(member, Value):
+        return [value]
+    if value is None:
+        return [None] * _width(member)
+    return [v for m in member.members for v in _flat_values(m, value[m.name])]
+
+
+def _flat_rows(members: Sequence[Member], record: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """A record's rows: one per item of its collection (its other columns repeated), or one
+    with empty item columns when it has none."""
+    rows: list[list[Any]] = [[]]
+    for member, value in zip(members, record, strict=True):
+        if not isinstance(member, Many):
+            values = _flat_values(member, value)
+            for row in rows:
+                row.extend(values)
+            continue
+        items = [_flat_values(Object("", 0, member.members), item) for item in value]
+        if not items:
+            items = [[None] * _width(member)]
+        rows = [row + item for row in rows for item in items]
+    return [tuple(row) for row in rows]

@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
 
 from django_report_export.conf import export_settings
-from django_report_export.documents import reader_for
+from django_report_export.documents import reader_for, written_columns
 from django_report_export.exceptions import ExportCanceled, StatusUnavailable
 from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
@@ -135,7 +135,8 @@ class ChunkedRun:
         self.model = self.service.model
         self.storage = get_storage()
         self.token = token
-        self.writer: FormatWriter = get_writer_class(export.format)(export.service, export.fields)
+        columns = written_columns(self.service, export.fields, export.format)
+        self.writer: FormatWriter = get_writer_class(export.format)(export.service, columns)
         self.writer.options = FileOptions.from_json(export.options)
         self.parts = PartSequence(self.storage, export, token, shard=shard)
         self.processed = 0
