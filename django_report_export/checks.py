@@ -40,8 +40,7 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E035 ``display=True`` on a field without choices.
 - E036 a ``Nested`` path that is not a to-one relation, a ``Collection`` path that is not a
   reverse foreign key of the exported model, or a collection inside a nested entry.
-- E037 a service with a nested object or collection offers a format other than json, jsonl
-  or xml.
+- E037 a document service offers xlsx, or csv with a collection ``flatten`` does not name.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 - W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """

@@ -6,8 +6,8 @@ E033 a name that is not a plain name (``__`` in it, say), E034 an expression the
 cannot evaluate per row (an aggregate outside a ``Subquery``, a window, one that does not
 compile), E035 ``display`` on a field without choices, E036 a ``Nested`` path that is not a
 to-one relation, a ``Collection`` path that is not a reverse foreign key of the exported
-model, or a collection inside another, E037 a format that cannot hold documents (anything but
-json, jsonl and xml) on a service with a nested object or a collection.
+model, or a collection inside another, E037 a format that cannot hold the documents (xlsx;
+csv unless its one collection is the service's ``flatten``).
 """
 
 from __future__ import annotations
