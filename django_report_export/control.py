@@ -13,6 +13,7 @@ workers never write one slot. What the front ends also need to build a start (``
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 from django.utils import timezone
@@ -20,7 +21,7 @@ from django.utils import timezone
 from django_report_export import signals
 from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
-from django_report_export.documents import written_labels
+from django_report_export.documents import sheet_labels, written_labels
 from django_report_export.exceptions import (
     InvalidExportRequest,
     NoExportInState,
@@ -137,6 +138,9 @@ def start(service: ExportService, request: ExportRequest, user: Any = None) -> d
             request.fields,
             labels=written_labels(service, request.fields, request.format),
         )
+        if not writes_csv(request.format):
+            labels = sheet_labels(service, request.fields, request.format)
+            options = replace(options, labels=labels)
         export = ReportExport.objects.create(
             service=service.name,
             slot=slot,

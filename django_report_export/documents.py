@@ -25,7 +25,7 @@ from django_report_export.columns import (
     is_document,
     selection,
 )
-from django_report_export.formats import CSVWriter, get_writer_class
+from django_report_export.formats import CSVWriter, XLSXWriter, get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.readers import ChunkReader, get_reader
 from django_report_export.readers.documents import DocumentReader, Many, Member, Object, Value
@@ -73,6 +73,20 @@ def written_labels(
     return tuple(
         label for entry in _selected(service, names) for _, label in _flat(entry, service.model)
     )
+
+
+def sheet_labels(
+    service: ExportService, names: Sequence[str], export_format: str
+) -> tuple[str, ...] | None:
+    """An xlsx's header row when one of the columns ``names`` declares a ``label``: the
+    declared labels (in the active language), the names elsewhere; ``None`` otherwise (and
+    for other formats): the header row is the names."""
+    if not issubclass(get_writer_class(export_format), XLSXWriter):
+        return None
+    selected = _selected(service, names)
+    if all(getattr(entry, "label", None) is None for entry in selected):
+        return None
+    return tuple(entry.name if entry.label is None else str(entry.label) for entry in selected)
 
 
 def _flat(entry: Entry, model: type[Model]) -> list[tuple[str, str]]:

@@ -68,7 +68,8 @@ class FileOptions:
     decimal_separator: str = "."
     header: str = "names"
     timezone: str = "UTC"
-    #: The header row's labels (``header="labels"``), resolved in the language of the start.
+    #: The header row's labels (CSV's ``header="labels"``; an xlsx's where its columns
+    #: declare labels), resolved in the language of the start.
     labels: tuple[str, ...] | None = None
 
     @property
@@ -93,7 +94,7 @@ class FileOptions:
 
     def to_json(self, csv: bool = True) -> dict[str, Any]:
         values = self.public(csv)
-        if csv and self.labels is not None:
+        if self.labels is not None:  # CSV's header=labels, or an xlsx's declared labels
             values["labels"] = list(self.labels)
         return values
 

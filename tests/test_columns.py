@@ -11,6 +11,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import openpyxl
 import pytest
 from django.core import checks
 from django.db import connection
@@ -34,8 +35,10 @@ from lxml import etree
 
 from django_report_export import control
 from django_report_export.columns import Column, selection
+from django_report_export.documents import sheet_labels
 from django_report_export.formats import get_writer_class
 from django_report_export.models import ReportExport, Status
+from django_report_export.options import FileOptions
 from django_report_export.readers import OrmChunkReader, get_reader
 from django_report_export.readers.fast_path import ALL_FORMATS, postgres_reader
 from django_report_export.registry import ExportService, site
@@ -155,6 +158,8 @@ def reader_for(service_name: str, export_format: str, *, fast: bool) -> Any:
     names = [column if isinstance(column, str) else column.name for column in service.fields]
     chosen = selection(service, names)
     writer = get_writer_class(export_format)(service_name, names)
+    labels = sheet_labels(service, names, export_format)  # xlsx: the declared labels
+    writer.options = FileOptions(labels=labels)
     queryset = service.get_queryset().order_by("pk")
     if fast:
         return postgres_reader(queryset, chosen.items, writer, ALL_FORMATS)
@@ -235,6 +240,20 @@ def test_the_csv_header_is_the_names_or_the_labels(
     labels = next(csv.reader(io.StringIO(data.decode())))
     # The declared label; the field's verbose name; the name of an expression.
     assert labels == ["ID", "Order number", "email", "gross"]
+
+
+def test_an_xlsx_header_has_the_declared_labels(api: Any, worker: Any, orders: list[Order]) -> None:
+    data = export_file(api, worker, "orderColumns", "format=xlsx&fields=id,ref,gross")
+    sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert rows[0] == ["id", "Order number", "gross"]  # undeclared: the name
+    assert [row[1] for row in rows[1:]] == [o.number for o in Order.objects.order_by("pk")]
+    assert ReportExport.objects.get().options["labels"] == ["id", "Order number", "gross"]
+    plain = export_file(api, worker, "orderColumns", "format=xlsx&fields=id,gross")
+    sheet = openpyxl.load_workbook(io.BytesIO(plain), read_only=True).worksheets[0]
+    assert next(sheet.iter_rows(values_only=True)) == ("id", "gross")
+    json_export = export_file(api, worker, "orderColumns", "format=json&fields=ref")
+    assert json.loads(json_export)[0] == {"ref": Order.objects.order_by("pk")[0].number}
 
 
 def test_xml_elements_are_the_names(api: Any, worker: Any, orders: list[Order]) -> None:
