@@ -18,7 +18,9 @@ class OrderSummary(ExportService):
 
 A column is read as one item of ``values_list``: a path, or an expression the database
 evaluates, so that both read paths (and the PostgreSQL fast path's SQL) see it alike. Only
-``transform`` runs in Python, so an export with one takes the generic path.
+``transform`` runs in Python, so an export with one takes the generic path. ``Nested``
+(a to-one relation as an object) and ``Collection`` (a reverse foreign key as a list of
+objects) make a document, read by ``documents.reader_for`` on the generic path.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ class Column:
     """One exported column.
 
     ``name`` is the key in JSON and XML and the CSV header (``header=names``); ``label`` the
-    human header (``header=labels``, a translatable string; the field's ``verbose_name`` when
-    unset). ``source`` is a field path (``"customer__email"``; ``name`` when unset) or a
-    query expression (``F``, ``Concat``, ``Case``, ``Coalesce``, arithmetic, ``Subquery``).
-    ``display=True`` writes the label of a choice field's value instead of its code.
-    ``transform`` is applied to each value in Python: such an export takes the generic path.
+    human header (CSV's ``header=labels``, and xlsx's where declared; a translatable string;
+    the field's ``verbose_name`` when unset). ``source`` is a field path
+    (``"customer__email"``; ``name`` when unset) or a query expression (``F``, ``Concat``,
+    ``Case``, ``Coalesce``, arithmetic, ``Subquery``). ``display=True`` writes the label of
+    a choice field's value instead of its code. ``transform`` is applied to each value in
+    Python: such an export takes the generic path.
     """
 
     def __init__(
