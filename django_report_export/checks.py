@@ -33,14 +33,14 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E029 ``WEBHOOK_RETRY_INTERVALS`` is not a list of whole seconds >= 0.
 - E030 ``BASE_URL`` is neither ``""`` nor an http:// or https:// URL.
 - E031 a service's ``webhooks`` or ``notify_emails`` are malformed.
-- E032 two columns of a service have one name.
-- E033 a ``Column``'s name is not a plain name (``__`` in it, say).
-- E034 a column's expression cannot be evaluated per row (an aggregate outside a
+- E033 two columns of a service have one name.
+- E034 a ``Column``'s name is not a plain name (``__`` in it, say).
+- E035 a column's expression cannot be evaluated per row (an aggregate outside a
   ``Subquery``, a window, one that does not compile).
-- E035 ``display=True`` on a field without choices.
-- E036 a ``Nested`` path that is not a to-one relation, a ``Collection`` path that is not a
+- E036 ``display=True`` on a field without choices.
+- E037 a ``Nested`` path that is not a to-one relation, a ``Collection`` path that is not a
   reverse foreign key of the exported model, or a collection inside a nested entry.
-- E037 a document service offers xlsx, or csv with a collection ``flatten`` does not name.
+- E038 a document service offers xlsx, or csv with a collection ``flatten`` does not name.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 - W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """

@@ -1,12 +1,12 @@
 """What the system checks refuse in a service's columns (``checks.check_services``).
 
 Each problem is a check id and a sentence: E003 a path that does not resolve, E008 one
-across a to-many relation (or an expression that joins one), E032 two entries of one name,
-E033 a name that is not a plain name (``__`` in it, say), E034 an expression the database
+across a to-many relation (or an expression that joins one), E033 two entries of one name,
+E034 a name that is not a plain name (``__`` in it, say), E035 an expression the database
 cannot evaluate per row (an aggregate outside a ``Subquery``, a window, one that does not
-compile), E035 ``display`` on a field without choices, E036 a ``Nested`` path that is not a
+compile), E036 ``display`` on a field without choices, E037 a ``Nested`` path that is not a
 to-one relation, a ``Collection`` path that is not a reverse foreign key of the exported
-model, or a collection inside another, E037 a format that cannot hold the documents (xlsx;
+model, or a collection inside another, E038 a format that cannot hold the documents (xlsx;
 csv unless its one collection is the service's ``flatten``).
 """
 
@@ -34,7 +34,7 @@ def column_problems(service: ExportService) -> list[Problem]:
 
 
 def format_problems(service: ExportService) -> list[Problem]:
-    """E037: a document service's formats. JSON, JSON Lines and XML hold documents; csv one
+    """E038: a document service's formats. JSON, JSON Lines and XML hold documents; csv one
     with nested objects (as ``<name>.<member>`` columns) and at most one collection, the
     service's ``flatten`` (one row per item); xlsx none."""
     top = entries(service.fields)

@@ -330,16 +330,16 @@ def column_errors(
 @pytest.mark.parametrize(
     ("fields", "check_id", "text"),
     [
-        (["id", Column("id", "number")], "E032", "two columns are named 'id'"),
-        ([Column("customer__email")], "E033", "'customer__email'"),
-        ([Column("a b", "number")], "E033", "'a b'"),
+        (["id", Column("id", "number")], "E033", "two columns are named 'id'"),
+        ([Column("customer__email")], "E034", "'customer__email'"),
+        ([Column("a b", "number")], "E034", "'a b'"),
         ([Column("missing", "nope")], "E003", "'nope' does not resolve"),
         ([Column("sum", F("nope") + 1)], "E003", "nope"),
         ([Column("sku", "lines__sku")], "E008", "'lines'"),
         ([Column("qty", F("lines__quantity") * 2)], "E008", "joins a to-many relation"),
-        ([Column("all", Sum("total"))], "E034", "aggregates the exported rows"),
-        ([Column("odd", 42)], "E034", "neither a field path nor an expression"),
-        ([Column("number", display=True)], "E035", "without choices"),
+        ([Column("all", Sum("total"))], "E035", "aggregates the exported rows"),
+        ([Column("odd", 42)], "E035", "neither a field path nor an expression"),
+        ([Column("number", display=True)], "E036", "without choices"),
     ],
 )
 @pytest.mark.django_db(transaction=False)

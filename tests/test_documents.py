@@ -274,22 +274,22 @@ def test_pause_and_resume_give_the_same_document_bytes(
 @pytest.mark.parametrize(
     ("fields", "check_id", "text"),
     [
-        ([Nested("lines", "lines", ["sku"])], "E036", "not a to-one relation"),
+        ([Nested("lines", "lines", ["sku"])], "E037", "not a to-one relation"),
         ([Nested("billing", "nope", ["city"])], "E003", "'nope' does not resolve"),
-        ([Collection("buyer", "customer", ["email"])], "E036", "not a reverse foreign key"),
+        ([Collection("buyer", "customer", ["email"])], "E037", "not a reverse foreign key"),
         (
             [Nested("customer", "customer", [Collection("orders", "orders", ["id"])])],
-            "E036",
+            "E037",
             "a collection inside a nested entry",
         ),
         ([Collection("lines", "lines", ["nope"])], "E003", "'nope' does not resolve"),
         ([Collection("lines", "lines", ["sku"], order_by=["nope"])], "E003", "order_by"),
         ([Collection("lines", "lines", ["order__lines__sku"])], "E008", "'order__lines'"),
-        ([Nested("billing", "billing_address", ["city", "city"])], "E032", "'city'"),
-        ([Nested("bill__to", "billing_address", ["city"])], "E033", "'bill__to'"),
+        ([Nested("billing", "billing_address", ["city", "city"])], "E033", "'city'"),
+        ([Nested("bill__to", "billing_address", ["city"])], "E034", "'bill__to'"),
         (
             [Nested("billing", "billing_address", [Column("c", F_CITY)])],
-            "E034",
+            "E035",
             "nested object",
         ),
     ],
@@ -305,7 +305,7 @@ def test_the_checks_refuse_what_a_document_cannot_hold(
 @pytest.mark.django_db(transaction=False)
 def test_a_document_offers_csv_only_when_flattened() -> None:
     errors = column_errors([Collection("lines", "lines", ["sku"])], formats=["json", "csv"])
-    assert [found for found, _ in errors] == ["E037"]
+    assert [found for found, _ in errors] == ["E038"]
     assert "'csv'" in errors[0][1]
     assert column_errors(FIELDS, formats=["json", "xml", "jsonl"]) == []
 
@@ -449,10 +449,10 @@ def test_pause_and_resume_give_the_same_flattened_csv(
 def test_csv_needs_the_collection_named_by_flatten() -> None:
     lines = Collection("lines", "lines", ["sku"])
     payments = Collection("payments", "transactions", ["reference"])
-    assert column_errors([lines], formats=["csv"])[0][0] == "E037"
+    assert column_errors([lines], formats=["csv"])[0][0] == "E038"
     assert column_errors([lines], formats=["csv"], flatten="lines") == []
-    assert column_errors([lines], formats=["xlsx"], flatten="lines")[0][0] == "E037"
-    assert column_errors([lines], formats=["json"], flatten="id")[0][0] == "E037"
+    assert column_errors([lines], formats=["xlsx"], flatten="lines")[0][0] == "E038"
+    assert column_errors([lines], formats=["json"], flatten="id")[0][0] == "E038"
     assert column_errors([Nested("billing", "billing_address", ["city"])], formats=["csv"]) == []
     OrderLinesCsv.fields.append(payments)
     try:
@@ -460,4 +460,4 @@ def test_csv_needs_the_collection_named_by_flatten() -> None:
         errors = [check_id for check_id, _ in found]
     finally:
         OrderLinesCsv.fields.remove(payments)
-    assert errors == ["E037"]
+    assert errors == ["E038"]

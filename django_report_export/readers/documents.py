@@ -141,7 +141,7 @@ def _item_value(member: Member, columns: list[list[Any]], index: int) -> Any:
         if columns[member.present][index] is None:
             return None
         return Record((m.name, _item_value(m, columns, index)) for m in member.members)
-    raise TypeError("A collection inside a collection is not supported.")  # refused by E036
+    raise TypeError("A collection inside a collection is not supported.")  # refused by E037
 
 
 def _width(member: Member) -> int:
