@@ -4,14 +4,15 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 
 - E001 ``QUEUE`` is not a queue of ``RQ_QUEUES``.
 - E002 ``STORAGE`` is not an alias of ``STORAGES``.
-- E003 a service's field path does not resolve on its model.
+- E003 a service's field path (or a path in a column's expression) does not resolve.
 - E004 a service allows a format no writer handles.
 - E005 a service declares no fields or no formats.
 - E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
 - E007 ``REPORT_EXPORT`` is not a dict, has an unknown key, or a value out of its range
   (``CHUNK_SIZE``, ``STALE_AFTER``, ``CANCEL_TIMEOUT``, ``SLOT_SCOPE``, ``DOWNLOAD``,
   ``PERMISSION_DENIED_STATUS``, ``PERMISSION_CACHE_SECONDS``, ``SHARD_ROWS``, ``MAX_SHARDS``).
-- E008 a service's field path crosses a to-many relation (one record, many rows).
+- E008 a service's field path crosses a to-many relation, or a column's expression joins one
+  (one record, many rows).
 - E009 ``DOWNLOAD`` is ``"redirect"`` but the storage's URLs are not signed (they never expire).
 - E010 ``HEARTBEAT_INTERVAL`` is not a number > 0.
 - E011 ``CHECKPOINT_INTERVAL`` is not a number >= 0.
@@ -34,6 +35,14 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E031 a service's ``webhooks`` or ``notify_emails`` are malformed.
 - E032 a service's ``incremental_field`` does not resolve on its model or is not a
   ``DateTimeField``.
+- E033 two columns of a service have one name.
+- E034 a ``Column``'s name is not a plain name (``__`` in it, say).
+- E035 a column's expression cannot be evaluated per row (an aggregate outside a
+  ``Subquery``, a window, one that does not compile).
+- E036 ``display=True`` on a field without choices.
+- E037 a ``Nested`` path that is not a to-one relation, a ``Collection`` path that is not a
+  reverse foreign key of the exported model, or a collection inside a nested entry.
+- E038 a document service offers xlsx, or csv with a collection ``flatten`` does not name.
 - W001 the export storage is a folder under ``MEDIA_ROOT``, which the web server serves.
 - W002 webhooks or emails are configured but ``BASE_URL`` is not: their links are paths.
 """
@@ -48,6 +57,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
+from django_report_export.column_checks import column_problems
 from django_report_export.conf import (
     SETTING_NAME,
     SETTINGS,
@@ -57,8 +67,8 @@ from django_report_export.conf import (
 )
 from django_report_export.download import SIGNED_URLS_ATTRIBUTE, signs_urls
 from django_report_export.formats import format_names
-from django_report_export.registry import resolve_field_path, site
-from django_report_export.relations import TO_MANY_HINT, to_many_reason, to_many_step
+from django_report_export.registry import site
+from django_report_export.relations import TO_MANY_HINT
 from django_report_export.windows import is_datetime_path
 
 
@@ -171,28 +181,9 @@ def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             errors.append(_error(f"{label} declares no fields.", 5, obj=type(service)))
         if not service.formats:
             errors.append(_error(f"{label} declares no formats.", 5, obj=type(service)))
-        for path in service.fields:
-            try:
-                resolve_field_path(service.model, path)
-            except FieldDoesNotExist:
-                errors.append(
-                    _error(
-                        f"{label}: field {path!r} does not resolve on {service.model._meta.label}.",
-                        3,
-                        obj=type(service),
-                    )
-                )
-                continue
-            step = to_many_step(service.model, path)
-            if step is not None:
-                errors.append(
-                    _error(
-                        f"{label}: field {path!r} {to_many_reason(service, step)}",
-                        8,
-                        obj=type(service),
-                        hint=TO_MANY_HINT,
-                    )
-                )
+        for check_id, problem in column_problems(service):
+            hint = TO_MANY_HINT if check_id == 8 else None
+            errors.append(_error(f"{label}: {problem}.", check_id, obj=type(service), hint=hint))
         errors.extend(_check_notifications(service, label))
         errors.extend(_check_incremental_field(service, label))
         for name in service.formats:

@@ -12,6 +12,7 @@ workers never write one slot. What the front ends also need to build a start (``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django_report_export import signals
 from django_report_export.conf import export_settings
 from django_report_export.connection import get_redis
+from django_report_export.documents import sheet_labels, written_labels
 from django_report_export.exceptions import (
     InvalidExportRequest,
     NoExportInState,
@@ -147,7 +149,15 @@ def start(
             forget_failed(export_id(current))
         owner = user if slot != service.name else None
         # Labels in the language active now, at the start.
-        options = with_labels(request.options or defaults(), service.model, request.fields)
+        options = with_labels(
+            request.options or defaults(),
+            service.model,
+            request.fields,
+            labels=written_labels(service, request.fields, request.format),
+        )
+        if not writes_csv(request.format):
+            labels = sheet_labels(service, request.fields, request.format)
+            options = dataclasses.replace(options, labels=labels)
         export = ReportExport.objects.create(
             service=service.name,
             slot=slot,

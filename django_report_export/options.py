@@ -68,7 +68,8 @@ class FileOptions:
     decimal_separator: str = "."
     header: str = "names"
     timezone: str = "UTC"
-    #: The header row's labels (``header="labels"``), resolved in the language of the start.
+    #: The header row's labels (CSV's ``header="labels"``; an xlsx's where its columns
+    #: declare labels), resolved in the language of the start.
     labels: tuple[str, ...] | None = None
 
     @property
@@ -93,7 +94,7 @@ class FileOptions:
 
     def to_json(self, csv: bool = True) -> dict[str, Any]:
         values = self.public(csv)
-        if csv and self.labels is not None:
+        if self.labels is not None:  # CSV's header=labels, or an xlsx's declared labels
             values["labels"] = list(self.labels)
         return values
 
@@ -183,11 +184,20 @@ def parse_options(
     return replace(defaults(), **given)
 
 
-def with_labels(options: FileOptions, model: type[Model], fields: Sequence[str]) -> FileOptions:
-    """``options`` with the header labels of ``fields``, when its header is labels."""
+def with_labels(
+    options: FileOptions,
+    model: type[Model],
+    fields: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+) -> FileOptions:
+    """``options`` with the header labels of ``fields`` (``labels`` when given: the
+    columns' own, ``columns.header_labels``), when its header is labels."""
     if options.header != "labels":
         return replace(options, labels=None)
-    return replace(options, labels=tuple(field_label(model, path) for path in fields))
+    if labels is None:
+        labels = [field_label(model, path) for path in fields]
+    return replace(options, labels=tuple(labels))
 
 
 def field_label(model: type[Model], path: str) -> str:

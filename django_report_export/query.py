@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import QueryDict
 
+from django_report_export.columns import column_names, column_paths
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import InvalidExportRequest, ReportExportError
 from django_report_export.formats import CSVWriter, format_names, get_writer_class
@@ -100,15 +101,16 @@ def parse_request(service: ExportService, params: Mapping[str, Sequence[str]]) -
             f"one of: {', '.join(allowed_formats)}."
         ]
 
-    fields = list(service.fields)
+    names = column_names(service)
+    fields = list(names)
     requested = single("fields")
     if requested:
         fields = [name.strip() for name in requested.split(",")]
-        unknown = [name for name in fields if name and name not in service.fields]
+        unknown = [name for name in fields if name and name not in names]
         if unknown:
             errors["fields"] = [
                 f"Unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"choose from: {', '.join(service.fields)}."
+                f"choose from: {', '.join(names)}."
             ]
         elif "" in fields:
             errors["fields"] = ["An empty field name: separate the names by single commas."]
@@ -168,9 +170,10 @@ def writes_csv(export_format: str) -> bool:
 
 
 def to_many_field_errors(service: ExportService, fields: Iterable[str]) -> list[str]:
-    """Why each of ``fields`` that crosses a to-many relation cannot be exported (check E008)."""
+    """Why each of the columns ``fields`` whose path crosses a to-many relation cannot be
+    exported (check E008; an expression's joins are checked by E008 alone)."""
     errors = []
-    for path in fields:
+    for path in column_paths(service, fields):
         try:
             step = to_many_step(service.model, path)
         except FieldDoesNotExist:

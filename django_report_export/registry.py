@@ -40,8 +40,13 @@ class ExportService:
 
     name: str = ""
     model: ClassVar[type[models.Model]]
-    #: Field paths exported, in order; relations are followed with ``__``.
-    fields: Sequence[str] = ()
+    #: What is exported, in order: field paths (relations followed with ``__``; the path is
+    #: the column's name), and ``columns.Column``, ``Nested`` and ``Collection`` entries
+    #: (docs/declaring-services.md).
+    fields: Sequence[Any] = ()
+    #: The name of a ``Collection`` of ``fields`` that csv writes one row per item of (the
+    #: record's other columns repeated on each); ``None``: a document service offers no csv.
+    flatten: str | None = None
     #: Format names (keys of the format registry) this service may be exported as.
     formats: Sequence[str] = ("json", "csv")
     filterset_class: type[django_filters.FilterSet] | None = None

@@ -3,7 +3,7 @@
 An export reads one row per record, in keyset chunks by the record's primary key. A field
 path across a to-many relation (``products__sku`` on a category) would join one row per
 related object, and paging by the record's key would skip those past a chunk boundary: such
-a path is refused (system check E008, and at start) until nested collections exist. A
+a path is refused (system check E008, and at start); such rows are a ``Collection``. A
 filter across such a relation (categories by ``products__sku``) may join several rows per
 record too: ``one_row_per_record`` turns the filtered queryset into one that holds each
 record once, whatever the filter.
@@ -53,7 +53,7 @@ def to_many_reason(service: ExportService, step: str) -> str:
     return (
         f"crosses the to-many relation {step!r}: a {model.verbose_name} would be exported once "
         f"per related row, and paging by the {model.verbose_name}'s key would lose the rows "
-        "past a chunk boundary. Nested collections are not supported yet."
+        "past a chunk boundary. Declare the relation as a columns.Collection instead."
     )
 
 

@@ -24,6 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
 from django_report_export import control, options
+from django_report_export.columns import column_names
 from django_report_export.exceptions import ReportExportError
 from django_report_export.formats import format_names
 from django_report_export.keys import key_from_json, key_to_json
@@ -104,8 +105,9 @@ class ExportStartForm(forms.Form):
         format_field.initial = formats[0] if formats else None
         fields_field = self.fields["columns"]
         assert isinstance(fields_field, forms.MultipleChoiceField)
-        fields_field.choices = [(name, name) for name in service.fields]
-        fields_field.initial = list(service.fields)
+        names = column_names(service)
+        fields_field.choices = list(zip(names, names, strict=True))
+        fields_field.initial = names
         self.fields["service"].initial = service.name
 
     def clean_keys(self) -> list[Any]:
@@ -115,7 +117,7 @@ class ExportStartForm(forms.Form):
         """The validated request; raises ``InvalidExportRequest`` like the API would."""
         data = self.cleaned_data
         # Keep the service's column order whatever order the browser sent the boxes in.
-        chosen = [name for name in self.service_.fields if name in data["columns"]]
+        chosen = [name for name in column_names(self.service_) if name in data["columns"]]
         params = {
             "format": [data["format"]],
             "fields": [",".join(chosen)],

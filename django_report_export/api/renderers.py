@@ -23,6 +23,7 @@ from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.settings import api_settings
 
 from django_report_export.api.serializers import StartSerializer
+from django_report_export.columns import column_names
 from django_report_export.formats import format_names
 from django_report_export.options import OPTIONS
 from django_report_export.registry import ExportService
@@ -109,7 +110,7 @@ def start_form_serializer(service: ExportService | None) -> type[serializers.Ser
         "fields": serializers.CharField(
             required=False,
             allow_blank=True,
-            help_text=f"Comma-separated subset, empty for all: {', '.join(service.fields)}.",
+            help_text=f"Comma-separated subset, empty for all: {', '.join(column_names(service))}.",
         ),
         "compression": serializers.ChoiceField(
             choices=[("none", "none"), ("gzip", "gzip")], required=False

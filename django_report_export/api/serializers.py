@@ -62,11 +62,30 @@ class HistorySerializer(StatusSerializer):
     )
 
 
+class ColumnSerializer(serializers.Serializer[Any]):
+    """One entry of a service's records (docs/declaring-services.md)."""
+
+    name = serializers.CharField(help_text="The key in JSON, the XML element, the CSV header.")
+    label = serializers.CharField(  # type: ignore[assignment]
+        help_text="The human header, in the request's language."
+    )
+    kind = serializers.ChoiceField(
+        choices=["value", "object", "list"],
+        help_text="`value`; `object`, a nested object; `list`, a collection of objects.",
+    )
+    fields = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.JSONField(),
+        required=False,
+        help_text="An object's members or a list's items, described alike.",
+    )
+
+
 class ServiceSerializer(serializers.Serializer[Any]):
     service = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     formats = serializers.ListField(child=serializers.CharField())
     fields = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
+    columns = ColumnSerializer(many=True)
     filters = serializers.ListField(child=serializers.CharField())
     status = serializers.ChoiceField(choices=Status.choices)
     status_name = serializers.CharField()

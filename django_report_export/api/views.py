@@ -31,6 +31,7 @@ from django_report_export.api.parsers import BoundedJSONParser
 from django_report_export.api.permissions import ServiceReadPermission, may_read
 from django_report_export.api.renderers import ReportBrowsableAPIRenderer, start_form_serializer
 from django_report_export.api.schema import document
+from django_report_export.columns import column_names, describe
 from django_report_export.download import download_response
 from django_report_export.exceptions import ExportFileGone
 from django_report_export.links import endpoint_path
@@ -176,7 +177,8 @@ class ReportViewSet(viewsets.ViewSet):
                     "service": service.name,
                     "description": service.description,
                     "formats": list(service.formats),
-                    "fields": list(service.fields),
+                    "fields": column_names(service),
+                    "columns": describe(service.model, service.fields),
                     "filters": service.get_filter_names(),
                     "status": int(status["status"]),
                     "status_name": STATUS_NAMES[int(status["status"])],

@@ -176,7 +176,7 @@ class XLSXWriter(FormatWriter):
         columns = chunk.columns()
         if self._state.widths is None:
             self._state.widths = [
-                width(column, name) for column, name in zip(columns, self.columns, strict=True)
+                width(column, name) for column, name in zip(columns, self.headers, strict=True)
             ]
         pieces: list[bytes] = []
         start, count = 0, len(chunk)
@@ -192,6 +192,15 @@ class XLSXWriter(FormatWriter):
         self._data_rows += len(chunk)
         self._remember()
         return b"".join(pieces)
+
+    @property
+    def headers(self) -> list[str]:
+        """The header row: the columns' declared labels, resolved at the start and recorded
+        in the options (``Column(label=...)``), else their names."""
+        labels = self.options.labels
+        if labels is not None and len(labels) == len(self.columns):
+            return list(labels)
+        return self.columns
 
     @property
     def widths(self) -> list[float] | None:
@@ -224,7 +233,7 @@ class XLSXWriter(FormatWriter):
     def footer(self, *, empty: bool) -> bytes:
         state = self._state
         if state.widths is None:
-            state.widths = [width([], name) for name in self.columns]
+            state.widths = [width([], name) for name in self.headers]
         pieces = [self._sheet_data_start()] if not state.sheet_rows else []
         pieces.append(self._close_sheet())
         pieces.append(self._package())
@@ -251,7 +260,7 @@ class XLSXWriter(FormatWriter):
             f'<col min="{index}" max="{index}" width="{width}" customWidth="1"/>'
             for index, width in enumerate(self._state.widths, start=1)
         )
-        header = "".join(map(header_cell, self.columns))
+        header = "".join(map(header_cell, self.headers))
         self._state.sheet_rows = 1
         return self._sheet_xml(
             f"{f'<cols>{cols}</cols>' if cols else ''}<sheetData><row>{header}</row>"

@@ -28,6 +28,7 @@ from itertools import chain, repeat
 from typing import Any
 
 from django_report_export.formats.base import FormatWriter, Row
+from django_report_export.formats.documents import Items, Record
 from django_report_export.formats.values import (
     PLAIN_TYPES,
     NoneType,
@@ -129,6 +130,34 @@ def _joined_texts(column: list[Any]) -> tuple[str, str | None]:
     return escaped_join(texts), NULL if NoneType in types else None
 
 
+_DOCUMENT_TYPES = frozenset({Record, Items, NoneType})
+
+
+def _document_element(opening: str, closing: str, value: Any) -> bytes:
+    """A nested object's or a collection's element (nothing for ``None``)."""
+    if value is None:
+        return b""
+    return f"{opening}{_document_content(value)}{closing}".encode()
+
+
+def _document_content(value: Record | Items) -> str:
+    """Child elements: a record's members (``None`` omitted, as for a record's columns), or
+    one element per item of a collection."""
+    if isinstance(value, Items):
+        name = xml_name(value.item)
+        return "".join(f"<{name}>{_document_content(record)}</{name}>" for record in value)
+    parts = []
+    for key, member in value.items():
+        if member is None:
+            continue
+        name = xml_name(key)
+        if isinstance(member, Record | Items):
+            parts.append(f"<{name}>{_document_content(member)}</{name}>")
+        else:
+            parts.append(f"<{name}>{_joined_texts([member])[0]}</{name}>")
+    return "".join(parts)
+
+
 class XMLWriter(FormatWriter):
     name = "xml"
     extension = "xml"
@@ -158,6 +187,9 @@ class XMLWriter(FormatWriter):
         for column, opening, closing in zip(
             columns_of(rows, width), self._opening_tags, self._closing_tags, strict=True
         ):
+            if set(map(type, column)) <= _DOCUMENT_TYPES:
+                columns.append([_document_element(opening, closing, value) for value in column])
+                continue
             joined, null = _joined_texts(column)
             # Every text in its element, in one pass: <a>1</a>\x00<a>2</a>\x00...
             elements = opening + joined.replace(SEPARATOR, closing + SEPARATOR + opening)

@@ -7,6 +7,7 @@ write byte for byte as the ORM reader would (``readers/fast_path.py`` decides wh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import connections
@@ -21,9 +22,18 @@ from django_report_export.readers.orm import OrmChunkReader
 __all__ = ["Chunk", "ChunkReader", "OrmChunkReader", "get_reader"]
 
 
-def get_reader(queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> ChunkReader:
-    if export_settings.FAST_PATH and connections[queryset.db].vendor == "postgresql":
+def get_reader(
+    queryset: QuerySet[Any],
+    fields: list[Any],
+    writer: FormatWriter,
+    transforms: Mapping[int, Callable[[Any], Any]] | None = None,
+) -> ChunkReader:
+    """The reader of ``fields`` (what ``values_list`` selects: paths or expressions), with
+    ``transforms`` applied to the values of some columns (by position) in Python: an export
+    with any takes the generic reader."""
+    fast = export_settings.FAST_PATH and not transforms
+    if fast and connections[queryset.db].vendor == "postgresql":
         reader = postgres_reader(queryset, fields, writer)
         if reader is not None:
             return reader
-    return OrmChunkReader(queryset, fields, writer)
+    return OrmChunkReader(queryset, fields, writer, transforms)

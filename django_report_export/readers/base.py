@@ -29,7 +29,7 @@ class ChunkReader:
     #: The read path, as the export records it (``ReportExport.reader``).
     name: ClassVar[str] = "generic"
 
-    def __init__(self, queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> None:
+    def __init__(self, queryset: QuerySet[Any], fields: list[Any], writer: FormatWriter) -> None:
         self.queryset = queryset
         self.fields = fields
         self.writer = writer

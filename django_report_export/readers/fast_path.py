@@ -54,6 +54,32 @@ def _wrappable(queryset: QuerySet[Any]) -> bool:
     )
 
 
+#: An expression's own converter (``convert_value``) for these output fields, and the kind
+#: of column psycopg gives such values as already: the converter changes nothing.
+_NUMBER_KINDS = {
+    "IntegerField": "int",
+    "BigIntegerField": "int",
+    "SmallIntegerField": "int",
+    "PositiveIntegerField": "int",
+    "PositiveBigIntegerField": "int",
+    "PositiveSmallIntegerField": "int",
+    "DecimalField": "decimal",
+}
+
+
+def _same_value(converter: tuple[list[Any], Any], kind: str | None) -> bool:
+    """Whether a column's converters give back the values psycopg fetched: only an
+    expression's number cast (``int()`` of an int, ``Decimal()`` of a ``Decimal``) does, as
+    a computed column (``F("a") + F("b")``, ``Subquery`` of a ``Sum``) has."""
+    functions, expression = converter
+    internal = expression.output_field.get_internal_type()
+    return (
+        kind is not None
+        and _NUMBER_KINDS.get(internal) == kind
+        and functions == [expression.convert_value]
+    )
+
+
 def _uses_psycopg3() -> bool:
     try:
         from django.db.backends.postgresql.psycopg_any import is_psycopg3
@@ -98,8 +124,7 @@ def postgres_reader(
         sql, params = compiler.as_sql()
     except EmptyResultSet:
         return None  # A filter no row can match: the ORM reader writes the empty export.
-    if compiler.get_converters([expression for expression, _, _ in compiler.select]):
-        return None  # Django changes some value in Python (a field's from_db_value, say).
+    converters = compiler.get_converters([expression for expression, _, _ in compiler.select])
     with connection.cursor() as cursor:
         raw = cursor.cursor
         info = raw.connection.info
@@ -112,6 +137,8 @@ def postgres_reader(
     if len(oids) != len(fields) + 1 or oids[0] not in KEY_TYPES:
         return None
     kinds = [KINDS.get(oid) for oid in oids[1:]]
+    if any(not _same_value(converters[p], kinds[p - 1] if p else None) for p in converters):
+        return None  # Django changes some value in Python (a field's from_db_value, say).
     if None in kinds or ("datetime" in kinds and not _is_utc(connection)):
         return None
     if "datetime" in kinds and writer.options.timezone != "UTC":

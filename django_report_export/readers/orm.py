@@ -16,7 +16,7 @@ import contextlib
 import gc
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from operator import itemgetter
 from typing import Any
@@ -142,13 +142,26 @@ def _close_connection(alias: str) -> None:
 class OrmChunkReader(ChunkReader):
     """The generic reader: ``values_list`` of one keyset chunk, encoded by the writer."""
 
-    def __init__(self, queryset: QuerySet[Any], fields: list[str], writer: FormatWriter) -> None:
+    def __init__(
+        self,
+        queryset: QuerySet[Any],
+        fields: list[Any],
+        writer: FormatWriter,
+        transforms: Mapping[int, Callable[[Any], Any]] | None = None,
+    ) -> None:
         super().__init__(queryset, fields, writer)
+        #: Python functions applied to each value of some columns, by position.
+        self.transforms = dict(transforms or {})
         pk = queryset.model._meta.pk
         key_names = {"pk", pk.name, pk.attname} if pk is not None else {"pk"}
         #: Position of the primary key among the exported fields, if it is one of them.
         self.key_index = next(
-            (index for index, name in enumerate(fields) if name in key_names), None
+            (
+                index
+                for index, name in enumerate(fields)
+                if isinstance(name, str) and name in key_names
+            ),
+            None,
         )
         self.select = list(fields) if self.key_index is not None else ["pk", *fields]
         self._prefetcher = _Prefetcher(queryset.db)
@@ -176,9 +189,26 @@ class OrmChunkReader(ChunkReader):
         replaced = {position - skip: values for position, values in converted.items()}
         replaced.pop(-1, None)  # The key that is not exported.
         chunk = ChunkRows(rows, len(self.fields), replaced, skip=skip, raw_types=raw_types)
+        if self.transforms:
+            chunk = chunk.replace(
+                {
+                    position: list(map(transform, chunk.column(position)))
+                    for position, transform in self.transforms.items()
+                }
+            )
         if self.writer.options.timezone != "UTC":
             chunk = in_zone(chunk, self.writer.options.zone)
+        if self.shapes:
+            keys = list(map(itemgetter(key), rows)) if key_values is None else key_values
+            chunk = self.shape(chunk, keys)
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
+
+    #: Whether ``shape`` turns the selected columns into other ones (documents do).
+    shapes = False
+
+    def shape(self, chunk: ChunkRows, keys: list[Any]) -> ChunkRows:
+        """The chunk the writer encodes, from the selected columns and the rows' keys."""
+        return chunk
 
     def close(self) -> None:
         """Stop reading ahead and close the connections of the reader's own."""

@@ -191,5 +191,5 @@ class PostgresXLSXReader(PostgresChunkReader):
             lengths = cursor.fetchone()
         return [
             clamped_width(length or 0, name)
-            for length, name in zip(lengths, self.writer.columns, strict=True)
+            for length, name in zip(lengths, self.writer.headers, strict=True)
         ]

@@ -22,13 +22,14 @@ from django.db import InterfaceError, OperationalError, connections, router
 from django.db.models import QuerySet
 
 from django_report_export.conf import export_settings
+from django_report_export.documents import reader_for, written_columns
 from django_report_export.exceptions import ExportCanceled, StatusUnavailable
 from django_report_export.formats import get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.keys import key_from_json, key_to_json
 from django_report_export.models import ReportExport
 from django_report_export.options import FileOptions
-from django_report_export.readers import Chunk, ChunkReader, get_reader
+from django_report_export.readers import Chunk, ChunkReader
 from django_report_export.registry import site
 from django_report_export.storage import PartSequence, checkpoint_parts, get_storage
 
@@ -134,7 +135,8 @@ class ChunkedRun:
         self.model = self.service.model
         self.storage = get_storage()
         self.token = token
-        self.writer: FormatWriter = get_writer_class(export.format)(export.service, export.fields)
+        columns = written_columns(self.service, export.fields, export.format)
+        self.writer: FormatWriter = get_writer_class(export.format)(export.service, columns)
         self.writer.options = FileOptions.from_json(export.options)
         self.parts = PartSequence(self.storage, export, token, shard=shard)
         self.processed = 0
@@ -168,7 +170,7 @@ class ChunkedRun:
 
     def export_from(self, queryset: QuerySet[Any]) -> Outcome:
         reader = self.reconnecting(
-            lambda: get_reader(queryset, self.export.fields, self.writer),
+            lambda: reader_for(self.service, self.export.fields, queryset, self.writer),
             what="preparing the reader",
         )
         if reader.name != self.export.reader:

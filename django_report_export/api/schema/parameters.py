@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.core.validators import ProhibitNullCharactersValidator
 
+from django_report_export.columns import column_names
 from django_report_export.formats import format_names
 from django_report_export.options import OPTIONS
 from django_report_export.query import writes_csv
@@ -127,7 +128,7 @@ def start_parameters(service: ExportService) -> list[dict[str, Any]]:
             "fields",
             {
                 "type": "array",
-                "items": {"type": "string", "enum": list(service.fields)},
+                "items": {"type": "string", "enum": column_names(service)},
                 "uniqueItems": True,
             },
             style="form",
