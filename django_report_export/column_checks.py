@@ -45,7 +45,7 @@ def format_problems(service: ExportService) -> list[Problem]:
     flatten = service.flatten
     problems: list[Problem] = []
     if flatten is not None and flatten not in collections:
-        problems.append((37, f"flatten = {flatten!r} names no Collection of its fields"))
+        problems.append((38, f"flatten = {flatten!r} names no Collection of its fields"))
     for name in service.formats:
         if name in DOCUMENT_FORMATS:
             continue
@@ -56,7 +56,7 @@ def format_problems(service: ExportService) -> list[Problem]:
             if name == "csv"
             else f"{name!r} cannot hold the nested {', '.join(map(repr, nested))}"
         )
-        problems.append((37, f"format {name!r}: {reason}; offer json, jsonl, xml"))
+        problems.append((38, f"format {name!r}: {reason}; offer json, jsonl, xml"))
     return problems
 
 
@@ -70,15 +70,15 @@ def entry_problems(
         entry = item if isinstance(item, Column | Nested | Collection) else Column(item)
         name = entry.name
         if not isinstance(name, str) or not name:
-            problems.append((33, f"{where}column name {name!r} is not a non-empty string"))
+            problems.append((34, f"{where}column name {name!r} is not a non-empty string"))
             continue
         if name in seen:
-            problems.append((32, f"{where}two columns are named {name!r}"))
+            problems.append((33, f"{where}two columns are named {name!r}"))
         seen.add(name)
         if not isinstance(item, str) and ("__" in name or not _plain_name(name)):
             problems.append(
                 (
-                    33,
+                    34,
                     f"{where}column name {name!r} is not a plain name (letters, digits, '_', "
                     "'-', no '__', not starting with a digit)",
                 )
@@ -89,7 +89,7 @@ def entry_problems(
             problems.extend(_nested_problems(model, entry, where))
         elif not top:
             message = "a collection inside a nested entry is not supported"
-            problems.append((36, f"{where}{name!r}: {message}"))
+            problems.append((37, f"{where}{name!r}: {message}"))
         else:
             problems.extend(_collection_problems(model, entry))
     return problems
@@ -121,7 +121,7 @@ def _column_problems(model: type[Model], column: Column, where: str) -> list[Pro
             )
         ]
     if column.display and not getattr(model_field, "flatchoices", None):
-        return [(35, f"{where}column {column.name!r}: display=True on a field without choices")]
+        return [(36, f"{where}column {column.name!r}: display=True on a field without choices")]
     return []
 
 
@@ -129,20 +129,20 @@ def _expression_problems(model: type[Model], column: Column, where: str) -> list
     source = column.source
     name = f"{where}column {column.name!r}"
     if not hasattr(source, "resolve_expression"):
-        return [(34, f"{name}: {source!r} is neither a field path nor an expression")]
+        return [(35, f"{name}: {source!r} is neither a field path nor an expression")]
     if where and where.startswith("nested"):
-        return [(34, f"{name}: an expression in a nested object (declare it on the service)")]
+        return [(35, f"{name}: an expression in a nested object (declare it on the service)")]
     if getattr(source, "contains_aggregate", False):
-        return [(34, f"{name} aggregates the exported rows; aggregate related rows in a Subquery")]
+        return [(35, f"{name} aggregates the exported rows; aggregate related rows in a Subquery")]
     if getattr(source, "contains_over_clause", False):
-        return [(34, f"{name} is a window expression")]
+        return [(35, f"{name} is a window expression")]
     try:
         values = model._base_manager.values_list(source)
         values.query.get_compiler(using=values.db).as_sql()
     except FieldError as exc:
         return [(3, f"{name}: {exc}")]
     except Exception as exc:
-        return [(34, f"{name}: the expression does not compile ({exc})")]
+        return [(35, f"{name}: the expression does not compile ({exc})")]
     if joins_many_rows(values):
         message = "joins a to-many relation (one record, many rows); aggregate it in a Subquery"
         return [(8, f"{name} {message}")]
@@ -158,7 +158,7 @@ def _nested_problems(model: type[Model], nested: Nested, where: str) -> list[Pro
     last = chain[-1]
     if any(gives_many(field) for field in chain) or not last.is_relation:
         message = f"{nested.path!r} is not a to-one relation of {label}"
-        return [(36, f"{where}nested {nested.name!r}: {message}")]
+        return [(37, f"{where}nested {nested.name!r}: {message}")]
     inner = f"nested {nested.name!r}: "
     return entry_problems(last.related_model, nested.fields, inner)
 
@@ -171,9 +171,9 @@ def _collection_problems(model: type[Model], collection: Collection) -> list[Pro
     except FieldDoesNotExist:
         return [(3, f"{where}{collection.path!r} is not a relation of {label}")]
     if not isinstance(relation, ForeignObjectRel) or not gives_many(relation):
-        return [(36, f"{where}{collection.path!r} is not a reverse foreign key of {label}")]
+        return [(37, f"{where}{collection.path!r} is not a reverse foreign key of {label}")]
     if relation.many_to_many:
-        return [(36, f"{where}{collection.path!r} is a many-to-many relation")]
+        return [(37, f"{where}{collection.path!r} is a many-to-many relation")]
     child = relation.related_model
     problems = entry_problems(child, collection.fields, where)
     for path in collection.order_by:
