@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -508,3 +509,63 @@ def test_a_schedule_with_since_last_exports_each_row_once_across_its_runs():
             exported += [json.loads(line)["id"] for line in source.read().splitlines()]
     assert sorted(exported) == sorted(Order.objects.values_list("pk", flat=True))
     assert len(exported) == 9
+
+
+def test_the_schedule_command_creates_and_changes_a_schedule_validated_like_the_admin(owner):
+    out = io.StringIO()
+    args = ["report_export", "schedule", "nightly stock", "--service", "product"]
+    args += ["--format", "csv", "--cron", "30 2 * * *", "--timezone", "Europe/Berlin"]
+    args += ["--owner", "finance", "--fields", "id,sku", "--option", "delimiter=;"]
+    args += ["--filter", "is_active=true", "--recipient", "stock@example.com"]
+    call_command(*args, stdout=out)
+    assert "Created schedule nightly stock." in out.getvalue()
+    schedule = ReportSchedule.objects.get(name="nightly stock")
+    assert (schedule.service, schedule.format, schedule.cron) == ("product", "csv", "30 2 * * *")
+    assert (schedule.fields, schedule.options, schedule.filters) == (
+        ["id", "sku"],
+        {"delimiter": ";"},
+        {"is_active": "true"},
+    )
+    assert (schedule.owner, schedule.recipients, schedule.enabled) == (
+        owner,
+        ["stock@example.com"],
+        True,
+    )
+    assert schedule.next_run_at is not None
+    assert schedule.next_run_at > timezone.now()
+    call_command(*args[:-4], "--disabled", stdout=out)
+    assert "Changed schedule nightly stock." in out.getvalue()
+    schedule.refresh_from_db()
+    assert (schedule.enabled, schedule.filters, ReportSchedule.objects.count()) == (False, {}, 1)
+    listed = io.StringIO()
+    call_command("report_export", "schedules", stdout=listed)
+    assert "nightly stock" in listed.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--cron": "61 * * * *"}, "cron: "),
+        ({"--timezone": "Mars/Olympus"}, "timezone: "),
+        ({"--format": "pdf"}, "format: "),
+        ({"--service": "nope"}, "service: "),
+        ({"--fields": "id,nope"}, "fields: "),
+        ({"--owner": "nobody"}, "--owner: no user 'nobody'"),
+        ({"--owner": "clerk"}, "owner: This user may not read"),
+        ({"--option": "delimiter"}, "--option 'delimiter' is not NAME=VALUE"),
+    ],
+)
+def test_the_schedule_command_refuses_what_a_start_refuses(owner, change, message):
+    make_user("clerk", "shop.view_order")
+    values = {
+        "--service": "product",
+        "--format": "csv",
+        "--cron": "0 6 * * *",
+        "--owner": "finance",
+    }
+    values.update(change)
+    args = [item for pair in values.items() for item in pair]
+    with pytest.raises(CommandError, match=re.escape(message)) as refused:
+        call_command("report_export", "schedule", "bad", *args, stdout=io.StringIO())
+    assert refused.value.returncode == 2
+    assert not ReportSchedule.objects.exists()

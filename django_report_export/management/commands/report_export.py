@@ -13,6 +13,7 @@
     report_export cleanup [--days N] [--dry-run]
     report_export sweep [--every SECONDS]
     report_export schedules
+    report_export schedule NAME --service S --format F --cron EXPR --owner USER [...]
     report_export tick [--now ISO-TIME] [--loop [--every SECONDS]]
 
 This module parses the arguments and dispatches: the verbs are in ``management.verbs`` and
@@ -49,6 +50,7 @@ VERBS: dict[str, Callable[[BaseCommand, dict[str, Any]], int | None]] = {
     "cleanup": housekeeping.cleanup,
     "sweep": housekeeping.sweep,
     "schedules": scheduling.schedules,
+    "schedule": scheduling.schedule,
     "tick": scheduling.tick,
 }
 
@@ -183,6 +185,35 @@ class Command(BaseCommand):
             help=_("List the export schedules with their next run."),
             description=_("List the export schedules with their next and last run."),
         )
+        add_schedule = sub.add_parser(
+            "schedule",
+            help=_("Create a schedule, or change the one of that name."),
+            description=_(
+                "Create an export schedule, or change the one of that name; validated as the "
+                "admin validates one. It runs from its next occurrence."
+            ),
+        )
+        add_schedule.add_argument("name", metavar="NAME")
+        add_schedule.add_argument("--service", required=True)
+        add_schedule.add_argument("--format", required=True)
+        add_schedule.add_argument("--cron", required=True, metavar="EXPRESSION")
+        add_schedule.add_argument("--timezone", default="UTC", metavar="IANA-NAME")
+        add_schedule.add_argument("--owner", metavar="USERNAME", help=_("Whose export it is."))
+        add_schedule.add_argument("--fields", metavar="NAME,NAME")
+        add_schedule.add_argument("--compression")
+        add_schedule.add_argument(
+            "--option",
+            action="append",
+            metavar="NAME=VALUE",
+            help=_("A start option, e.g. delimiter=; or since=last (repeatable)."),
+        )
+        add_schedule.add_argument(
+            "--filter", action="append", metavar="NAME=VALUE", help=_("A filter (repeatable).")
+        )
+        add_schedule.add_argument(
+            "--recipient", action="append", metavar="EMAIL", help=_("Mailed when it ends.")
+        )
+        add_schedule.add_argument("--disabled", action="store_true", help=_("Do not run it yet."))
         tick = sub.add_parser(
             "tick",
             help=_("Start the scheduled exports that are due."),
