@@ -33,7 +33,6 @@ from django.db.models.functions import Coalesce, Concat
 from django.utils.translation import gettext_lazy as _
 from lxml import etree
 
-from django_report_export import control
 from django_report_export.columns import Column, selection
 from django_report_export.documents import sheet_labels
 from django_report_export.formats import get_writer_class
@@ -45,7 +44,7 @@ from django_report_export.registry import ExportService, site
 from testproject.shop.factories import OrderFactory
 from testproject.shop.models import Order, OrderLine
 
-from .support.polling import while_running
+from .support.polling import paused_and_resumed
 from .test_api_schema import served_schema
 from .test_readers import export_bytes
 from .test_registry import registered  # noqa: F401  (the fixture)
@@ -289,17 +288,9 @@ def test_pause_and_resume_give_the_same_bytes_with_columns(
     OrderFactory.create_batch(28)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 4, "CHECKPOINT_INTERVAL": 0}
     uninterrupted = export_file(api, worker, "orderColumns", "format=json")
-    api.post("/api/report/orderColumns/start?format=json")
-    poller = while_running("orderColumns", 12, control.pause)
-    worker()
-    poller.join()
-    assert poller.error is None
-    export = ReportExport.objects.get(status=Status.PAUSED)
-    assert 12 <= export.checkpoint["processed"] < 40
-    assert api.post("/api/report/orderColumns/resume").status_code == 200
-    worker()
-    response = api.get("/api/report/orderColumns/download")
-    assert b"".join(response.streaming_content) == uninterrupted
+    paused_at, resumed = paused_and_resumed(api, worker, "orderColumns", "format=json", 12)
+    assert 12 <= paused_at < 40
+    assert resumed == uninterrupted
     assert json.loads(uninterrupted) == as_json(expected_records())
 
 

@@ -19,17 +19,16 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from lxml import etree
 
-from django_report_export import control
 from django_report_export.columns import Collection, Column, Nested
 from django_report_export.documents import reader_for
 from django_report_export.formats import get_writer_class
-from django_report_export.models import ReportExport, Status
+from django_report_export.models import ReportExport
 from django_report_export.options import FileOptions
 from django_report_export.registry import ExportService, site
 from testproject.shop.factories import OrderFactory, ProductFactory, TransactionFactory
 from testproject.shop.models import Address, Order, OrderLine, Transaction
 
-from .support.polling import while_running
+from .support.polling import paused_and_resumed
 from .test_api_schema import served_schema
 from .test_columns import column_errors, export_file
 from .test_readers import export_bytes
@@ -253,17 +252,9 @@ def test_pause_and_resume_give_the_same_document_bytes(
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 3, "CHECKPOINT_INTERVAL": 0}
     query = f"format={export_format}"
     uninterrupted = export_file(api, worker, "orderDocument", query)
-    api.post(f"/api/report/orderDocument/start?{query}")
-    poller = while_running("orderDocument", 9, control.pause)
-    worker()
-    poller.join()
-    assert poller.error is None
-    export = ReportExport.objects.get(status=Status.PAUSED)
-    assert 9 <= export.checkpoint["processed"] < 30
-    assert api.post("/api/report/orderDocument/resume").status_code == 200
-    worker()
-    response = api.get("/api/report/orderDocument/download")
-    assert b"".join(response.streaming_content) == uninterrupted
+    paused_at, resumed = paused_and_resumed(api, worker, "orderDocument", query, 9)
+    assert 9 <= paused_at < 30
+    assert resumed == uninterrupted
     if export_format == "json":
         assert json.loads(uninterrupted) == expected()
 
@@ -431,17 +422,9 @@ def test_pause_and_resume_give_the_same_flattened_csv(
     OrderFactory.create_batch(20)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 3, "CHECKPOINT_INTERVAL": 0}
     uninterrupted = export_file(api, worker, "orderLinesCsv", "format=csv")
-    api.post("/api/report/orderLinesCsv/start?format=csv")
-    poller = while_running("orderLinesCsv", 9, control.pause)
-    worker()
-    poller.join()
-    assert poller.error is None
-    export = ReportExport.objects.get(status=Status.PAUSED)
-    assert 9 <= export.checkpoint["processed"] < 30  # records, not rows
-    assert api.post("/api/report/orderLinesCsv/resume").status_code == 200
-    worker()
-    response = api.get("/api/report/orderLinesCsv/download")
-    assert b"".join(response.streaming_content) == uninterrupted
+    paused_at, resumed = paused_and_resumed(api, worker, "orderLinesCsv", "format=csv", 9)
+    assert 9 <= paused_at < 30  # records, not rows
+    assert resumed == uninterrupted
     assert read_csv(uninterrupted)[1:] == expected_rows()
 
 

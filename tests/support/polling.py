@@ -77,3 +77,22 @@ def once_written(monkeypatch: Any, service: str, rows: int, action: Any) -> Poll
 
     monkeypatch.setattr(ExportRun, "chunk_written", acting)
     return poller
+
+
+def paused_and_resumed(api: Any, worker: Any, service: str, query: str, at_least: int) -> Any:
+    """Start ``service`` with ``query``, pause it from another thread once ``at_least`` rows
+    are processed, resume it and run it to the end: the rows processed when it paused, and
+    the downloaded file."""
+    from django_report_export import control
+    from django_report_export.models import ReportExport, Status
+
+    assert api.post(f"/api/report/{service}/start?{query}").status_code == 202
+    poller = while_running(service, at_least, control.pause)
+    worker()
+    poller.join()
+    assert poller.error is None
+    paused_at = ReportExport.objects.get(status=Status.PAUSED).checkpoint["processed"]
+    assert api.post(f"/api/report/{service}/resume").status_code == 200
+    worker()
+    response = api.get(f"/api/report/{service}/download")
+    return paused_at, b"".join(response.streaming_content)
