@@ -4,7 +4,8 @@ A service that declares ``incremental_field`` (a ``DateTimeField`` path) takes, 
 ``since=last`` or ``from``/``to`` (ISO 8601). ``parse_window`` checks them (problems by
 parameter name, as ``parse_request`` reports every other); ``resolve_window`` fixes the bounds
 once, when the export starts: ``to`` is the instant of the start unless given, and
-``since=last`` begins where the last Finished window of the service and slot ended. The bounds
+``since=last`` begins where the last Finished window of the service and slot ended (or at
+``from``, if later). The bounds
 are stored on the export, and ``window_filter`` applies them to every read of it (generic and
 fast-path readers, shards, continuations and retries alike), so rows written while it runs
 belong to the next window. Windows are half-open: ``from`` inclusive, ``to`` exclusive, so two
@@ -20,10 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import DateTimeField, Max, QuerySet
+from django.db.models import DateTimeField, F, Max, QuerySet
 from django.utils import timezone as django_timezone
 
-from django_report_export.exceptions import InvalidExportRequest
 from django_report_export.models import ReportExport, Status
 from django_report_export.registry import ExportService, resolve_field_path
 
@@ -80,12 +80,8 @@ def parse_window(
             errors[name] = [f"{name!r} may be given only once."]
         else:
             values[name] = raw[0].strip()
-    if "since" in values:
-        if values["since"] != "last":
-            errors["since"] = ["One of: last."]
-        elif "from" in given or "to" in given:
-            errors["since"] = ["'since' cannot be combined with 'from' or 'to'."]
-        return WindowRequest(since_last=True)
+    if "since" in values and values["since"] != "last":
+        errors["since"] = ["One of: last."]
     bounds: dict[str, datetime] = {}
     for name in ("from", "to"):
         if name in values:
@@ -93,10 +89,12 @@ def parse_window(
                 bounds[name] = parse_instant(values[name], zone)
             except ValueError as error:
                 errors[name] = [str(error)]
-    start, end = bounds.get("from"), bounds.get("to")
-    if start is not None and end is not None and start >= end:
-        errors["from"] = ["'from' must be earlier than 'to'."]
-    return WindowRequest(start=start, end=end)
+    # Every combination the schema allows is taken (OpenAPI cannot tie one parameter to
+    # another): ``since=last`` with ``from`` starts at the later of the two, and bounds that
+    # leave nothing between them make an empty window.
+    return WindowRequest(
+        since_last="since" in values, start=bounds.get("from"), end=bounds.get("to")
+    )
 
 
 def parse_instant(text: str, zone: zoneinfo.ZoneInfo) -> datetime:
@@ -119,37 +117,31 @@ def resolve_window(
 ) -> Window | None:
     """Fix the bounds at start: ``to`` is now unless an earlier one is given; ``since=last``
     starts at the end of the last Finished window of ``service`` in ``slot`` (none yet:
-    unbounded)."""
+    unbounded), or at ``from`` if that is later. A ``from`` at or after ``to`` is an empty
+    window."""
     if request is None or not service.incremental_field:
         return None
-    field = service.incremental_field
     now = django_timezone.now()
-    if not request.since_last:
-        # A ``to`` after the start is the start: rows not written yet are in a later window.
-        end = min(request.end or now, now)
-        if request.start is not None and request.start >= end:
-            message = "'from' must be earlier than 'to' (the start of the export, if not given)."
-            raise InvalidExportRequest({"from": [message]}, service=service.name)
-        return Window(field, request.start, end)
-    start = last_window_end(service, slot)
-    if start is not None and start >= now:
-        message = (
-            f"The last window ends in the future ({start.isoformat()}); nothing follows it yet."
-        )
-        raise InvalidExportRequest({"since": [message]}, service=service.name)
-    return Window(field, start, now)
+    # A ``to`` after the start is the start: rows not written yet are in a later window.
+    end = min(request.end or now, now)
+    start = request.start
+    if request.since_last:
+        last = last_window_end(service, slot)
+        if last is not None and (start is None or last > start):
+            start = last
+    return Window(service.incremental_field, start, end)
 
 
 def last_window_end(service: ExportService, slot: str) -> datetime | None:
     """Where the last Finished window of ``service`` in ``slot`` ended (the latest ``to``);
-    canceled and failed windows do not count."""
+    canceled and failed windows do not count, nor empty ones (``from`` at or after ``to``)."""
     finished = ReportExport.objects.filter(
         service=service.name,
         slot=slot,
         status=Status.FINISHED,
         window_field=service.incremental_field,
         window_to__isnull=False,
-    )
+    ).exclude(window_from__gte=F("window_to"))  # an empty window holds nothing to follow
     end: datetime | None = finished.aggregate(end=Max("window_to"))["end"]
     return end
 
