@@ -88,6 +88,37 @@ def flush_postgres_by_delete() -> Iterator[None]:
         yield
 
 
+#: Rows that migrations make (``post_migrate``) and no test changes: flushing keeps them.
+KEPT_TABLES = frozenset({"django_content_type", "auth_permission"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_keeps_content_types_and_permissions() -> Iterator[None]:
+    """Empty every table but the content types and permissions after a transactional test,
+    and do not send ``post_migrate``, which re-created both: 0.1 s of each transactional
+    test, most of a small test's time (the receivers are contenttypes' and auth's only, so
+    the rows they made at the start are still the ones they would make)."""
+    from django.core.management.commands import flush
+
+    def sql_flush(
+        style: Any, connection: Any, reset_sequences: bool = True, allow_cascade: bool = False
+    ) -> list[str]:
+        tables = connection.introspection.django_table_names(
+            only_existing=True, include_views=False
+        )
+        return connection.ops.sql_flush(
+            style,
+            [table for table in tables if table not in KEPT_TABLES],
+            reset_sequences=reset_sequences,
+            allow_cascade=allow_cascade,
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flush, "sql_flush", sql_flush)
+        patch.setattr(flush, "emit_post_migrate_signal", lambda *args, **kwargs: None)
+        yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mariadb_time_zones() -> None:
     """Stop at once, saying why, when MariaDB/MySQL lacks its time zone tables: Django's
