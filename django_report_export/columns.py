@@ -20,7 +20,8 @@ A column is read as one item of ``values_list``: a path, or an expression the da
 evaluates, so that both read paths (and the PostgreSQL fast path's SQL) see it alike. Only
 ``transform`` runs in Python, so an export with one takes the generic path. ``Nested``
 (a to-one relation as an object) and ``Collection`` (a reverse foreign key as a list of
-objects) make a document, read by ``documents.reader_for`` on the generic path.
+objects) make a document, read by the reader ``documents.reader_for`` picks (on PostgreSQL
+the database builds JSON and XML documents: ``readers/postgres_documents.py``).
 """
 
 from __future__ import annotations

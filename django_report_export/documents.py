@@ -3,7 +3,9 @@
 Flat columns (paths, expressions, choice labels) are items of the export's ``values_list``
 and take whichever reader ``readers.get_reader`` picks, the PostgreSQL fast path included.
 A nested object (``Nested``) or a collection (``Collection``) makes the export a document:
-it is read by the ``DocumentReader`` on the generic path, on every database.
+on PostgreSQL the database builds its JSON or XML where it can write the same bytes
+(``readers.postgres_documents``); elsewhere, and in csv (flattened), the ``DocumentReader``
+reads it on the generic path.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from django_report_export.columns import (
     is_document,
     selection,
 )
+from django_report_export.conf import export_settings
 from django_report_export.formats import CSVWriter, XLSXWriter, get_writer_class
 from django_report_export.formats.base import FormatWriter
 from django_report_export.readers import ChunkReader, get_reader
 from django_report_export.readers.documents import DocumentReader, Many, Member, Object, Value
+from django_report_export.readers.postgres_documents import postgres_document_reader
 from django_report_export.registry import ExportService, resolve_field_path
 
 
@@ -42,6 +46,10 @@ def reader_for(
     plan = _Plan(queryset.db)
     members = [plan.member(service.model, entry) for entry in _selected(service, names)]
     flat = isinstance(writer, CSVWriter)
+    if export_settings.FAST_PATH and not flat:
+        fast = postgres_document_reader(queryset, plan.items, writer, members, plan.transforms)
+        if fast is not None:
+            return fast
     return DocumentReader(queryset, plan.items, writer, members, plan.transforms, flat=flat)
 
 

@@ -28,7 +28,7 @@ from django_report_export.formats.jsonl import JSONLinesWriter
 from django_report_export.formats.xlsx import XLSXWriter
 from django_report_export.formats.xml import XMLWriter
 from django_report_export.readers.postgres import PostgresChunkReader
-from django_report_export.readers.postgres_records import KEY_TYPES, KINDS
+from django_report_export.readers.postgres_records import INT_KEY, KINDS, UUID_KEY, KeyType
 from django_report_export.readers.postgres_xlsx import PostgresXLSXReader, writes_serials
 
 
@@ -38,8 +38,8 @@ def _is_utc(connection: BaseDatabaseWrapper) -> bool:
     return bool(settings.USE_TZ) and connection.timezone_name == "UTC"
 
 
-def _wrappable(queryset: QuerySet[Any]) -> bool:
-    """Whether the queryset's SQL is one row per object, ordered by the primary key."""
+def plain_rows(queryset: QuerySet[Any]) -> bool:
+    """Whether the queryset's SQL is one row per object, whatever its order."""
     query = queryset.query
     return not (
         query.distinct
@@ -50,8 +50,13 @@ def _wrappable(queryset: QuerySet[Any]) -> bool:
         or query.extra_tables
         or query.is_sliced
         or query.select_for_update
-        or tuple(query.order_by) not in (("pk",), (queryset.model._meta.pk.name,))
     )
+
+
+def _wrappable(queryset: QuerySet[Any]) -> bool:
+    """Whether the queryset's SQL is one row per object, ordered by the primary key."""
+    order = tuple(queryset.query.order_by)
+    return plain_rows(queryset) and order in (("pk",), (queryset.model._meta.pk.name,))
 
 
 #: An expression's own converter (``convert_value``) for these output fields, and the kind
@@ -99,6 +104,62 @@ FAST_FORMATS: tuple[type[FormatWriter], ...] = (
 ALL_FORMATS = FAST_FORMATS
 
 
+def takes(queryset: QuerySet[Any]) -> bool:
+    """Whether the fast path can read ``queryset`` at all: a PostgreSQL connection through
+    psycopg 3, outside a transaction, in UTF-8 with standard strings; SQL it can wrap."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql" or not _uses_psycopg3():
+        return False
+    if not _wrappable(queryset) or connection.in_atomic_block:
+        # In a transaction, rows it wrote are not visible to the reader's own connection.
+        return False
+    with connection.cursor() as cursor:
+        info = cursor.cursor.connection.info
+        return bool(
+            info.encoding == "utf-8"
+            and info.parameter_status("standard_conforming_strings") == "on"
+        )
+
+
+def column_kinds(queryset: QuerySet[Any], fields: Sequence[Any]) -> list[str | None] | None:
+    """The kind of each column of ``queryset.values_list(*fields)`` as ``postgres_records``
+    formats it, ``None`` for one it cannot format exactly (a type it does not know, a value
+    Django changes in Python); ``None`` when no row can match (the generic reader writes the
+    empty export)."""
+    probe = queryset.values_list(*fields)
+    compiler = probe.query.get_compiler(using=queryset.db)
+    try:
+        sql, params = compiler.as_sql()
+    except EmptyResultSet:
+        return None
+    converters = compiler.get_converters([expression for expression, _, _ in compiler.select])
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(f"SELECT * FROM ({sql}) t LIMIT 0", params)
+        oids = [column.type_code for column in cursor.description]
+    if len(oids) != len(fields):
+        return None
+    kinds: list[str | None] = [KINDS.get(oid) for oid in oids]
+    for position, converter in converters.items():
+        if not _same_value(converter, kinds[position]):
+            kinds[position] = None  # Django changes the value in Python (a from_db_value).
+    return kinds
+
+
+def key_type(kind: str | None) -> KeyType | None:
+    """The key type of a primary key of ``kind``, ``None`` for one the fast path does not take."""
+    return {"int": INT_KEY, "uuid": UUID_KEY}.get(kind or "")
+
+
+def datetimes_as_written(
+    queryset: QuerySet[Any], kinds: Sequence[str | None], writer: FormatWriter
+) -> bool:
+    """Whether the datetimes among ``kinds`` are written as the fast path writes them: in UTC,
+    as Django returns them from this connection, and asked for in UTC."""
+    if "datetime" not in kinds:
+        return True
+    return _is_utc(connections[queryset.db]) and writer.options.timezone == "UTC"
+
+
 def postgres_reader(
     queryset: QuerySet[Any],
     fields: Sequence[str],
@@ -107,42 +168,22 @@ def postgres_reader(
 ) -> PostgresChunkReader | None:
     """The fast reader for this export, or ``None`` when it cannot write the same bytes
     (or, for a writer not in ``formats``, would not write them faster)."""
-    connection = connections[queryset.db]
     writer_class = type(writer)
-    if connection.vendor != "postgresql" or not _uses_psycopg3():
-        return None
     if writer_class not in formats or writer_class not in ALL_FORMATS or not fields:
         return None
     if issubclass(writer_class, JSONWriter) and len(set(writer.columns)) != len(writer.columns):
         return None  # Equal keys collapse into one in the Python writer.
-    if not _wrappable(queryset) or connection.in_atomic_block:
-        # In a transaction, rows it wrote are not visible to the reader's own connection.
+    if not takes(queryset):
         return None
-    probe = queryset.values_list("pk", *fields)
-    compiler = probe.query.get_compiler(using=queryset.db)
-    try:
-        sql, params = compiler.as_sql()
-    except EmptyResultSet:
-        return None  # A filter no row can match: the ORM reader writes the empty export.
-    converters = compiler.get_converters([expression for expression, _, _ in compiler.select])
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        info = raw.connection.info
-        if info.encoding != "utf-8" or info.parameter_status("standard_conforming_strings") != "on":
-            return None
-        if writer_class is XLSXWriter and not writes_serials(raw):
-            return None
-        cursor.execute(f"SELECT * FROM ({sql}) t LIMIT 0", params)
-        oids = [column.type_code for column in cursor.description]
-    if len(oids) != len(fields) + 1 or oids[0] not in KEY_TYPES:
+    if writer_class is XLSXWriter:
+        with connections[queryset.db].cursor() as cursor:
+            if not writes_serials(cursor.cursor):
+                return None
+    kinds = column_kinds(queryset, ["pk", *fields])
+    if kinds is None:
         return None
-    kinds = [KINDS.get(oid) for oid in oids[1:]]
-    if any(not _same_value(converters[p], kinds[p - 1] if p else None) for p in converters):
-        return None  # Django changes some value in Python (a field's from_db_value, say).
-    if None in kinds or ("datetime" in kinds and not _is_utc(connection)):
+    key = key_type(kinds[0])
+    if key is None or None in kinds or not datetimes_as_written(queryset, kinds, writer):
         return None
-    if "datetime" in kinds and writer.options.timezone != "UTC":
-        return None  # Offsets of other zones: the generic reader writes them.
-    key = KEY_TYPES[oids[0]]
     reader_class = PostgresXLSXReader if writer_class is XLSXWriter else PostgresChunkReader
-    return reader_class(queryset, fields, writer, kinds, key)  # type: ignore[arg-type]
+    return reader_class(queryset, fields, writer, kinds[1:], key)  # type: ignore[arg-type]

@@ -93,7 +93,7 @@ class _Stream:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class StreamPlan:
     """What a stream needs to know: the rows, and the SQL that formats them."""
 
     queryset: QuerySet[Any]
@@ -124,6 +124,14 @@ class _Plan:
     def after(self, key: Any) -> QuerySet[Any]:
         return self.queryset if key is None else self.queryset.filter(pk__gt=key)
 
+    def source(self, after: Any, upper: Any) -> tuple[str, tuple[Any, ...]]:
+        """The ``FROM`` of the records of the key range ``(after, upper]``: the rows as
+        ``t(c0, c1, ...)``, ``c0`` the key."""
+        inner, params = self.values_sql(
+            self.after(after).filter(pk__lte=upper).order_by(), "pk", *self.fields
+        )
+        return f"({inner}) t({self.names})", params
+
     def pieces_sql(
         self, after: Any, upper: Any, lower_bounds: list[Any]
     ) -> tuple[str, tuple[Any, ...]]:
@@ -131,15 +139,13 @@ class _Plan:
         last key and records. The rows are not ordered inside, so that the records can be
         built below the sort (by parallel workers); ``ORDER BY k`` keeps ``string_agg``'s
         order exact whatever the plan."""
-        inner, params = self.values_sql(
-            self.after(after).filter(pk__lte=upper).order_by(), "pk", *self.fields
-        )
+        source, params = self.source(after, upper)
         sql = (
             f"COPY (SELECT count(*), {self.key.largest.format('x.k')}, "
             f"string_agg(x.r, {self.separator_sql} ORDER BY x.k) "
             f"FROM (SELECT {self.record} AS r, t.c0 AS k, "
             f"width_bucket(t.c0, %s::{self.key.array}) AS b "
-            f"FROM ({inner}) t({self.names}) ORDER BY b, t.c0) x "
+            f"FROM {source} ORDER BY b, t.c0) x "
             "GROUP BY x.b ORDER BY x.b) TO STDOUT WITH (FORMAT binary)"
         )
         return sql, (lower_bounds, *params)
@@ -172,21 +178,8 @@ class PostgresChunkReader(ChunkReader):
         self.kinds = list(kinds)
         names = ", ".join(f"c{index}" for index in range(len(kinds) + 1))
         columns = [f"t.c{index}" for index in range(1, len(kinds) + 1)]
-        fix: Callable[[bytes], bytes] | None = None
-        if isinstance(writer, CSVWriter):
-            record = csv_record(kinds, columns, writer.formula_guard, writer.options)
-            separator = b""
-        elif isinstance(writer, JSONWriter):
-            record = json_record(writer.columns, kinds, columns)
-            separator = writer.object_separator  # JSON Lines: a line end, not a comma too.
-            fix = fix_json
-        elif isinstance(writer, XMLWriter):
-            record = xml_record(writer, kinds, columns)
-            separator = b""
-            fix = fix_xml
-        else:
-            record, separator, fix = self.records(kinds, columns)
-        self.plan = _Plan(
+        record, separator, fix = self.records(self.kinds, columns)
+        self.plan = StreamPlan(
             queryset,
             tuple(self.fields),
             queryset.db,
@@ -206,9 +199,17 @@ class PostgresChunkReader(ChunkReader):
     def records(
         self, kinds: Sequence[str], columns: Sequence[str]
     ) -> tuple[str, bytes, Callable[[bytes], bytes] | None]:
-        """The SQL of a record, what joins two, and the escapes on a chunk's bytes, for the
-        writers other than the three above (readers of their own, ``postgres_xlsx``)."""
-        raise TypeError(f"No PostgreSQL records for {type(self.writer).__name__}.")
+        """The SQL of a record over ``columns`` (of ``kinds``), what joins two, and the escapes
+        on a chunk's bytes; readers of other writers have their own (``postgres_xlsx``)."""
+        writer = self.writer
+        if isinstance(writer, CSVWriter):
+            return csv_record(kinds, columns, writer.formula_guard, writer.options), b"", None
+        if isinstance(writer, JSONWriter):
+            # JSON Lines: a line end between two records, not a comma too.
+            return json_record(writer.columns, kinds, columns), writer.object_separator, fix_json
+        if isinstance(writer, XMLWriter):
+            return xml_record(writer, kinds, columns), b"", fix_xml
+        raise TypeError(f"No PostgreSQL records for {type(writer).__name__}.")
 
     def read(self, after: Any, limit: int, *, first: bool) -> Chunk:
         stream = self._stream
@@ -266,7 +267,7 @@ def _segment(ends: list[Any], count: int, limit: int, piece: int) -> _Segment:
 
 
 def _stream_chunks(
-    plan: _Plan, stream: _Stream, after: Any, limit: int
+    plan: StreamPlan, stream: _Stream, after: Any, limit: int
 ) -> Generator[Chunk, None, None]:
     """Chunks of ``limit`` rows after the key ``after``, segment by segment."""
     raw = stream.raw_connection()
@@ -304,7 +305,7 @@ def _stream_chunks(
         after = ends[-1]
 
 
-def _chunks(plan: _Plan, read: Callable[[], Any], segment: _Segment) -> Iterator[Chunk]:
+def _chunks(plan: StreamPlan, read: Callable[[], Any], segment: _Segment) -> Iterator[Chunk]:
     """The segment's chunks, from its pieces (one per ``read()``)."""
     pieces = iter(zip(segment.ends, segment.sizes, strict=True))
     header = bytes(read())
