@@ -173,3 +173,38 @@ def test_a_pause_keeps_a_long_record_whole(
     paused_at, resumed = paused_and_resumed(api, worker, "orderDocument", "format=xml", 9)
     assert 9 <= paused_at < 30
     assert resumed == uninterrupted
+
+
+@pytest.mark.parametrize("order_by", [["product__name"], ["-product__name", "-quantity"]])
+def test_batches_follow_an_order_with_nulls(
+    monkeypatch: Any,
+    orders: list[Order],  # noqa: F811
+    registered: Any,  # noqa: F811
+    order_by: list[str],
+) -> None:
+    # On MariaDB/MySQL each batch starts after the last one's sort key, nulls included.
+    class OrderedLines(ExportService):
+        model = Order
+        formats = ["json"]
+        fields = [
+            "id",
+            Collection(
+                "lines", "lines", ["sku", Column("product", "product__name")], order_by=order_by
+            ),
+        ]
+
+    registered("orderedLines", OrderedLines)
+    service = OrderedLines()
+    names = ["id", "lines"]
+
+    def exported() -> bytes:
+        from django_report_export.documents import reader_for
+        from django_report_export.formats import get_writer_class
+
+        writer = get_writer_class("json")("orderedLines", names)
+        return export_bytes(reader_for(service, names, Order.objects.order_by("pk"), writer), 4)
+
+    whole = exported()
+    assert any(line["product"] is None for record in json.loads(whole) for line in record["lines"])
+    monkeypatch.setattr(documents, "ITEMS_BATCH", 1)
+    assert exported() == whole
