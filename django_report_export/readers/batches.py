@@ -51,7 +51,10 @@ def batches(
     with cursor or connection.cursor() as cursor:
         cursor.execute(query.sql, query.params)
         while rows := cursor.fetchmany(size):
-            yield _columns(rows, len(select), query.convert(rows))
+            columns = _columns(rows, len(select), query.convert(rows))
+            del rows  # neither is held while the next rows are fetched
+            yield columns
+            del columns
 
 
 def _keyset_batches(queryset: QuerySet[Any], select: Sequence[Any], size: int) -> Iterator[Columns]:
@@ -67,12 +70,16 @@ def _keyset_batches(queryset: QuerySet[Any], select: Sequence[Any], size: int) -
         rows, columns = query.fetch()
         if not rows:
             return
-        converted = query.convert(rows, columns)
-        batch = _columns(rows, width + len(order), converted)
-        yield batch[:width]
-        if len(rows) < size:
-            return
+        batch = _columns(rows, width + len(order), query.convert(rows, columns))
+        del rows, columns  # none is held while the next rows are fetched
+        full = len(batch[0]) == size
         last = [column[-1] for column in batch[width:]]
+        items = batch[:width]
+        del batch
+        yield items
+        del items
+        if not full:
+            return
         rest = queryset.filter(_after(order, descending, last))
 
 

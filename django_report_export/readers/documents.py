@@ -68,7 +68,7 @@ Member = Value | Object | Many
 
 #: How many items of a collection are held at once (and how many records' items the
 #: writer encodes in one go): a record with more has its items written in batches.
-ITEMS_BATCH = 2_000
+ITEMS_BATCH = 1_000
 
 
 class DocumentReader(OrmChunkReader):
@@ -183,11 +183,12 @@ class _Stream:
     def _next_link(self) -> Any:
         """The link of the next item not taken (``_END`` after the last)."""
         if self.position == len(self.links):
+            # Those taken are not held while the next are fetched.
+            self.links, self.records, self.position = [], [], 0
             columns = next(self.batches, None)
             if columns is None:
                 return _END
             self.links, self.records = columns[0], self._records(columns[1:])
-            self.position = 0
         return self.links[self.position]
 
     def _records(self, columns: list[list[Any]]) -> list[Record]:
