@@ -210,7 +210,7 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
         while True:
             chunk = reader.read(last_key, chunk_size, first=processed == 0)
             if chunk.count:
-                file.write(chunk.data)
+                file.writelines(chunk.pieces())
                 processed += chunk.count
                 last_key = chunk.last_key
             if chunk.count < chunk_size:
@@ -505,7 +505,7 @@ def profile(out: Path, export_format: str, rows: int) -> dict[str, Any]:
     with out.open("wb") as file:
         while True:
             chunk = reader.read(last_key, CHUNK_SIZE, first=processed == 0)
-            file.write(chunk.data)
+            file.writelines(chunk.pieces())
             processed += chunk.count
             last_key = chunk.last_key
             if chunk.count < CHUNK_SIZE:

@@ -206,7 +206,7 @@ def export_bytes(reader: ChunkReader, chunk_size: int) -> bytes:
     while True:
         chunk = reader.read(last_key, chunk_size, first=processed == 0)
         if chunk.count:
-            parts.append(chunk.data)
+            parts.extend(chunk.pieces())
             processed += chunk.count
             last_key = chunk.last_key
         if chunk.count < chunk_size:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import orjson
 
 from django_report_export.formats.base import ChunkRows, FormatWriter, Row
+from django_report_export.formats.documents import Items
 from django_report_export.formats.values import (
     JSON_PASSTHROUGH,
     NoneType,
@@ -140,6 +141,14 @@ class JSONWriter(FormatWriter):
         lines = data.replace(self._between, self._between_lines)
         # Each replacement adds ``growth`` bytes (a line end): one scan counts and replaces.
         return lines if not growth or len(lines) - len(data) == growth * (count - 1) else None
+
+    def encode_items(self, items: Items, *, first: bool) -> bytes:
+        """A collection's next items, as in its array (``formats/documents.py``)."""
+        try:
+            data = orjson.dumps(items, default=json_default, option=JSON_PASSTHROUGH)
+        except TypeError:
+            data = fallback_json_bytes(items)
+        return b"".join((b"" if first else b",", memoryview(data)[1:-1]))
 
     def footer(self, *, empty: bool) -> bytes:
         return b"]\n" if empty else b"\n]\n"

@@ -44,6 +44,8 @@ from typing import Any
 import orjson
 from django.utils.duration import duration_iso_string
 
+from django_report_export.formats.documents import GAP, Gap
+
 NoneType = type(None)
 
 #: Text of booleans in CSV and XML.
@@ -286,11 +288,16 @@ def json_default(value: Any) -> Any:
     durations, bytes, and datetimes when the writer passes them through)."""
     if isinstance(value, tuple | set | frozenset):
         return list(value)
+    if isinstance(value, Gap):
+        return _GAP_FRAGMENT
     converter = TEXT_CONVERTERS.get(type(value))
     if converter is not None:
         return converter(value)
     return text_value(value)
 
+
+#: A ``Gap`` in JSON: an array of the mark, where the reader writes the collection's items.
+_GAP_FRAGMENT = orjson.Fragment(b"[" + GAP + b"]")
 
 #: orjson options that send datetimes through ``json_default`` (so exactly ``isoformat()``).
 JSON_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME

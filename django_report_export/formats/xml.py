@@ -28,7 +28,7 @@ from itertools import chain, repeat
 from typing import Any
 
 from django_report_export.formats.base import FormatWriter, Row
-from django_report_export.formats.documents import Items, Record
+from django_report_export.formats.documents import GAP, Gap, Items, Record
 from django_report_export.formats.values import (
     PLAIN_TYPES,
     NoneType,
@@ -130,13 +130,15 @@ def _joined_texts(column: list[Any]) -> tuple[str, str | None]:
     return escaped_join(texts), NULL if NoneType in types else None
 
 
-_DOCUMENT_TYPES = frozenset({Record, Items, NoneType})
+_DOCUMENT_TYPES = frozenset({Record, Items, Gap, NoneType})
 
 
 def _document_element(opening: str, closing: str, value: Any) -> bytes:
     """A nested object's or a collection's element (nothing for ``None``)."""
     if value is None:
         return b""
+    if isinstance(value, Gap):
+        return b"".join((opening.encode(), GAP, closing.encode()))
     return f"{opening}{_document_content(value)}{closing}".encode()
 
 
@@ -207,6 +209,10 @@ class XMLWriter(FormatWriter):
             columns.append(column_elements)
         records = zip(repeat(self._record_start), *columns, repeat(self._record_end))
         return b"".join(chain.from_iterable(records))
+
+    def encode_items(self, items: Items, *, first: bool) -> bytes:
+        """A collection's next items, as in its wrapper element (``formats/documents.py``)."""
+        return _document_content(items).encode()
 
     def footer(self, *, empty: bool) -> bytes:
         return f"</{self.root_name}>\n".encode()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,6 +18,14 @@ class Chunk:
     count: int
     #: Primary key of the last row (the checkpoint); ``None`` when ``count`` is 0.
     last_key: Any
+    #: Bytes that follow ``data``, made as they are taken, once: a document's collections
+    #: read in batches (``readers/documents.py``), so a chunk is never held whole.
+    more: Iterable[bytes] = ()
+
+    def pieces(self) -> Iterator[bytes]:
+        """The chunk's bytes, in order: ``data``, then ``more``."""
+        yield self.data
+        yield from self.more
 
 
 class ChunkReader:

@@ -200,15 +200,16 @@ class OrmChunkReader(ChunkReader):
             chunk = in_zone(chunk, self.writer.options.zone)
         if self.shapes:
             keys = list(map(itemgetter(key), rows)) if key_values is None else key_values
-            chunk = self.shape(chunk, keys)
+            return Chunk(b"", len(rows), last_key, self.shaped(chunk, keys, first=first))
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
 
-    #: Whether ``shape`` turns the selected columns into other ones (documents do).
+    #: Whether ``shaped`` turns the selected columns into other ones (documents do).
     shapes = False
 
-    def shape(self, chunk: ChunkRows, keys: list[Any]) -> ChunkRows:
-        """The chunk the writer encodes, from the selected columns and the rows' keys."""
-        return chunk
+    def shaped(self, chunk: ChunkRows, keys: list[Any], *, first: bool) -> Iterator[bytes]:
+        """The chunk's bytes, from the selected columns and the rows' keys, as they are
+        taken (the chunk is read when they are)."""
+        yield self.writer.encode_chunk(chunk, first=first)
 
     def close(self) -> None:
         """Stop reading ahead and close the connections of the reader's own."""

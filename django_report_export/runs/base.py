@@ -191,7 +191,8 @@ class ChunkedRun:
             if stopped is not None:
                 return stopped
             if chunk.count:
-                self.parts.write(chunk.data)
+                for piece in chunk.pieces():
+                    self.parts.write(piece)
                 self.processed += chunk.count
                 self.last_key = chunk.last_key
                 self.counted(chunk.count)
