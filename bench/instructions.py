@@ -261,7 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", action="store_true", help="also simulate the caches")
     parser.add_argument("--reseed", action="store_true", help="seed the databases again")
     add_redis_and_workdir(parser, workdir_holds="SQLite files and cachegrind's output")
-    parser.set_defaults(service="order")  # the instructions are counted on orders
+    parser.set_defaults(service="orderRow")  # the instructions are counted on flat orders
     args = parser.parse_args(argv)
     args.formats = [part for part in args.formats.split(",") if part]
     if unknown := set(args.formats) - set(FORMATS):

@@ -1,10 +1,11 @@
 """One benchmark method, run in a process of its own: ``python -m bench.methods NAME OUT``.
 
-Every method exports the demo shop's ``order`` service (its 15 fields, two of them through
-the customer relation, in primary-key order; ``BENCH_SERVICE`` names another service) to
+Every method exports ``orderRow``, the demo shop's orders as flat rows (``bench/exports.py``:
+15 fields, two of them through the customer relation, in primary-key order; ``BENCH_SERVICE``
+names another service) to
 the file ``OUT`` and prints one JSON line: ``{"seconds": <time of the work itself>, ...}``.
 The database, Redis and media folder come from ``DATABASE_URL``, ``REDIS_URL`` and
-``MEDIA_ROOT`` (``testproject.settings``). The runner (``bench/run.py``) measures each
+``MEDIA_ROOT`` (``bench.settings``, the demo's). The runner (``bench/run.py``) measures each
 process's wall time and peak memory around it.
 
 Methods:
@@ -57,13 +58,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-SERVICE = os.environ.get("BENCH_SERVICE", "order")
+SERVICE = os.environ.get("BENCH_SERVICE", "orderRow")
 CHUNK_SIZE = 5000
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()

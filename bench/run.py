@@ -133,7 +133,7 @@ def sqlite_path(url: str) -> Path:
 def base_env(args: argparse.Namespace, database_url: str, media: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="testproject.settings",
+        DJANGO_SETTINGS_MODULE="bench.settings",
         DATABASE_URL=database_url,
         REDIS_URL=args.redis_url,
         MEDIA_ROOT=str(media),
@@ -571,7 +571,7 @@ def status_load(args: argparse.Namespace, database: Database) -> dict[str, Any] 
         say(f"status load test skipped, missing: {', '.join(missing)} (apt-get install wrk)")
         return None
     env = base_env(args, database.url, args.workdir / "media" / database.vendor)
-    env["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    env["DJANGO_SETTINGS_MODULE"] = "bench.server_settings"
     log = args.workdir / "logs" / "status-session.log"
     session_file = args.workdir / "logs" / "status-session.txt"
     _, code, _ = run_process([PYTHON, "-m", "bench.methods", "session"], env, session_file, log)
@@ -910,8 +910,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--service",
-        default="order",
-        help="the demo service every method exports (default order; e.g. customerAccount)",
+        default="orderRow",
+        help="the service every method exports (default orderRow, the demo's orders as flat "
+        "rows, bench/exports.py; e.g. customerAccount)",
     )
     parser.add_argument(
         "--pg-url",

@@ -1,11 +1,6 @@
-"""Settings of the status-endpoint load test: the demo shop's, plus a constant view to compare
-with (``bench/urls.py``), and never in debug mode."""
+"""Settings of the benchmark's processes: the demo shop's, plus the ``bench`` app and its flat
+``orderRow`` service (``bench/exports.py``)."""
 
 from testproject.settings import *  # noqa: F403
 
-DEBUG = False
-ROOT_URLCONF = "bench.urls"
-LOGGING = {"version": 1, "disable_existing_loggers": False}
-
-# As a production server runs: persistent database connections (the demo opens one a request).
-DATABASES["default"]["CONN_MAX_AGE"] = 600  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "bench"]  # noqa: F405

@@ -86,13 +86,13 @@ def test_download_checks_the_read_permission_of_the_service(api, anon, worker):
 def test_download_by_id_never_serves_another_service_or_an_unfinished_export(api, worker):
     ProductFactory.create_batch(3)
     call_command("seed_shop", orders=5, products=3, seed=1, verbosity=0)
-    order_export = export(api, worker, "order", "format=json")["id"]
+    order_export = export(api, worker, "orderRow", "format=json")["id"]
     unfinished = api.post("/api/report/product/start?format=csv").json()["id"]
     for export_id in (order_export, unfinished, "00000000-0000-0000-0000-000000000000"):
         response = api.get("/api/report/product/download", {"id": export_id})
         assert response.status_code == 404, export_id
         assert response.json()["type"] == "not_found"
-    assert json.loads(download(api, "order", id=order_export))
+    assert json.loads(download(api, "orderRow", id=order_export))
 
 
 def test_user_slots_show_each_user_only_their_own_exports(settings, worker):

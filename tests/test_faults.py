@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 #: Rows of each service exported here.
 ROWS = 1500
 #: The format each service is exported in.
-FORMATS = {"order": "json", "inquiry": "xml"}
+FORMATS = {"orderRow": "json", "inquiry": "xml"}
 FAST_FAILURE = {
     "CHUNK_SIZE": 2,
     "CHECKPOINT_INTERVAL": 0,

@@ -87,21 +87,21 @@ def use(settings, **values: Any) -> None:
 def test_pause_resume_and_shards_give_the_same_file(api, worker, settings, caplog) -> None:
     call_command("seed_shop", orders=90, seed=3, verbosity=0)
     use(settings, SHARD_ROWS=None, CHUNK_SIZE=4, CHECKPOINT_INTERVAL=0)
-    uninterrupted = export_file(api, worker, "order")
-    ids = list(site.get("order").get_queryset().order_by("pk").values_list("pk", flat=True))
+    uninterrupted = export_file(api, worker, "orderRow")
+    ids = list(site.get("orderRow").get_queryset().order_by("pk").values_list("pk", flat=True))
     assert [json.loads(line)["id"] for line in uninterrupted.splitlines()] == ids
 
-    api.post("/api/report/order/start?format=jsonl")
-    poller = while_running("order", 20, control.pause)
+    api.post("/api/report/orderRow/start?format=jsonl")
+    poller = while_running("orderRow", 20, control.pause)
     worker()
     poller.join()
     assert poller.error is None
-    assert api.get("/api/report/order/status").json()["status"] == Status.PAUSED
-    assert api.post("/api/report/order/resume").status_code == 200
+    assert api.get("/api/report/orderRow/status").json()["status"] == Status.PAUSED
+    assert api.post("/api/report/orderRow/resume").status_code == 200
     worker()
-    assert download(api, "order") == uninterrupted
+    assert download(api, "orderRow") == uninterrupted
 
     use(settings, SHARD_ROWS=30, CHUNK_SIZE=7)
     with caplog.at_level(logging.INFO, logger="django_report_export"):
-        assert export_file(api, worker, "order") == uninterrupted
+        assert export_file(api, worker, "orderRow") == uninterrupted
     assert any(" shard 2 " in record.getMessage() for record in caplog.records)

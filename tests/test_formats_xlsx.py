@@ -248,14 +248,16 @@ def test_pause_and_resume_give_the_same_workbook(api, worker, settings) -> None:
 def test_a_sharded_start_is_written_unsharded(api, worker, settings, caplog) -> None:
     call_command("seed_shop", orders=60, seed=7, verbosity=0)
     use(settings, SHARD_ROWS=None, CHUNK_SIZE=7)
-    expected = export_file(api, worker, "order")
+    expected = export_file(api, worker, "orderRow")
     use(settings, SHARD_ROWS=10, CHUNK_SIZE=7)
-    service = site.get("order")
-    export = ReportExport(service="order", slot="order", format="xlsx", fields=list(service.fields))
-    writer = XLSXWriter("order", service.fields)
+    service = site.get("orderRow")
+    export = ReportExport(
+        service="orderRow", slot="orderRow", format="xlsx", fields=list(service.fields)
+    )
+    writer = XLSXWriter("orderRow", service.fields)
     assert plan(export, service, service.get_queryset(), writer, total=60) == []
     with caplog.at_level(logging.INFO, logger="django_report_export"):
-        assert export_file(api, worker, "order") == expected
+        assert export_file(api, worker, "orderRow") == expected
     assert not [record for record in caplog.records if " shard " in record.getMessage()]
     assert not ReportExportShard.objects.exists()
     sheet = read(expected).active
@@ -269,13 +271,13 @@ def test_a_killed_worker_is_continued_to_the_same_workbook(api, worker, settings
     failure = {"CHUNK_SIZE": 2, "CHECKPOINT_INTERVAL": 0, "HEARTBEAT_INTERVAL": 0.2}
     failure["STALE_AFTER"] = 1.5
     use(settings, CHUNK_SIZE=2)  # the sheet's deflate pieces are chunks: the same size
-    uninterrupted = export_file(api, worker, "order")
+    uninterrupted = export_file(api, worker, "orderRow")
     use(settings, **failure)  # the status read finds the heartbeat stale after STALE_AFTER
 
     def status() -> dict[str, Any]:
-        return api.get("/api/report/order/status").json()
+        return api.get("/api/report/orderRow/status").json()
 
-    assert api.post("/api/report/order/start?format=xlsx").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=xlsx").status_code == 202
     with WorkerProcess(tmp_path / "worker-1.log", **failure) as first:
         wait_for(lambda: status()["processed"] >= 500)
         first.kill()
@@ -284,7 +286,7 @@ def test_a_killed_worker_is_continued_to_the_same_workbook(api, worker, settings
         wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=30)
         wait_for(lambda: status()["status"] == Status.FINISHED, timeout=120)
     assert ReportExport.objects.get(status=Status.FINISHED, retries=1).processed == 1500
-    assert download(api, "order") == uninterrupted
+    assert download(api, "orderRow") == uninterrupted
 
 
 # --- LibreOffice -------------------------------------------------------------------------
@@ -363,9 +365,9 @@ def test_libreoffice_opens_the_workbook_with_the_expected_cells(tmp_path) -> Non
 def test_libreoffice_opens_an_order_export(api, worker, tmp_path) -> None:
     call_command("seed_shop", orders=40, seed=5, verbosity=0)
     path = tmp_path / "orders.xlsx"
-    path.write_bytes(export_file(api, worker, "order"))
+    path.write_bytes(export_file(api, worker, "orderRow"))
     header, *rows = soffice_csv(path, tmp_path)
-    service = site.get("order")
+    service = site.get("orderRow")
     assert header == list(service.fields)
     expected = list(service.get_queryset().order_by("pk").values_list("id", "number", "total"))
     assert len(rows) == len(expected)

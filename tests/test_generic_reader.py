@@ -218,7 +218,7 @@ def test_uuid_key_and_json_fields(shop: None) -> None:
     """A UUID primary key (converted on SQLite, which stores it as text) and JSON values."""
     for index in range(9):
         ReportExport.objects.create(
-            service="order",
+            service="orderRow",
             slot=f"slot-{index}",
             format="csv",
             fields=["id", TEXTS[index % len(TEXTS)]],

@@ -42,11 +42,11 @@ def run_worker(log: Path, s3_env: dict[str, str]) -> None:
 
 
 def status(api: Any) -> dict[str, Any]:
-    return api.get("/api/report/order/status").json()
+    return api.get("/api/report/orderRow/status").json()
 
 
 def download(api: Any) -> bytes:
-    response = api.get("/api/report/order/download")
+    response = api.get("/api/report/orderRow/download")
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content)
 
@@ -59,17 +59,17 @@ def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
     api, s3, exports_storage, tmp_path, media_root, export_root
 ):
     call_command("seed_shop", orders=ORDERS, seed=3, verbosity=0)
-    assert api.post("/api/report/order/start?format=json").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=json").status_code == 202
     run_worker(tmp_path / "worker-uninterrupted.log", host(tmp_path, "host-0", exports_storage))
     uninterrupted = download(api)
 
-    assert api.post("/api/report/order/start?format=json").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=json").status_code == 202
     export = ReportExport.objects.get(status=Status.STARTING)
     folder = export_folder(export) + "/"
     host_a = host(tmp_path, "host-a", exports_storage)
     with WorkerProcess(tmp_path / "worker-a.log", env=host_a, **SMALL_PARTS):
         wait_for(lambda: status(api)["processed"] >= 300)
-        paused = api.post("/api/report/order/pause")
+        paused = api.post("/api/report/orderRow/pause")
         assert paused.status_code == 200, paused.content
     export.refresh_from_db()
     assert export.status == Status.PAUSED
@@ -80,7 +80,7 @@ def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
     assert s3.keys(folder) == sorted(parts)
     assert all(name.startswith(folder + "parts/") for name in parts)
 
-    assert api.post("/api/report/order/resume").status_code == 200
+    assert api.post("/api/report/orderRow/resume").status_code == 200
     host_b = host(tmp_path, "host-b", exports_storage)
     with WorkerProcess(tmp_path / "worker-b.log", env=host_b, **SMALL_PARTS):
         wait_for(lambda: status(api)["status"] == Status.FINISHED)
@@ -103,13 +103,13 @@ def test_redirect_download_is_a_short_lived_presigned_url(
     api, s3, exports_storage, settings, tmp_path
 ):
     call_command("seed_shop", orders=200, seed=3, verbosity=0)
-    assert api.post("/api/report/order/start?format=json").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=json").status_code == 202
     run_worker(tmp_path / "worker.log", exports_storage)
     export = ReportExport.objects.get(status=Status.FINISHED)
     streamed = download(api)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "DOWNLOAD": "redirect"}
 
-    response = api.get("/api/report/order/download")
+    response = api.get("/api/report/orderRow/download")
     assert response.status_code == 302
     url = urlsplit(response["Location"])
     assert f"{url.scheme}://{url.netloc}" == s3.endpoint
@@ -126,14 +126,14 @@ def test_redirect_download_is_a_short_lived_presigned_url(
 
     # The redirect is only given to callers with the service's read permission.
     api.logout()
-    assert api.get("/api/report/order/download").status_code == 401
+    assert api.get("/api/report/orderRow/download").status_code == 401
 
 
 def test_admin_redirect_download_signs_the_attachment_headers_like_the_api(
     api, admin_user_, s3, exports_storage, settings, tmp_path
 ):
     call_command("seed_shop", orders=200, seed=3, verbosity=0)
-    assert api.post("/api/report/order/start?format=xml&compression=gzip").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=xml&compression=gzip").status_code == 202
     run_worker(tmp_path / "worker.log", exports_storage)
     export = ReportExport.objects.get(status=Status.FINISHED)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "DOWNLOAD": "redirect"}
@@ -141,7 +141,7 @@ def test_admin_redirect_download_signs_the_attachment_headers_like_the_api(
     admin.force_login(admin_user_)
 
     by_admin = admin.get(f"/admin/django_report_export/reportexport/{export.pk}/download/")
-    by_api = api.get("/api/report/order/download")
+    by_api = api.get("/api/report/orderRow/download")
 
     assert by_admin.status_code == by_api.status_code == 302
     signed = parse_qs(urlsplit(by_admin["Location"]).query)
@@ -183,14 +183,14 @@ def test_redirect_download_serves_the_bytes_and_headers_of_the_stream_download(
     api, s3, exports_storage, settings, tmp_path
 ):
     call_command("seed_shop", orders=200, seed=3, verbosity=0)
-    assert api.post("/api/report/order/start?format=xml&compression=gzip").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=xml&compression=gzip").status_code == 202
     run_worker(tmp_path / "worker.log", exports_storage)
     export = ReportExport.objects.get(status=Status.FINISHED)
-    streamed = api.get("/api/report/order/download")
+    streamed = api.get("/api/report/orderRow/download")
     stream_body = b"".join(streamed.streaming_content)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "DOWNLOAD": "redirect"}
 
-    location = api.get("/api/report/order/download")["Location"]
+    location = api.get("/api/report/orderRow/download")["Location"]
     with requests.get(location, timeout=10, stream=True) as fetched:
         assert fetched.status_code == 200
         raw = fetched.raw.read(decode_content=False)

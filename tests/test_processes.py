@@ -35,7 +35,7 @@ FAST_FAILURE = {
 
 
 def status(api):
-    return api.get("/api/report/order/status").json()
+    return api.get("/api/report/orderRow/status").json()
 
 
 def abandon_started_jobs() -> None:
@@ -51,7 +51,7 @@ def abandon_started_jobs() -> None:
 def test_work_horses_after_a_cleanup_use_connections_of_their_own(api, settings, tmp_path):
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **FAST_FAILURE}
     call_command("seed_shop", orders=ORDERS, seed=11, verbosity=0)
-    api.post("/api/report/order/start?format=json")
+    api.post("/api/report/orderRow/start?format=json")
     lost = WorkerProcess(tmp_path / "lost.log", **FAST_FAILURE)
     wait_for(lambda: status(api)["processed"] >= 300)
     lost.kill()

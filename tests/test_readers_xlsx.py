@@ -120,7 +120,7 @@ def test_widths_come_from_the_first_chunk_on_both_paths(customers: Any) -> None:
 def test_rows_past_the_sheet_limit_continue_on_another_sheet(monkeypatch: Any) -> None:
     call_command("seed_shop", orders=23, seed=5, verbosity=0)
     monkeypatch.setattr(xlsx, "SHEET_ROWS", 6)  # the header row and five rows a sheet
-    data = same_bytes("order", chunk_sizes=(1, 3, 5, 7, 100))
+    data = same_bytes("orderRow", chunk_sizes=(1, 3, 5, 7, 100))
     workbook = openpyxl.load_workbook(io.BytesIO(data))
     assert [sheet.max_row for sheet in workbook.worksheets] == [6, 6, 6, 6, 4]
     ids = [row[0] for sheet in workbook.worksheets for row in sheet.iter_rows(2, values_only=True)]
@@ -133,11 +133,11 @@ def test_a_continuation_in_another_reader_gives_the_same_bytes(monkeypatch: Any,
     a new reader from the checkpoint's key."""
     call_command("seed_shop", orders=40, seed=9, verbosity=0)
     monkeypatch.setattr(xlsx, "SHEET_ROWS", limit)
-    expected = same_bytes("order", chunk_sizes=(6,))
-    service = site.get("order")
+    expected = same_bytes("orderRow", chunk_sizes=(6,))
+    service = site.get("orderRow")
     fields = list(service.fields)
     queryset = service.get_queryset().order_by("pk")
-    writer = XLSXWriter("order", fields)
+    writer = XLSXWriter("orderRow", fields)
     first_reader = postgres_reader(queryset, fields, writer)
     assert first_reader is not None
     parts = [writer.header()]
@@ -148,7 +148,7 @@ def test_a_continuation_in_another_reader_gives_the_same_bytes(monkeypatch: Any,
         last_key = chunk.last_key
     first_reader.close()
     state = writer.checkpoint_state(18)
-    resumed = XLSXWriter("order", fields)
+    resumed = XLSXWriter("orderRow", fields)
     resumed.resume_state(state)
     reader = postgres_reader(queryset, fields, resumed)
     assert reader is not None

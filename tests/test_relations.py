@@ -143,8 +143,12 @@ def export_ids(api: Any, worker: Any, service: str, query: str) -> list[int]:
 CASES = [
     ("category", "format=csv&product_search=red", Q(products__name__icontains="red")),
     ("category", "format=json&product_search=tst-", Q(products__sku__icontains="tst-")),
-    ("order", "format=json&transaction_status=succeeded", Q(transactions__status="succeeded")),
-    ("order", "format=xml&transaction_status=failed&fields=id", Q(transactions__status="failed")),
+    ("orderRow", "format=json&transaction_status=succeeded", Q(transactions__status="succeeded")),
+    (
+        "orderRow",
+        "format=xml&transaction_status=failed&fields=id",
+        Q(transactions__status="failed"),
+    ),
 ]
 
 
@@ -174,21 +178,25 @@ def test_a_sharded_export_with_a_to_many_filter_holds_each_record_once(
     api, worker, orders, settings
 ):
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 2, "SHARD_ROWS": 3}
-    expected = expected_ids("order", Q(transactions__status="succeeded"))
-    assert export_ids(api, worker, "order", "format=json&transaction_status=succeeded") == expected
+    expected = expected_ids("orderRow", Q(transactions__status="succeeded"))
+    assert (
+        export_ids(api, worker, "orderRow", "format=json&transaction_status=succeeded") == expected
+    )
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path is PostgreSQL's")
 def test_a_to_many_filter_keeps_the_fast_path(orders):
-    service = site.get("order")
+    service = site.get("orderRow")
     export = ReportExport(
-        service="order",
+        service="orderRow",
         format="json",
         fields=list(service.fields),
         filters={"transaction_status": "succeeded"},
     )
     queryset = export_queryset(service, export)
-    reader = get_reader(queryset, export.fields, get_writer_class("json")("order", export.fields))
+    reader = get_reader(
+        queryset, export.fields, get_writer_class("json")("orderRow", export.fields)
+    )
     assert isinstance(reader, PostgresChunkReader)
     reader.close()
     assert (

@@ -146,17 +146,17 @@ class PrivateShop:
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, f"{self.base_url}/api/report/{path}", timeout=30, **kwargs)
 
-    def status(self, service: str = "order") -> dict[str, Any]:
+    def status(self, service: str = "orderRow") -> dict[str, Any]:
         response = self.call("get", f"{service}/status")
         assert response.status_code == 200, response.text
         return response.json()
 
-    def start(self, service: str = "order", export_format: str = "json") -> dict[str, Any]:
+    def start(self, service: str = "orderRow", export_format: str = "json") -> dict[str, Any]:
         response = self.call("post", f"{service}/start", params={"format": export_format})
         assert response.status_code == 202, response.text
         return response.json()
 
-    def wait_finished(self, service: str = "order", timeout: float = 60) -> dict[str, Any]:
+    def wait_finished(self, service: str = "orderRow", timeout: float = 60) -> dict[str, Any]:
         def ended() -> dict[str, Any] | None:
             body = self.status(service)
             assert body["status"] != Status.ERROR, body["error"]
@@ -164,12 +164,12 @@ class PrivateShop:
 
         return wait_for(ended, timeout=timeout, interval=0.05)
 
-    def download(self, service: str = "order") -> bytes:
+    def download(self, service: str = "orderRow") -> bytes:
         response = self.call("get", f"{service}/download")
         assert response.status_code == 200, response.text
         return response.content
 
-    def export(self, service: str = "order", export_format: str = "json") -> tuple[dict, bytes]:
+    def export(self, service: str = "orderRow", export_format: str = "json") -> tuple[dict, bytes]:
         """Start an export, wait until it is Finished; its status body and file."""
         self.start(service, export_format)
         body = self.wait_finished(service)
@@ -304,7 +304,7 @@ def conflict_with_replay(shop: PrivateShop, released_when: Any) -> None:
         customers_lock.execute("LOCK TABLE shop_customeraccount IN ACCESS EXCLUSIVE MODE")
         pair.wait_replayed()
         wait_for(lambda: startup_holds(pair, "shop_customeraccount"), timeout=10)
-        shop.start("order", "json")
+        shop.start("orderRow", "json")
         wait_for(lambda: standby_backends_waiting_for_a_lock(pair), timeout=20)
         orders_lock.execute("LOCK TABLE shop_order IN ACCESS EXCLUSIVE MODE")
         pair.flush_wal()

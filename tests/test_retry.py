@@ -214,7 +214,7 @@ def test_retry_of_a_sharded_export_continues_its_shards(
 ):
     call_command("seed_shop", orders=120, seed=7, verbosity=0)
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 7, "CHECKPOINT_INTERVAL": 0}
-    expected = uninterrupted(api, worker, "format=xml", service="order")
+    expected = uninterrupted(api, worker, "format=xml", service="orderRow")
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "SHARD_ROWS": 40}
     failing = {"on": True}
     failing_read = ChunkedRun.read_chunk
@@ -226,7 +226,7 @@ def test_retry_of_a_sharded_export_continues_its_shards(
         return failing_read(self, reader, chunk_size)
 
     monkeypatch.setattr(ChunkedRun, "read_chunk", read_chunk)
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     worker()
     failed = ReportExport.objects.get(status=Status.ERROR)
     shards = list(ReportExportShard.objects.filter(export=failed).order_by("index"))
@@ -234,11 +234,11 @@ def test_retry_of_a_sharded_export_continues_its_shards(
     assert shards[1].checkpoint["processed"] >= 14
     assert not shards[1].done
     failing["on"] = False
-    assert api.post("/api/report/order/retry").status_code == 202
+    assert api.post("/api/report/orderRow/retry").status_code == 202
     worker()
-    body = status(api, "order")
+    body = status(api, "orderRow")
     assert body["status"] == Status.FINISHED, body
-    assert download(api, "order") == expected
+    assert download(api, "orderRow") == expected
     assert not ReportExportShard.objects.filter(export=failed).exists()
     finished = ReportExport.objects.get(pk=failed.pk)
     assert files_of(export_root, finished) == [finished.file_name]

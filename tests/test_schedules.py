@@ -486,7 +486,7 @@ def test_a_schedule_with_since_last_exports_each_row_once_across_its_runs():
     owner = make_user("books", "shop.view_order")
     schedule = ReportSchedule.objects.create(
         name="new orders",
-        service="order",
+        service="orderRow",
         format="jsonl",
         fields=["id", "number"],
         options={"since": "last"},

@@ -11,6 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from testproject.shop.models import (
+    Address,
     Category,
     CustomerAccount,
     DataFeed,
@@ -19,6 +20,7 @@ from testproject.shop.models import (
     InventoryItem,
     NewsletterSubscriber,
     Order,
+    OrderLine,
     Product,
     ProductRating,
     SeoView,
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.django_db
 COUNTS = {
     Order: 40,
     CustomerAccount: 10,
+    Address: 20,  # one per customer, and one per country for orders sent elsewhere
     Product: 12,
     InventoryItem: 36,
     Category: 26,
@@ -57,9 +60,21 @@ def seed(**options) -> str:
 
 
 def fingerprint() -> list[tuple]:
-    return list(
-        Order.objects.order_by("number").values_list(
-            "number", "status", "total", "payment_method", "customer__email", "note"
+    return (
+        list(
+            Order.objects.order_by("number").values_list(
+                "number", "status", "total", "payment_method", "customer__email", "note"
+            )
+        )
+        + list(
+            OrderLine.objects.order_by("order__number", "pk").values_list(
+                "order__number", "sku", "quantity", "unit_price", "line_total"
+            )
+        )
+        + list(
+            Order.objects.order_by("number").values_list(
+                "billing_address__name", "shipping_address__city"
+            )
         )
     )
 
@@ -101,7 +116,7 @@ def test_seed_ships_one_enabled_schedule_that_validates():
     assert schedule.owner.username == "manager"
     assert schedule.next_run_at is not None
     assert schedule_errors(schedule) == {}
-    assert "schedule: Paid orders for finance" in output
+    assert "schedule: Payments for finance" in output
     seed(orders=0)  # a second seed keeps it, and adds none
     assert ReportSchedule.objects.count() == 1
 
@@ -143,6 +158,46 @@ def test_seeded_rows_are_consistent():
     assert CustomerAccount.objects.filter(credit_balance="0.10").exists()
     assert Inquiry.objects.filter(message__contains="\n").count() == Inquiry.objects.count()
     assert Inquiry.objects.filter(customer__isnull=True).exists()
+
+
+def test_seeded_orders_have_their_lines_and_addresses():
+    seed(orders=400)
+    counts = [order.lines.count() for order in Order.objects.prefetch_related("lines")]
+    assert min(counts) == 1
+    assert max(counts) == 8
+    assert 2.5 <= sum(counts) / len(counts) <= 3.5
+    for quantity, unit_price, line_total in OrderLine.objects.values_list(
+        "quantity", "unit_price", "line_total"
+    ):
+        assert line_total == quantity * unit_price  # exact (SQLite multiplies floats: here)
+    assert OrderLine.objects.filter(product__isnull=True).exists()  # gift cards
+    assert (
+        not OrderLine.objects.filter(product__isnull=False).exclude(sku=F("product__sku")).exists()
+    )
+    assert {str(rate) for rate in OrderLine.objects.values_list("tax_rate", flat=True)} <= {
+        "19.00",
+        "7.00",
+        "0.00",
+    }
+    for order in Order.objects.prefetch_related("lines"):
+        lines = list(order.lines.all())
+        assert order.subtotal == sum(line.line_total for line in lines), order.number
+        assert order.item_count == sum(line.quantity for line in lines), order.number
+        assert order.tax <= order.subtotal
+    assert not Order.objects.filter(billing_address__isnull=True).exists()
+    assert Order.objects.filter(shipping_address__isnull=True).exists()
+    assert (
+        Order.objects.exclude(shipping_address=F("billing_address"))
+        .filter(shipping_address__isnull=False)
+        .exists()
+    )
+    assert (
+        not Order.objects.filter(shipping_address__isnull=False)
+        .exclude(shipping_address__country=F("shipping_country"))
+        .exists()
+    )
+    assert not Order.objects.exclude(billing_address__country=F("customer__country")).exists()
+    assert not Order.objects.filter(shipping_address__isnull=True).exclude(shipping=0).exists()
 
 
 def test_same_seed_gives_the_same_shop_and_clear_empties_it_first():

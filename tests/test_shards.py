@@ -36,7 +36,7 @@ ORDERS = 120
 SHARDED = {"SHARD_ROWS": 40, "CHUNK_SIZE": 7, "CHECKPOINT_INTERVAL": 0}
 UNSHARDED = {"SHARD_ROWS": None, "CHUNK_SIZE": 7, "CHECKPOINT_INTERVAL": 0}
 #: A service of the demo shop offering each format (orders are JSON and XML only).
-SERVICE_OF = {"csv": "transaction", "json": "order", "xml": "order"}
+SERVICE_OF = {"csv": "transaction", "json": "orderRow", "xml": "orderRow"}
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def use(settings: Any, **values: Any) -> None:
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **values}
 
 
-def export_file(api: Any, worker: Any, query: str, service: str = "order") -> bytes:
+def export_file(api: Any, worker: Any, query: str, service: str = "orderRow") -> bytes:
     response = api.post(f"/api/report/{service}/start?{query}")
     assert response.status_code == 202, response.content
     worker()
@@ -99,16 +99,17 @@ def test_sharded_file_is_byte_identical_to_unsharded(
 
 
 def sharding_traits(values: Any) -> tuple[Any, ...]:
-    """What a service brings to sharding: its first format, its key's type, and whether its
-    columns follow a relation (a join in every shard's query)."""
+    """What a service brings to sharding: its first format, its key's type, whether its
+    columns follow a relation (a join in every shard's query), and its kinds of columns."""
     service = site.get(values[0])
     crosses = any("__" in str(path) for path in service.fields)
-    return (service.formats[0], service.model._meta.pk.get_internal_type(), crosses)
+    kinds = frozenset(type(entry).__name__ for entry in service.fields)
+    return (service.formats[0], service.model._meta.pk.get_internal_type(), crosses, kinds)
 
 
 @pytest.mark.parametrize(
     "service",
-    covering([[s.name] for s in site if s.name != "order"], traits=sharding_traits),
+    covering([[s.name] for s in site if s.name != "orderRow"], traits=sharding_traits),
 )
 def test_every_service_sharded_is_identical(api, worker, shop, settings, service):
     query = f"format={site.get(service).formats[0]}"
@@ -129,8 +130,8 @@ def test_filters_and_field_subset_are_sharded_alike(api, worker, shop, settings)
 
 def test_shard_count_follows_request_service_and_settings(shop, settings):
     use(settings, SHARD_ROWS=100, MAX_SHARDS=4)
-    service = site.get("order")
-    export = ReportExport(service="order", slot="order", format="csv")
+    service = site.get("orderRow")
+    export = ReportExport(service="orderRow", slot="orderRow", format="csv")
     assert shard_count(export, service, 100) == 1
     assert shard_count(export, service, 101) == 2
     assert shard_count(export, service, 10_000) == 4  # MAX_SHARDS
@@ -153,11 +154,11 @@ def test_separator_is_read_off_each_writer():
 
 def test_shard_emptied_after_planning_leaves_a_valid_file(api, worker, shop, settings):
     use(settings, **UNSHARDED)
-    api.post("/api/report/order/start?format=json")
+    api.post("/api/report/orderRow/start?format=json")
     export = ReportExport.objects.get(status=Status.STARTING)
-    service = site.get("order")
+    service = site.get("orderRow")
     queryset = export_queryset(service, export)
-    writer = get_writer_class("json")("order", export.fields)
+    writer = get_writer_class("json")("orderRow", export.fields)
     export.shards = 3
     shards = plan(export, service, queryset, writer, total=ORDERS)
     assert [(s.after_key is None, s.last_key is None) for s in shards] == [
@@ -168,7 +169,7 @@ def test_shard_emptied_after_planning_leaves_a_valid_file(api, worker, shop, set
     middle = shards[1]
     Order.objects.filter(pk__gt=middle.after_key, pk__lte=middle.last_key).delete()
     worker()
-    body = json.loads(b"".join(api.get("/api/report/order/download").streaming_content))
+    body = json.loads(b"".join(api.get("/api/report/orderRow/download").streaming_content))
     assert [row["id"] for row in body] == list(
         Order.objects.order_by("pk").values_list("pk", flat=True)
     )
@@ -179,9 +180,9 @@ def test_pause_and_resume_a_sharded_export(api, worker, shop, settings):
     use(settings, **UNSHARDED)
     expected = export_file(api, worker, "format=json")
     use(settings, **SHARDED)
-    api.post("/api/report/order/start?format=json")
-    run_while(worker, while_running("order", 50, control.pause))
-    status = api.get("/api/report/order/status").json()
+    api.post("/api/report/orderRow/start?format=json")
+    run_while(worker, while_running("orderRow", 50, control.pause))
+    status = api.get("/api/report/orderRow/status").json()
     assert status["status"] == Status.PAUSED
     assert 50 <= status["processed"] < ORDERS
     export = ReportExport.objects.get(status=Status.PAUSED)
@@ -189,42 +190,42 @@ def test_pause_and_resume_a_sharded_export(api, worker, shop, settings):
     assert len(shards) == 3
     assert not any(shard.run_token for shard in shards)
     assert status["processed"] == sum(shard.checkpoint.get("processed", 0) for shard in shards)
-    assert api.post("/api/report/order/resume").status_code == 200
+    assert api.post("/api/report/orderRow/resume").status_code == 200
     worker()
-    assert api.get("/api/report/order/status").json()["status"] == Status.FINISHED
-    assert b"".join(api.get("/api/report/order/download").streaming_content) == expected
+    assert api.get("/api/report/orderRow/status").json()["status"] == Status.FINISHED
+    assert b"".join(api.get("/api/report/orderRow/download").streaming_content) == expected
 
 
 def test_cancel_a_sharded_export_leaves_no_parts(api, worker, shop, settings, export_root):
     use(settings, **SHARDED)
-    api.post("/api/report/order/start?format=xml")
-    run_while(worker, while_running("order", 50, control.cancel))
-    assert api.get("/api/report/order/status").json()["status"] == Status.CANCELED
+    api.post("/api/report/orderRow/start?format=xml")
+    run_while(worker, while_running("orderRow", 50, control.cancel))
+    assert api.get("/api/report/orderRow/status").json()["status"] == Status.CANCELED
     assert not ReportExportShard.objects.exists()
     assert not [path for path in export_root.rglob("*") if path.is_file()]
 
 
 def test_newer_start_cancels_a_running_sharded_export(api, worker, shop, settings):
     use(settings, **SHARDED)
-    api.post("/api/report/order/start?format=xml")
-    json_request = parse_request(site.get("order"), {"format": ["json"]})
-    run_while(worker, while_running("order", 50, lambda s: control.start(s, json_request)))
+    api.post("/api/report/orderRow/start?format=xml")
+    json_request = parse_request(site.get("orderRow"), {"format": ["json"]})
+    run_while(worker, while_running("orderRow", 50, lambda s: control.start(s, json_request)))
     worker()
     first, second = ReportExport.objects.order_by("created_at")
     assert first.status == Status.CANCELED
     assert second.status == Status.FINISHED
-    assert len(json.loads(b"".join(api.get("/api/report/order/download").streaming_content))) == (
-        ORDERS
-    )
+    assert len(
+        json.loads(b"".join(api.get("/api/report/orderRow/download").streaming_content))
+    ) == (ORDERS)
 
 
 def test_start_shards_option_of_the_command(api, worker, shop, settings, caplog):
     use(settings, **{**UNSHARDED, "MAX_SHARDS": 8})
     with caplog.at_level(logging.INFO, logger="django_report_export"):
-        call_command("report_export", "start", "order", "--format=xml", "--shards=5")
+        call_command("report_export", "start", "orderRow", "--format=xml", "--shards=5")
         worker()
     assert shard_runs(caplog) == {"0", "1", "2", "3", "4"}
     export = ReportExport.objects.get()
     assert (export.status, export.shards, export.processed) == (Status.FINISHED, 5, ORDERS)
-    request = parse_request(site.get("order"), {"format": ["xml"]})
+    request = parse_request(site.get("orderRow"), {"format": ["xml"]})
     assert request.shards is None

@@ -42,17 +42,17 @@ SHARDED = {
 def expected(api: Any, worker: Any) -> bytes:
     """1,500 orders and the bytes of their one-worker, unsharded XML export."""
     call_command("seed_shop", orders=ORDERS, seed=5, verbosity=0)
-    assert api.post("/api/report/order/start?format=xml").status_code == 202
+    assert api.post("/api/report/orderRow/start?format=xml").status_code == 202
     worker()
     return download(api)
 
 
 def status(api: Any) -> dict[str, Any]:
-    return api.get("/api/report/order/status").json()
+    return api.get("/api/report/orderRow/status").json()
 
 
 def download(api: Any) -> bytes:
-    response = api.get("/api/report/order/download")
+    response = api.get("/api/report/orderRow/download")
     assert response.status_code == 200, response.content
     return b"".join(response.streaming_content)
 
@@ -95,7 +95,7 @@ def test_worker_killed_mid_shard_and_the_export_still_finishes_identical(
         # Both workers listen before the export is queued: a worker still starting could
         # find every shard already done by the other.
         wait_for(lambda: len(Worker.all(queue=get_queue())) == 2, timeout=60)
-        assert api.post("/api/report/order/start?format=xml").status_code == 202
+        assert api.post("/api/report/orderRow/start?format=xml").status_code == 202
         export = ReportExport.objects.get(status=Status.STARTING)
         # Both workers export a shard at once.
         wait_for(lambda: len(running_shards(export)) == 2, timeout=60)

@@ -96,7 +96,7 @@ def test_export_whose_publish_fails_leaves_no_orphan_file(
             },
         }
         use(settings, STORAGE="flaky")
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     worker()
     export = ReportExport.objects.get()
     assert export.status == Status.ERROR
@@ -108,7 +108,7 @@ def test_export_whose_publish_fails_leaves_no_orphan_file(
     root = Path(storage_module.get_storage().location)  # type: ignore[attr-defined]
     assert kept
     assert files_under(root) == kept
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     assert files_under(root) == []
 
 
@@ -154,10 +154,10 @@ def test_streamed_file_saves_into_a_storage_that_rewinds(tmp_path):
 
 def planned_export(api: Any) -> tuple[ReportExport, list[ReportExportShard]]:
     """A started XML export of the orders, planned into 3 shards, that no job has run."""
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     export = ReportExport.objects.get()
-    service = site.get("order")
-    writer = get_writer_class("xml")("order", export.fields)
+    service = site.get("orderRow")
+    writer = get_writer_class("xml")("orderRow", export.fields)
     export.shards = 3
     shards = plan(export, service, export_queryset(service, export), writer, total=ORDERS)
     assert len(shards) == 3
@@ -207,8 +207,8 @@ def test_redis_losing_keys_mid_export_is_not_a_lost_worker(
         HEARTBEAT_INTERVAL=0.2,
         MAX_RETRIES=max_retries,
     )
-    api.post("/api/report/order/start?format=json")
-    poller = while_running("order", 20, lose_redis_keys)
+    api.post("/api/report/orderRow/start?format=json")
+    poller = while_running("orderRow", 20, lose_redis_keys)
     with caplog.at_level(logging.INFO, logger="django_report_export"):
         worker()
     poller.join()
@@ -235,7 +235,7 @@ def test_failed_sharded_export_keeps_its_shards_until_a_new_start(
         return real(self)
 
     monkeypatch.setattr(ShardRun, "export_rows", failing)
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     worker()
     export = ReportExport.objects.get()
     assert export.status == Status.ERROR
@@ -244,5 +244,5 @@ def test_failed_sharded_export_keeps_its_shards_until_a_new_start(
     assert shards
     assert all(shard.run_token == "" for shard in shards)
     assert not get_redis().exists(shards_key(export.pk))
-    api.post("/api/report/order/start?format=xml")
+    api.post("/api/report/orderRow/start?format=xml")
     assert not ReportExportShard.objects.filter(export=export).exists()

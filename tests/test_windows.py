@@ -48,17 +48,17 @@ def use(settings: Any, **values: Any) -> None:
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **values}
 
 
-def start(api: Any, query: str, service: str = "order") -> dict[str, Any]:
+def start(api: Any, query: str, service: str = "orderRow") -> dict[str, Any]:
     response = api.post(f"/api/report/{service}/start?{query}")
     assert response.status_code == 202, response.content
     return response.json()
 
 
-def status(api: Any, service: str = "order") -> dict[str, Any]:
+def status(api: Any, service: str = "orderRow") -> dict[str, Any]:
     return api.get(f"/api/report/{service}/status").json()
 
 
-def download_ids(api: Any, service: str = "order") -> list[int]:
+def download_ids(api: Any, service: str = "orderRow") -> list[int]:
     response = api.get(f"/api/report/{service}/download")
     assert response.status_code == 200, response.content
     lines = b"".join(response.streaming_content).decode().splitlines()
@@ -83,14 +83,14 @@ def finished(api: Any, worker: Any) -> list[int]:
 @pytest.mark.parametrize(
     ("service", "query", "parameter"),
     [
-        ("order", "since=first", "since"),
-        ("order", "since=", "since"),
-        ("order", "since=last&since=last", "since"),
-        ("order", "from=yesterday", "from"),
-        ("order", "from=2026-13-01", "from"),
-        ("order", "to=2026-01-01T25:00", "to"),
-        ("order", "to=", "to"),
-        ("order", "from=2026-01-01&from=2026-01-02", "from"),
+        ("orderRow", "since=first", "since"),
+        ("orderRow", "since=", "since"),
+        ("orderRow", "since=last&since=last", "since"),
+        ("orderRow", "from=yesterday", "from"),
+        ("orderRow", "from=2026-13-01", "from"),
+        ("orderRow", "to=2026-01-01T25:00", "to"),
+        ("orderRow", "to=", "to"),
+        ("orderRow", "from=2026-01-01&from=2026-01-02", "from"),
         ("product", "since=last", "since"),
         ("product", "from=2026-01-01T00:00:00Z", "from"),
         ("product", "to=2026-01-01T00:00:00Z", "to"),
@@ -121,7 +121,7 @@ def test_a_to_after_the_start_is_the_start(api, worker) -> None:
 
 def test_a_refused_window_leaves_the_running_export_alone(api) -> None:
     first = start(api, "format=jsonl&since=last")
-    response = api.post("/api/report/order/start?format=jsonl&from=yesterday")
+    response = api.post("/api/report/orderRow/start?format=jsonl&from=yesterday")
     assert response.status_code == 400
     assert status(api)["id"] == first["id"]
     assert status(api)["status"] == Status.STARTING
@@ -169,13 +169,13 @@ def test_five_since_last_windows_hold_every_row_once(
 
     # 2: paused mid-export; rows written while it is paused belong to the next window.
     start(api, "format=jsonl&since=last")
-    pausing = once_written(monkeypatch, "order", 4, control.pause)
+    pausing = once_written(monkeypatch, "orderRow", 4, control.pause)
     worker()
     pausing.join(30)
     assert pausing.error is None
     assert status(api)["status"] == Status.PAUSED
     during_pause = new_orders(3)
-    assert api.post("/api/report/order/resume").status_code == 200
+    assert api.post("/api/report/orderRow/resume").status_code == 200
     files.append(finished(api, worker))
     assert not set(files[1]) & {order.pk for order in during_pause}
     second = ReportExport.objects.get(pk=status(api)["id"])
@@ -183,7 +183,7 @@ def test_five_since_last_windows_hold_every_row_once(
 
     # A canceled start is not "last".
     start(api, "format=jsonl&since=last")
-    assert api.delete("/api/report/order/cancel").status_code == 200
+    assert api.delete("/api/report/orderRow/cancel").status_code == 200
     new_orders(2)
 
     # 3: rows written while the export runs belong to the next window.
@@ -203,7 +203,7 @@ def test_five_since_last_windows_hold_every_row_once(
     assert status(api)["status"] == Status.ERROR
     outage.over()
     between = new_orders(2)
-    assert api.post("/api/report/order/retry").status_code == 202
+    assert api.post("/api/report/orderRow/retry").status_code == 202
     files.append(finished(api, worker))
     assert not set(files[3]) & {order.pk for order in between}
     new_orders(4)
@@ -241,7 +241,7 @@ def test_failed_and_canceled_windows_are_not_last(api, worker, settings, outage)
     assert failed.window_from == first.window_to
     outage.over()
     start(api, "format=jsonl&since=last")
-    assert api.delete("/api/report/order/cancel").status_code == 200
+    assert api.delete("/api/report/orderRow/cancel").status_code == 200
     canceled = ReportExport.objects.get(status=Status.CANCELED)
     assert canceled.window_from == first.window_to
     body = start(api, "format=jsonl&since=last")
@@ -389,19 +389,19 @@ def test_the_window_in_status_history_admin_and_command(api, worker) -> None:
     assert status(api)["window"] == expected
     start(api, "format=jsonl")
     worker()
-    history = api.get("/api/report/order/history").json()["results"]
+    history = api.get("/api/report/orderRow/history").json()["results"]
     assert [entry["window"] for entry in history] == [None, expected]
     assert status(api)["window"] is None
     page = api.get(f"/admin/django_report_export/reportexport/{export.pk}/change/")
     assert page.status_code == 200
     assert "created_at from" in page.content.decode()
 
-    code, out, err = run("start", "order", "--format", "jsonl", "--since", "last")
+    code, out, err = run("start", "orderRow", "--format", "jsonl", "--since", "last")
     assert code == 0, err
     assert "window: created_at in [" in out
-    code, out, err = run("start", "order", "--format", "jsonl", "--since", "first")
+    code, out, err = run("start", "orderRow", "--format", "jsonl", "--since", "first")
     assert code != 0
-    code, out, err = run("start", "order", "--format", "jsonl", "--from", "Feb 1st")
+    code, out, err = run("start", "orderRow", "--format", "jsonl", "--from", "Feb 1st")
     assert code != 0
     assert "--from" in err
     code, out, err = run("start", "product", "--format", "json", "--to", "2026-01-01")
@@ -411,7 +411,7 @@ def test_the_window_in_status_history_admin_and_command(api, worker) -> None:
 
 def test_the_schema_lists_the_window_parameters_only_where_there_is_a_field(api) -> None:
     document = served_schema(api)
-    order = parameters(document, "/api/report/order/start", "post")
+    order = parameters(document, "/api/report/orderRow/start", "post")
     assert order["since"]["schema"] == {"type": "string", "enum": ["last"]}
     assert order["from"]["schema"]["format"] == "date-time"
     assert "to" in order
@@ -421,7 +421,7 @@ def test_the_schema_lists_the_window_parameters_only_where_there_is_a_field(api)
 
 def test_the_browsable_start_form_offers_the_window_on_incremental_services(api, worker):
     html = {"HTTP_ACCEPT": "text/html"}
-    page = api.get("/api/report/order/start", **html).content.decode()
+    page = api.get("/api/report/orderRow/start", **html).content.decode()
     form = page[page.index('id="post-object-form"') :]
     for name in ("since", "from", "to"):
         assert f'name="{name}"' in form, name
@@ -431,7 +431,7 @@ def test_the_browsable_start_form_offers_the_window_on_incremental_services(api,
     OrderFactory(created_at=at("2026-01-01T00:00:00+00:00"))
     inside = OrderFactory(created_at=at("2026-02-01T00:00:00+00:00"))
     data = {"format": "jsonl", "since": "", "from": "2026-01-15T00:00", "to": ""}
-    response = api.post("/api/report/order/start", data, format="multipart", **html)
+    response = api.post("/api/report/orderRow/start", data, format="multipart", **html)
     assert response.status_code == 202
     assert ReportExport.objects.get().window_from == at("2026-01-15T00:00:00+00:00")
     assert finished(api, worker) == [inside.pk]

@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from factory.random import randgen
 
 from .models import (
+    Address,
     Category,
     Currency,
     CustomerAccount,
@@ -29,6 +30,7 @@ from .models import (
     InventoryItem,
     NewsletterSubscriber,
     Order,
+    OrderLine,
     Product,
     ProductRating,
     SeoView,
@@ -246,6 +248,18 @@ class InventoryItemFactory(factory.django.DjangoModelFactory):
         model = InventoryItem
 
 
+class AddressFactory(factory.django.DjangoModelFactory):
+    name = awkward(fake.name, AWKWARD_NAMES)
+    company = factory.LazyFunction(lambda: fake.company() if chance(0.2) else "")
+    street = awkward(fake.street_address)
+    postal_code = factory.LazyFunction(fake.postcode)
+    city = factory.LazyFunction(fake.city)
+    country = factory.LazyFunction(lambda: randgen.choice(["DE", "AT", "CH", "FR", "GB"]))
+
+    class Meta:
+        model = Address
+
+
 class OrderFactory(factory.django.DjangoModelFactory):
     number = factory.Sequence(lambda n: f"T{n:09d}")
     customer = factory.SubFactory(CustomerAccountFactory)
@@ -269,6 +283,22 @@ class OrderFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Order
+
+
+class OrderLineFactory(factory.django.DjangoModelFactory):
+    """A line of ``order`` (its totals are the caller's to keep in step)."""
+
+    order = factory.SubFactory(OrderFactory)
+    product = factory.SubFactory(ProductFactory)
+    sku = factory.SelfAttribute("product.sku")
+    title = factory.SelfAttribute("product.name")
+    quantity = factory.LazyFunction(lambda: randgen.choice([1, 1, 1, 2, 3]))
+    unit_price = factory.SelfAttribute("product.price")
+    tax_rate = factory.LazyFunction(lambda: randgen.choice([Decimal("19.00"), Decimal("7.00")]))
+    line_total = factory.LazyAttribute(lambda o: o.quantity * o.unit_price)
+
+    class Meta:
+        model = OrderLine
 
 
 class TransactionFactory(factory.django.DjangoModelFactory):

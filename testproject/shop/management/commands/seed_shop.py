@@ -187,14 +187,26 @@ PRESETS = (
     ("Test cent voucher", "0.10", False, 7, "0.00"),
     ('Corporate gift, "platinum"', "1234567.89", False, 365, "0.00"),
 )
-#: The demo's schedule (docs/scheduled-and-incremental.md): finance's paid orders, every
-#: morning at 06:00 in Berlin, started in the manager's name.
+#: Gift cards' values in cents: orders of one ship nothing.
+GIFT_CARDS = (2500, 5000, 10000)
+CENT = Decimal("0.01")
+#: The demo's schedule (docs/scheduled-and-incremental.md): finance's succeeded payments (and
+#: refunds) as a spreadsheet, every morning at 06:00 in Berlin, started in the manager's name.
 DEMO_SCHEDULE: dict[str, Any] = {
-    "name": "Paid orders for finance",
-    "service": "order",
+    "name": "Payments for finance",
+    "service": "transaction",
     "format": "xlsx",
-    "fields": ["number", "paid_at", "customer__email", "currency", "total", "payment_method"],
-    "filters": {"paid": "true"},
+    "fields": [
+        "reference",
+        "created_at",
+        "order__number",
+        "order__customer__email",
+        "kind",
+        "amount",
+        "currency",
+        "provider",
+    ],
+    "filters": {"status": "succeeded"},
     "cron": "0 6 * * *",
     "timezone": "Europe/Berlin",
     "recipients": ["finance@demo-shop.test"],
@@ -586,17 +598,80 @@ class Seeder:
     def seconds_since(self, moment: dt.datetime) -> int:
         return int((self.anchor - moment).total_seconds())
 
+    def seed_addresses(
+        self, customers: list[CustomerAccount]
+    ) -> tuple[list[int], dict[str, list[int]]]:
+        """One address per customer (theirs, billed and shipped to), and per country a
+        hundredth as many others orders are sent to (gifts, a work address): their keys."""
+        rng, pools = self.rng, self.pools
+        homes = insert(
+            Address,
+            (
+                Address(
+                    name=f"{c.first_name} {c.last_name}",
+                    company=c.company,
+                    street=c.street,
+                    postal_code=c.postal_code,
+                    city=c.city,
+                    country=c.country,
+                )
+                for c in customers
+            ),
+        )
+        by_country: dict[str, list[tuple[str, str, str, str]]] = {}
+        for address in pools.addresses:
+            by_country.setdefault(address[0], []).append(address)
+        per_country = max(1, len(customers) // 100)
+        others = insert(
+            Address,
+            (
+                Address(
+                    name=f"{rng.choice(pools.first_names)} {rng.choice(pools.last_names)}",
+                    company=rng.choice(pools.companies) if rng.random() < 0.3 else "",
+                    street=street,
+                    postal_code=postal_code,
+                    city=city,
+                    country=country,
+                )
+                for country in LOCALES.values()
+                for country, city, postal_code, street in (
+                    rng.choice(by_country[country]) for _ in range(per_country)
+                )
+            ),
+        )
+        elsewhere: dict[str, list[int]] = {}
+        for address in others:
+            elsewhere.setdefault(address.country, []).append(address.pk)
+        return [a.pk for a in homes], elsewhere
+
     def seed_orders(
         self, count: int, customers: list[CustomerAccount], products: list[Product]
     ) -> None:
         rng = self.rng
         base, txn_base = next_key(Order), next_key(Transaction)
-        buyers = [(customer.pk, customer.country) for customer in customers]
-        prices = [int(product.price * 100) for product in products]
+        homes, elsewhere = self.seed_addresses(customers)
+        buyers = [
+            (customer.pk, customer.country, home)
+            for customer, home in zip(customers, homes, strict=True)
+        ]
+        # What a line sells: the product's key, SKU, title, net price in cents and tax rate
+        # (reduced for books and media).
+        reduced = {"Books & Media"}
+        goods = [
+            (
+                product.pk,
+                product.sku,
+                product.name,
+                int(product.price * 100),
+                7 if product.category.parent and product.category.parent.name in reduced else 19,
+            )
+            for product in products
+        ]
         statuses = weighted(ORDER_STATUSES)
         currencies = weighted(CURRENCIES)
         methods = weighted((method, weight) for method, _, weight in PAYMENT)
-        item_counts = weighted(((1, 40), (2, 25), (3, 15), (4, 10), (5, 7), (8, 3)))
+        line_counts = weighted(((1, 25), (2, 25), (3, 17), (4, 12), (5, 9), (6, 6), (7, 3), (8, 3)))
+        quantities = weighted(((1, 80), (2, 15), (3, 5)))
         provider_of = {method: provider for method, provider, _ in PAYMENT}
         charge_status = {"pending": "pending", "cancelled": "failed"}
         unpaid = {"pending", "cancelled"}
@@ -609,22 +684,40 @@ class Seeder:
         txn_number = txn_base
         for start in range(0, count, BATCH):
             orders: list[Order] = []
+            #: Per order: (product key, SKU, title, quantity, unit price in cents, tax rate).
+            sold: list[list[tuple[int | None, str, str, int, int, int]]] = []
             for i in range(start, min(start + BATCH, count)):
-                customer_id, country = choice(buyers)
+                customer_id, country, home = choice(buyers)
                 status = choice(statuses)
-                items = choice(item_counts)
-                subtotal = sum(rng.choices(prices, k=items))
-                shipping = 0 if subtotal >= 5000 else 495
-                tax = subtotal * 19 // 100
-                total = subtotal + shipping + tax
-                if random_() < 0.001:
-                    subtotal = total = choice((10, 123456789))
-                    shipping = tax = 0
+                roll = random_()
+                if roll < 0.03:  # a gift card: nothing shipped, no VAT
+                    value = choice(GIFT_CARDS)
+                    lines = [
+                        (None, f"GIFT-{value // 100}", f"Gift card {value // 100} €", 1, value, 0)
+                    ]
+                    ship_to = None
+                else:
+                    lines = [
+                        (pk, sku, title, choice(quantities), price, rate)
+                        for pk, sku, title, price, rate in rng.sample(
+                            goods, min(choice(line_counts), len(goods))
+                        )
+                    ]
+                    ship_to = choice(elsewhere[country]) if roll > 0.9 else home
+                if random_() < 0.001:  # a price at the extremes, untaxed
+                    pk, sku, title, _, _, _ = lines[0]
+                    lines = [(pk, sku, title, 1, choice((10, 123456789)), 0)]
+                subtotal = sum(quantity * price for _, _, _, quantity, price, _ in lines)
+                tax = sum(
+                    quantity * price * rate // 100 for _, _, _, quantity, price, rate in lines
+                )
+                shipping = 0 if subtotal >= 5000 or ship_to is None else 495
                 placed = created[i]
                 paid = None if status in unpaid else placed + minute * randint(1, 90)
                 shipped = paid + minute * randint(120, 4320) if paid and status in sent else None
                 if shipped and shipped + week > anchor:  # not yet shipped, or too recent to refund
                     shipped, status = (None, "paid") if shipped > anchor else (shipped, "shipped")
+                sold.append(lines)
                 orders.append(
                     Order(
                         number=f"SO-{base + i + 1:08d}",
@@ -634,10 +727,12 @@ class Seeder:
                         subtotal=cents(subtotal),
                         shipping=cents(shipping),
                         tax=cents(tax),
-                        total=cents(total),
-                        item_count=items,
+                        total=cents(subtotal + shipping + tax),
+                        item_count=sum(line[3] for line in lines),
                         payment_method=choice(methods),
                         shipping_country=country,
+                        billing_address_id=home,
+                        shipping_address_id=ship_to,
                         note=choice(ORDER_NOTES) if random_() < 0.05 else "",
                         created_at=placed,
                         paid_at=paid,
@@ -645,6 +740,23 @@ class Seeder:
                     )
                 )
             Order._default_manager.bulk_create(orders, batch_size=BATCH)
+            OrderLine._default_manager.bulk_create(
+                (
+                    OrderLine(
+                        order_id=order.pk,
+                        product_id=pk,
+                        sku=sku,
+                        title=title,
+                        quantity=quantity,
+                        unit_price=cents(price),
+                        tax_rate=Decimal(rate).quantize(CENT),
+                        line_total=cents(quantity * price),
+                    )
+                    for order, lines in zip(orders, sold, strict=True)
+                    for pk, sku, title, quantity, price, rate in lines
+                ),
+                batch_size=BATCH,
+            )
             transactions = []
             for order in orders:
                 txn_number += 1
