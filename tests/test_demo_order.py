@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from lxml import etree
 
 from django_report_export.models import ReportExport
@@ -151,7 +152,8 @@ def test_the_seeded_orders_are_documents_of_their_lines_payments_and_addresses(
     assert {document["status"] for document in documents} <= set(Order.Status.labels)
     assert "Credit card" in {document["payment_method"] for document in documents}
     assert not [key for key in keys(documents) if "__" in key]
-    assert ReportExport.objects.get().reader == "generic"
+    fast_path = "postgresql-copy" if connection.vendor == "postgresql" else "generic"
+    assert ReportExport.objects.get().reader == fast_path
 
 
 def test_json_lines_hold_one_order_document_a_line(api: Any, worker: Any, shop: None) -> None:
@@ -253,3 +255,18 @@ def test_the_seeded_totals_are_their_lines(shop: None) -> None:
             continue
         assert order.subtotal == sum((line.line_total for line in lines), Decimal("0.00"))
         assert order.item_count == sum(line.quantity for line in lines)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path is PostgreSQL's")
+@pytest.mark.parametrize("export_format", ["json", "jsonl", "xml"])
+def test_the_database_builds_the_demo_orders_byte_for_byte(shop, settings, export_format):
+    from django_report_export.readers.postgres_documents import PostgresDocumentReader
+
+    from .test_documents_fast_path import document_reader
+    from .test_readers import export_bytes
+
+    for chunk_size in (3, 5000):
+        fast = document_reader("order", export_format, fast=True, settings=settings)
+        assert isinstance(fast, PostgresDocumentReader)
+        generic = document_reader("order", export_format, fast=False, settings=settings)
+        assert export_bytes(fast, chunk_size) == export_bytes(generic, chunk_size)
