@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 from lxml import etree
 
-from django_report_export.models import ReportExport
+from django_report_export.models import ReportExport, Status
 from testproject.shop.factories import OrderFactory, TransactionFactory
 from testproject.shop.models import Address, Order, OrderLine, Transaction
 
@@ -270,3 +270,43 @@ def test_the_database_builds_the_demo_orders_byte_for_byte(shop, settings, expor
         assert isinstance(fast, PostgresDocumentReader)
         generic = document_reader("order", export_format, fast=False, settings=settings)
         assert export_bytes(fast, chunk_size) == export_bytes(generic, chunk_size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export_format", ["json", "xml"])
+def test_a_killed_workers_continuation_gives_the_same_documents(
+    api, worker, settings, tmp_path, export_format
+):
+    """An rqworker killed in the middle of the orders: the worker that continues it from its
+    checkpoint writes the file of an uninterrupted export, byte for byte."""
+    from .support.workers import WorkerProcess, wait_for
+
+    call_command("seed_shop", orders=600, products=12, seed=5, stdout=io.StringIO())
+    query = f"/api/report/order/start?format={export_format}"
+    assert api.post(query).status_code == 202
+    worker()
+    uninterrupted = b"".join(api.get("/api/report/order/download").streaming_content)
+
+    failure = {
+        "CHUNK_SIZE": 2,
+        "CHECKPOINT_INTERVAL": 0,
+        "HEARTBEAT_INTERVAL": 0.2,
+        "STALE_AFTER": 1.5,
+    }
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, **failure}
+    assert api.post(query).status_code == 202
+
+    def status() -> Any:
+        return api.get("/api/report/order/status").json()
+
+    with WorkerProcess(tmp_path / "worker-1.log", **failure) as first:
+        wait_for(lambda: status()["processed"] >= 150)
+        first.kill()
+    assert status()["status"] == Status.RUNNING
+    assert status()["processed"] < 600
+    with WorkerProcess(tmp_path / "worker-2.log", **failure):
+        wait_for(lambda: status()["status"] != Status.RUNNING or None, timeout=60)
+        wait_for(lambda: status()["status"] == Status.FINISHED, timeout=120)
+    export = ReportExport.objects.get(status=Status.FINISHED, retries=1)
+    assert export.processed == 600
+    assert b"".join(api.get("/api/report/order/download").streaming_content) == uninterrupted

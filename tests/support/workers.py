@@ -33,7 +33,7 @@ def database_url() -> str:
 def worker_env(**report_export: Any) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="testproject.settings",
+        DJANGO_SETTINGS_MODULE="tests.live_settings",  # the demo shop and orderRow
         DATABASE_URL=database_url(),
         REDIS_URL=settings.RQ_QUEUES["default"]["URL"],
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
