@@ -228,10 +228,10 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
 # --- Baselines ------------------------------------------------------------------------------
 
 
-def copy_psycopg(out: Path) -> dict[str, Any]:
+def copy_to(sql: str, out: Path) -> dict[str, Any]:
+    """Run the ``COPY ... TO STDOUT`` ``sql`` into ``out``: its seconds and rows."""
     from django.db import connection
 
-    sql = f"COPY ({service_sql()}) TO STDOUT WITH (FORMAT csv)"
     started = time.perf_counter()
     with connection.cursor() as cursor, out.open("wb") as file:
         with cursor.cursor.copy(sql) as copy:
@@ -239,6 +239,10 @@ def copy_psycopg(out: Path) -> dict[str, Any]:
                 file.write(block)
         rows = cursor.cursor.rowcount
     return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def copy_psycopg(out: Path) -> dict[str, Any]:
+    return copy_to(f"COPY ({service_sql()}) TO STDOUT WITH (FORMAT csv)", out)
 
 
 def documents_sql() -> str:
@@ -300,16 +304,7 @@ def documents_sql() -> str:
 
 
 def copy_documents_jsonl(out: Path) -> dict[str, Any]:
-    from django.db import connection
-
-    sql = f"COPY ({documents_sql()}) TO STDOUT"
-    started = time.perf_counter()
-    with connection.cursor() as cursor, out.open("wb") as file:
-        with cursor.cursor.copy(sql) as copy:
-            for block in copy:
-                file.write(block)
-        rows = cursor.cursor.rowcount
-    return {"seconds": time.perf_counter() - started, "rows": rows}
+    return copy_to(f"COPY ({documents_sql()}) TO STDOUT", out)
 
 
 def naive_values_list_csv(out: Path) -> dict[str, Any]:
