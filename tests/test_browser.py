@@ -269,7 +269,8 @@ def test_admin_export_of_a_selection_in_headless_chromium(live_server, browser_p
 @pytest.mark.parametrize(
     ("path", "operation"),
     [
-        ("/api/docs/", ".opblock-summary-path[data-path='/api/report/order/start']"),
+        # Swagger UI renders only the operations near the viewport: the first service's.
+        ("/api/docs/", ".opblock-summary-path[data-path='/api/report/adminUser/start']"),
         ("/api/redoc/", "h2:has-text('Services the caller may read, with formats and current')"),
     ],
 )
