@@ -1225,10 +1225,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         copy = find(pg, "copy-psql") or find(pg, "copy-psycopg")
     copy_seconds = copy.median("seconds") if copy else None
+    # django-import-export cannot write documents: a document service has no run of it.
+    reference = "" if shape.document else f" ({args.reference_runs} of django-import-export)"
     lines = [
         f"## Export benchmark: {args.rows:,} orders ({args.service} service), median of "
-        f"{args.runs} run(s) "
-        f"({args.reference_runs} of django-import-export)",
+        f"{args.runs} run(s){reference}",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform_text()}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.",
