@@ -11,7 +11,10 @@
    same stretch of time. The runner takes each process's wall time and peak RSS from
    ``wait4``; the process reports the time of the work itself. Every output file is read back
    (its records counted) and the export job's files are compared byte for byte: fast path,
-   generic path and the loop without the job's machinery must write the same bytes.
+   generic path and the loop without the job's machinery must write the same bytes. A
+   document service (``--service order``) runs the job and its two anchors only, PostgreSQL's
+   own document COPY and DRF's nested serializers, and every file must hold the same
+   documents and items of its first collection.
 3. The status endpoint under load: gunicorn (``--status-workers`` processes) and wrk on
    loopback, against ``/api/report/order/status`` and a constant authenticated DRF view, in
    ``--status-rounds`` short rounds (each view once a round, which goes first alternating):
