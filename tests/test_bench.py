@@ -100,20 +100,21 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
 def test_bench_runs_documents_at_small_size(tmp_path: Path) -> None:
     """``--service order``: the document anchors beside the job's documents, the issue's
     document goals, and every file holding the database's orders and lines."""
-    if connection.vendor == "mysql":
-        pytest.skip("the document anchors run on SQLite and PostgreSQL")
-    on_postgres = connection.vendor == "postgresql"
+    vendor = connection.vendor
+    on_postgres = vendor == "postgresql"
     orders = 300
     url = bench_database_url("_documents")
     args = [
         *("-m", "bench", "--service", "order", "--rows", str(orders), "--runs", "1"),
         *("--workers", "1", "--no-memory", "--no-status"),
-        *("--databases", "postgresql" if on_postgres else "sqlite"),
+        *("--databases", vendor if vendor in ("postgresql", "mysql") else "sqlite"),
         *("--redis-url", settings.RQ_QUEUES["default"]["URL"]),
         *("--workdir", str(tmp_path), "--json", str(tmp_path / "results.json")),
     ]
     if on_postgres:
         args += ["--pg-url", url]
+    if vendor == "mysql":
+        args += ["--mysql-url", url]
     env = {key: value for key, value in os.environ.items() if key != "REPORT_EXPORT_SETTINGS"}
     result = subprocess.run(
         [sys.executable, *args],
@@ -133,7 +134,7 @@ def test_bench_runs_documents_at_small_size(tmp_path: Path) -> None:
     assert "values_list()" not in report
     assert "django-import-export" not in report
     assert "failed" not in report
-    title = "PostgreSQL, fast path off" if on_postgres else "SQLite"
+    title = {"postgresql": "PostgreSQL, fast path off", "mysql": "MariaDB"}.get(vendor, "SQLite")
     for name in ("JSON", "XML"):
         goal = f"| generic {name} documents job ({title}) ≥ 3x the nested DRF serializer | "
         assert goal in report
@@ -151,7 +152,7 @@ def test_bench_runs_documents_at_small_size(tmp_path: Path) -> None:
                 assert f"{goal}not measured" not in report
     assert "Byte identity broken" not in report
     assert "Record counts differ" not in report
-    database = url if on_postgres else f"sqlite:///{tmp_path / f'shop-{orders}.sqlite3'}"
+    database = url if vendor != "sqlite" else f"sqlite:///{tmp_path / f'shop-{orders}.sqlite3'}"
     shop = shop_counts(database)
     outcomes = json.loads((tmp_path / "results.json").read_text())["results"]
     runs = {
@@ -170,6 +171,16 @@ def shop_counts(database_url: str) -> tuple[int, int]:
     if database_url.startswith("sqlite"):
         with sqlite3.connect(database_url.removeprefix("sqlite:///")) as sqlite:
             row = sqlite.execute(sql).fetchone()
+    elif database_url.startswith("mysql"):
+        from bench.run import mysql_connect
+
+        mariadb = mysql_connect(database_url)
+        try:
+            cursor = mariadb.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        finally:
+            mariadb.close()
     else:
         import psycopg
 
