@@ -30,6 +30,9 @@ Methods:
   through Django's connection: the same documents, one a line, built by PostgreSQL's own JSON
   functions in one process with a correlated subquery per collection (its own spacing and
   raw values, not the export's bytes): the anchor of the documents' fast path.
+* ``drf-nested-json``: the demo's ``order`` documents through DRF's nested
+  ``ModelSerializer``s over ``prefetch_related``, what a Django developer writes by hand (the
+  anchor of the documents' generic path; ``drf_nested_json``).
 * ``naive-values-list-csv``: ``values_list().iterator(5000)`` and ``csv.writer``.
 * ``naive-models-csv``: model instances (``select_related``) and ``csv.writer``.
 * ``naive-values-json``: ``values().iterator(5000)`` and ``orjson.dumps`` per row.
@@ -78,6 +81,31 @@ def service_rows() -> tuple[Any, list[str]]:
     return service.get_queryset().order_by("pk"), list(service.fields)
 
 
+def service_names() -> list[str]:
+    """The names of the service's columns, as an export of all of them records them."""
+    from django_report_export.columns import column_names
+    from django_report_export.registry import site
+
+    return column_names(site.get(SERVICE))
+
+
+def service_shape() -> dict[str, Any]:
+    """What the runner needs to know of the service: its formats, and whether it writes
+    documents (then the name and XML item element of its first collection, whose items the
+    runner counts)."""
+    from django_report_export.columns import Collection, columns_of, is_document
+    from django_report_export.registry import site
+
+    service = site.get(SERVICE)
+    collection = next((e for e in columns_of(service) if isinstance(e, Collection)), None)
+    return {
+        "formats": list(service.formats),
+        "document": is_document(service),
+        "collection": collection.name if collection else "",
+        "item": collection.item if collection else "",
+    }
+
+
 def service_sql(inline: bool = True) -> str:
     """The SQL of ``values_list(*fields)`` of the service, parameters inlined."""
     from django.db import connection
@@ -120,9 +148,7 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
     horse_result = out.with_suffix(".horse.json")
     horse_result.unlink(missing_ok=True)
     os.environ[RESULT_ENV] = str(horse_result)
-    request = control.ExportRequest(
-        format=export_format, fields=list(service.fields), shards=workers
-    )
+    request = control.ExportRequest(format=export_format, fields=service_names(), shards=workers)
     started = time.perf_counter()
     status = control.start(service, request)
     # As `manage.py rqworker` does before it starts: no worker or work horse may inherit this
@@ -197,13 +223,16 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
     """The job's reader and writer loop alone, straight into the file."""
     from bench.worker import ReaderClock
     from django_report_export.conf import export_settings
+    from django_report_export.documents import reader_for, written_columns
     from django_report_export.formats import get_writer_class
-    from django_report_export.readers import get_reader
+    from django_report_export.registry import site
 
-    queryset, fields = service_rows()
+    service, names = site.get(SERVICE), service_names()
+    queryset = service.get_queryset().order_by("pk")
     started = time.perf_counter()
-    writer = get_writer_class(export_format)(SERVICE, fields)
-    reader = get_reader(queryset, fields, writer)
+    columns = written_columns(service, names, export_format)
+    writer = get_writer_class(export_format)(SERVICE, columns)
+    reader = reader_for(service, names, queryset, writer)
     chunk_size = export_settings.CHUNK_SIZE
     processed, last_key = 0, None
     with ReaderClock().running() as reader_clock, out.open("wb") as file:
@@ -217,6 +246,7 @@ def loop(out: Path, export_format: str) -> dict[str, Any]:
             if chunk.count < chunk_size:
                 break
         file.write(writer.footer(empty=processed == 0))
+    reader.close()
     return {
         "seconds": time.perf_counter() - started,
         "read_seconds": reader_clock.seconds,
@@ -305,6 +335,106 @@ def documents_sql() -> str:
 
 def copy_documents_jsonl(out: Path) -> dict[str, Any]:
     return copy_to(f"COPY ({documents_sql()}) TO STDOUT", out)
+
+
+def drf_nested_json(out: Path) -> dict[str, Any]:
+    """The demo's order documents as a Django developer writes them by hand with DRF: a
+    ``ModelSerializer`` with nested serializers for the two addresses and nested ``many=True``
+    ones for the lines and payments, over ``select_related``/``prefetch_related`` read with
+    ``.iterator(chunk_size=...)`` (which prefetches chunk by chunk since Django 4.1), into one
+    JSON array, a document a line. Labels come from ``get_<field>_display``, ``net`` from an
+    annotation (the service's own expression, so its decimals are the database's).
+
+    One serializer instance renders every order (``to_representation``, as a ``ListSerializer``
+    does for each item), and orjson writes each document: DRF's ``JSONRenderer`` is
+    ``json.dumps`` with its encoder, about four times slower on these documents, and the
+    anchor is meant to measure the serializers, not a renderer."""
+    import orjson
+    from django.db.models import Prefetch
+    from rest_framework import serializers
+
+    from testproject.shop.models import Address, Order, OrderLine, Transaction
+    from testproject.shop.report_exports import NET
+
+    class AddressSerializer(serializers.ModelSerializer[Address]):
+        class Meta:
+            model = Address
+            fields = ("name", "company", "street", "postal_code", "city", "country")
+
+    class LineSerializer(serializers.ModelSerializer[OrderLine]):
+        class Meta:
+            model = OrderLine
+            fields = ("sku", "title", "quantity", "unit_price", "tax_rate", "line_total")
+
+    class PaymentSerializer(serializers.ModelSerializer[Transaction]):
+        kind = serializers.CharField(source="get_kind_display")
+        provider = serializers.CharField(source="get_provider_display")
+        status = serializers.CharField(source="get_status_display")
+
+        class Meta:
+            model = Transaction
+            fields = ("reference", "kind", "provider", "amount", "currency", "status")
+            fields += ("created_at",)
+
+    class OrderSerializer(serializers.ModelSerializer[Order]):
+        status = serializers.CharField(source="get_status_display")
+        customer_email = serializers.EmailField(source="customer.email")
+        customer_first_name = serializers.CharField(source="customer.first_name")
+        customer_last_name = serializers.CharField(source="customer.last_name")
+        net = serializers.DecimalField(max_digits=13, decimal_places=2)
+        payment_method = serializers.CharField(source="get_payment_method_display")
+        billing_address = AddressSerializer(allow_null=True)
+        shipping_address = AddressSerializer(allow_null=True)
+        lines = LineSerializer(many=True)
+        payments = PaymentSerializer(source="transactions", many=True)
+
+        class Meta:
+            model = Order
+            fields = (
+                "id",
+                "number",
+                "created_at",
+                "status",
+                "customer_email",
+                "customer_first_name",
+                "customer_last_name",
+                "currency",
+                "subtotal",
+                "shipping",
+                "tax",
+                "total",
+                "net",
+                "item_count",
+                "payment_method",
+                "paid_at",
+                "note",
+                "billing_address",
+                "shipping_address",
+                "lines",
+                "payments",
+            )
+
+    orders = (
+        Order.objects.annotate(net=NET)
+        .select_related("customer", "billing_address", "shipping_address")
+        .prefetch_related(
+            Prefetch("lines", queryset=OrderLine.objects.order_by("pk")),
+            Prefetch("transactions", queryset=Transaction.objects.order_by("created_at", "pk")),
+        )
+        .order_by("pk")
+    )
+    serializer = OrderSerializer()
+    started = time.perf_counter()
+    rows = 0
+    with out.open("wb") as file:
+        file.write(b"[\n")
+        for order in orders.iterator(chunk_size=CHUNK_SIZE):
+            if rows:
+                file.write(b",\n")
+            file.write(orjson.dumps(serializer.to_representation(order)))
+            rows += 1
+        file.write(b"\n]\n")
+    return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
 def naive_values_list_csv(out: Path) -> dict[str, Any]:
@@ -534,6 +664,7 @@ def login_session() -> str:
 METHODS: dict[str, Callable[..., dict[str, Any]]] = {
     "copy-psycopg": copy_psycopg,
     "copy-documents-jsonl": copy_documents_jsonl,
+    "drf-nested-json": drf_nested_json,
     "naive-values-list-csv": naive_values_list_csv,
     "naive-models-csv": naive_models_csv,
     "naive-values-json": naive_values_json,
@@ -558,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if method == "session":
         print(login_session())
+        return 0
+    if method == "shape":
+        print(json.dumps(service_shape()))
         return 0
     if args.out is None:
         parser.error("OUT is required")

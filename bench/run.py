@@ -11,7 +11,10 @@
    same stretch of time. The runner takes each process's wall time and peak RSS from
    ``wait4``; the process reports the time of the work itself. Every output file is read back
    (its records counted) and the export job's files are compared byte for byte: fast path,
-   generic path and the loop without the job's machinery must write the same bytes.
+   generic path and the loop without the job's machinery must write the same bytes. A
+   document service (``--service order``) runs the job and its two anchors only, PostgreSQL's
+   own document COPY and DRF's nested serializers, and every file must hold the same
+   documents and items of its first collection.
 3. The status endpoint under load: gunicorn (``--status-workers`` processes) and wrk on
    loopback, against ``/api/report/order/status`` and a constant authenticated DRF view, in
    ``--status-rounds`` short rounds (each view once a round, which goes first alternating):
@@ -51,6 +54,8 @@ FORMATS = ("csv", "json", "xml", "jsonl", "xlsx")
 #: are json's).
 SHARDED_FORMATS = ("csv", "json", "xml")
 TITLES = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MariaDB"}
+#: The formats the issue's document goals name (JSON Lines is measured beside them).
+DOCUMENT_GOAL_FORMATS = ("json", "xml")
 
 
 @dataclass
@@ -62,6 +67,16 @@ class Database:
     @property
     def title(self) -> str:
         return TITLES[self.vendor]
+
+
+@dataclass
+class Shape:
+    """What the runner knows of the exported service (``python -m bench.methods shape``)."""
+
+    formats: list[str]
+    document: bool = False
+    collection: str = ""  # a document's first collection, whose items the runner counts
+    item: str = ""  # the element of one of its items in XML
 
 
 @dataclass
@@ -86,6 +101,7 @@ class Run:
     seconds: float
     rss_kib: int
     rows: int
+    items: int = -1  # a document's items of its first collection (-1: not counted)
     digest: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -193,12 +209,41 @@ def count_records(path: Path, export_format: str, header: bool, service: str) ->
             return sum(1 for _ in file)
     if export_format == "xlsx":
         return xlsx_rows(path) - (1 if header else 0)
-    count, tail, tag = 0, b"", f"<{service}>".encode()
+    return tags_in(path, f"<{service}>".encode())
+
+
+def tags_in(path: Path, tag: bytes) -> int:
+    count, tail = 0, b""
     with path.open("rb") as file:
         while block := file.read(1 << 24):
             data = tail + block
             count += data.count(tag)
             tail = data[-(len(tag) - 1) :]
+    return count
+
+
+#: COPY's text format escapes: a backslash is doubled and a line break inside a value (json_agg
+#: puts one between items) is ``\n``.
+COPY_ESCAPE = re.compile(rb"\\(.)")
+COPY_UNESCAPED = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"v": b"\v"}
+
+
+def count_items(path: Path, export_format: str, shape: Shape, copy_text: bool = False) -> int:
+    """The items of the documents' first collection in a file of documents: a JSON array with
+    a document a line, JSON Lines (``copy_text``: in COPY's text format) or XML."""
+    if export_format == "xml":
+        return tags_in(path, f"<{shape.item}>".encode())
+    import orjson
+
+    count = 0
+    with path.open("rb") as file:
+        for line in file:
+            line = line.strip().removesuffix(b",")
+            if line in (b"[", b"]", b""):
+                continue
+            if copy_text:
+                line = COPY_ESCAPE.sub(lambda m: COPY_UNESCAPED.get(m[1], m[1]), line)
+            count += len(orjson.loads(line)[shape.collection])
     return count
 
 
@@ -368,41 +413,80 @@ def check_redis(url: str) -> None:
 # --- Methods --------------------------------------------------------------------------------
 
 
-def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
-    methods: list[Method] = []
+NAMES = {"csv": "CSV", "json": "JSON", "xml": "XML", "jsonl": "JSON Lines", "xlsx": "xlsx"}
+
+
+def methods_for(vendor: str, args: argparse.Namespace, shape: Shape) -> list[Method]:
+    if shape.document:
+        # Neither the flat COPY nor the naive loops nor django-import-export write documents.
+        formats = [export_format for export_format in FORMATS if export_format in shape.formats]
+        methods = document_copy(vendor) + export_methods(vendor, args, formats)
+        label = "DRF nested ModelSerializer over prefetch_related + orjson (JSON)"
+        methods.append(Method("drf-nested-json", label, vendor, "json"))
+    else:
+        methods = row_copy(vendor) + export_methods(vendor, args, FORMATS) + row_loops(vendor)
+    for method in methods:
+        method.group = method.group or "baseline"
+    selected = []
+    for method in methods:
+        name = f"{vendor}:{method.key}:{method.path}"
+        if args.only and not any(part in name for part in args.only):
+            continue
+        if any(part in name for part in args.skip):
+            continue
+        selected.append(method)
+    return selected
+
+
+def row_copy(vendor: str) -> list[Method]:
+    """The database's own export of the flat rows, where it has one."""
+    if vendor == "postgresql":
+        methods = [
+            Method("copy-psycopg", "psycopg 3 cursor.copy() (CSV)", vendor, "csv", header=False)
+        ]
+        if shutil.which("psql"):
+            label = "psql COPY ... TO STDOUT (CSV)"
+            methods.insert(0, Method("copy-psql", label, vendor, "csv", header=False))
+        return methods
+    if vendor == "mysql":
+        if shutil.which("mariadb") or shutil.which("mysql"):
+            label = "mariadb --batch (tab-separated, raw values)"
+            return [Method("mariadb-batch", label, vendor, "tsv", header=False)]
+        return []
+    if shutil.which("sqlite3"):
+        return [Method("sqlite3-cli", "sqlite3 -csv command line", vendor, "csv", header=False)]
+    return []
+
+
+def document_copy(vendor: str) -> list[Method]:
+    """PostgreSQL building the documents itself, one a line, in one process."""
+    if vendor != "postgresql":
+        return []
+    label = "PostgreSQL json_build_object/json_agg COPY (JSON Lines)"
+    return [Method("copy-documents-jsonl", label, vendor, "jsonl")]
+
+
+def export_methods(vendor: str, args: argparse.Namespace, formats: Iterable[str]) -> list[Method]:
+    """The export job, in shards, and its loop alone, in ``formats`` on each read path."""
     fast_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": True})}
     slow_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": False})}
     sharded = {"BENCH_WORKERS": str(args.workers)}
-    names = {"csv": "CSV", "json": "JSON", "xml": "XML", "jsonl": "JSON Lines", "xlsx": "xlsx"}
-    if vendor == "postgresql":
-        if shutil.which("psql"):
-            methods.append(Method("copy-psql", "psql COPY ... TO STDOUT (CSV)", vendor, "csv"))
-            methods[-1].header = False
-        methods.append(
-            Method("copy-psycopg", "psycopg 3 cursor.copy() (CSV)", vendor, "csv", header=False)
-        )
-    elif vendor == "mysql":
-        if shutil.which("mariadb") or shutil.which("mysql"):
-            label = "mariadb --batch (tab-separated, raw values)"
-            methods.append(Method("mariadb-batch", label, vendor, "tsv", header=False))
-    elif shutil.which("sqlite3"):
-        methods.append(
-            Method("sqlite3-cli", "sqlite3 -csv command line", vendor, "csv", header=False)
-        )
+    formats = list(formats)
     paths = [("fast", fast_settings), ("generic", slow_settings)]
     if vendor != "postgresql":
         paths = [("generic", slow_settings)]
+    methods: list[Method] = []
     for path, env in paths:
-        for export_format in FORMATS:
-            label = f"export job, {names[export_format]}, {path} path"
+        for export_format in formats:
+            label = f"export job, {NAMES[export_format]}, {path} path"
             methods.append(
                 Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
             )
             methods[-1].group = "job"
     for path, env in paths if args.workers > 1 else []:
-        for export_format in SHARDED_FORMATS:
+        for export_format in (f for f in SHARDED_FORMATS if f in formats):
             label = (
-                f"export job, {names[export_format]}, {path} path, "
+                f"export job, {NAMES[export_format]}, {path} path, "
                 f"{args.workers} shards on {args.workers} workers"
             )
             methods.append(
@@ -417,13 +501,18 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
             )
             methods[-1].group = "job"
     for path, env in paths:
-        for export_format in FORMATS:
-            label = f"reader+writer loop alone, {names[export_format]}, {path} path"
+        for export_format in formats:
+            label = f"reader+writer loop alone, {NAMES[export_format]}, {path} path"
             methods.append(
                 Method(f"loop-{export_format}", label, vendor, export_format, env=env, path=path)
             )
             methods[-1].group = "loop"
-    methods += [
+    return methods
+
+
+def row_loops(vendor: str) -> list[Method]:
+    """What a Django developer writes by hand for flat rows, and django-import-export."""
+    methods = [
         Method("naive-values-list-csv", "values_list().iterator(5000) + csv.writer", vendor, "csv"),
         Method("naive-models-csv", "model instances + csv.writer", vendor, "csv"),
         Method("naive-values-json", "values().iterator(5000) + orjson per row", vendor, "json"),
@@ -449,17 +538,7 @@ def methods_for(vendor: str, args: argparse.Namespace) -> list[Method]:
         label = "django-import-export ModelResource.export()"
         methods.append(Method("import-export-csv", f"{label}, CSV", vendor, "csv"))
         methods.append(Method("import-export-xlsx", f"{label}, xlsx", vendor, "xlsx"))
-    for method in methods:
-        method.group = method.group or "baseline"
-    selected = []
-    for method in methods:
-        name = f"{vendor}:{method.key}:{method.path}"
-        if args.only and not any(part in name for part in args.only):
-            continue
-        if any(part in name for part in args.skip):
-            continue
-        selected.append(method)
-    return selected
+    return methods
 
 
 def method_argv(method: Method, database: Database, out: Path, sql: dict[str, str]) -> list[str]:
@@ -485,6 +564,7 @@ def run_method(
     method: Method,
     database: Database,
     sql: dict[str, str],
+    shape: Shape,
     database_url: str | None = None,
 ) -> Run:
     url = database_url or database.url
@@ -507,16 +587,31 @@ def run_method(
         stdout.unlink()
     seconds = float(report.pop("seconds", wall))
     rows = count_records(out, method.export_format, method.header, args.service)
+    items = -1
+    if shape.document:
+        copy_text = method.key == "copy-documents-jsonl"
+        items = count_items(out, method.export_format, shape, copy_text=copy_text)
     if "rows" in report and int(report.pop("rows")) != rows:
         raise RuntimeError(f"{out.name}: {rows} records read back, the method says otherwise")
     digest = file_digest(out) if method.group in ("job", "loop") else ""
     rss = int(report.pop("horse_rss_kib", rss))
     out.unlink()
-    return Run(wall=wall, seconds=seconds, rss_kib=rss, rows=rows, digest=digest, extra=report)
+    return Run(wall, seconds, rss, rows, items=items, digest=digest, extra=report)
 
 
 def replace_url(database: Database, url: str) -> Database:
     return Database(database.vendor, url, database.small_url)
+
+
+def service_shape(args: argparse.Namespace, database: Database) -> Shape:
+    out = args.workdir / "logs" / "shape.json"
+    env = base_env(args, database.url, args.workdir / "media")
+    _, code, _ = run_process(
+        [PYTHON, "-m", "bench.methods", "shape"], env, out, out.with_suffix(".log")
+    )
+    if code:
+        raise SystemExit(f"Could not read the service {args.service}: {out.with_suffix('.log')}")
+    return Shape(**json.loads(out.read_text()))
 
 
 def service_sql(args: argparse.Namespace, database: Database) -> str:
@@ -667,29 +762,104 @@ def find(outcomes: Iterable[Outcome], key: str, path: str = "") -> Outcome | Non
     return None
 
 
+def goal_line(goal: str, value: float | None, target: float, text: str, lower: bool = False) -> str:
+    if value is None:
+        return f"| {goal} | not measured | - |"
+    met = value <= target if lower else value >= target
+    return f"| {goal} | {text} | {'yes' if met else '**no**'} |"
+
+
 def goals(
     results: dict[str, list[Outcome]],
     small: dict[str, list[Outcome]],
     load: dict[str, Any] | None,
     copy_seconds: float | None,
+    document: bool = False,
 ) -> Iterator[str]:
     yield "### Goals"
     yield ""
     yield "| goal | measured | met |"
     yield "|---|---|:---:|"
+    if document:
+        yield from document_goals(results, copy_seconds)
+    else:
+        yield from row_goals(results, copy_seconds)
+    for vendor, outcomes in results.items():
+        for job in (o for o in outcomes if o.method.group == "job" and o.runs):
+            peak = job.median("rss_kib") / 1024
+            yield goal_line(
+                f"work horse ≤ 120 MB ({vendor}, {job.method.label})",
+                peak,
+                120,
+                f"{peak:.0f} MiB",
+                lower=True,
+            )
+            little = find(small.get(vendor, []), job.method.key, job.method.path)
+            if little:
+                growth = peak - little.median("rss_kib") / 1024
+                yield goal_line(
+                    f"peak within 10 MB of {little.runs[0].rows:,} rows' ({vendor}, "
+                    f"{job.method.label})",
+                    growth,
+                    10,
+                    f"{growth:+.1f} MiB",
+                    lower=True,
+                )
+    for vendor, outcomes in results.items():
+        for job in (o for o in outcomes if o.method.key.startswith("job-") and o.runs):
+            loop = find(outcomes, job.method.key.replace("job-", "loop-"), job.method.path)
+            if loop:
+                overhead = job.median("seconds") / loop.median("seconds") - 1
+                yield goal_line(
+                    f"job machinery ≤ 5% ({vendor}, {job.method.label})",
+                    overhead * 100,
+                    5,
+                    f"{overhead * 100:+.1f}%",
+                    lower=True,
+                )
+                job_outside = job.median_outside_reader()
+                loop_outside = loop.median_outside_reader()
+                if job_outside is not None and loop_outside is not None:
+                    # The reader's own time moves by a quarter between runs of the same code
+                    # here; what surrounds it is the machinery, measured without that noise.
+                    extra = (job_outside - loop_outside) / loop.median("seconds")
+                    yield goal_line(
+                        f"job machinery ≤ 5%, time outside the reader ({vendor}, "
+                        f"{job.method.label})",
+                        extra * 100,
+                        5,
+                        f"{job_outside:.2f} s vs {loop_outside:.2f} s = {extra * 100:+.1f}%",
+                        lower=True,
+                    )
+    if load and not all(load["constant_runs"]):
+        # wrk got no answer in a round (a machine too loaded to serve within its timeout):
+        # there is no ratio to report, and a goal is not judged on no data.
+        yield goal_line("status endpoint ≥ 0.8x a constant DRF view (requests/s)", None, 0.8, "")
+    elif load:
+        value = load["status_rps"] / load["constant_rps"]
+        # Each round pairs two runs seconds apart, so the machine's drift between rounds
+        # cancels out of these: shown beside the whole-test verdict.
+        rounds = [s / c for s, c in zip(load["status_runs"], load["constant_runs"], strict=True)]
+        yield goal_line(
+            "status endpoint ≥ 0.8x a constant DRF view (requests/s)",
+            value,
+            0.8,
+            f"{load['status_rps']:,.0f} vs {load['constant_rps']:,.0f} req/s = {value:.2f}x "
+            f"(per round: median {statistics.median(rounds):.2f}x, "
+            f"{min(rounds):.2f}x to {max(rounds):.2f}x)",
+        )
+    yield ""
 
-    def line(goal: str, value: float | None, target: float, text: str, lower: bool = False) -> str:
-        if value is None:
-            return f"| {goal} | not measured | - |"
-        met = value <= target if lower else value >= target
-        return f"| {goal} | {text} | {'yes' if met else '**no**'} |"
 
+def row_goals(results: dict[str, list[Outcome]], copy_seconds: float | None) -> Iterator[str]:
+    """The goals of a service of flat rows, against COPY, the naive loops and
+    django-import-export."""
     pg = results.get("postgresql", [])
     floors = {"csv": 0.5, "json": 0.33, "xml": 0.25}
     for export_format, floor in floors.items():
         job = find(pg, f"job-{export_format}", "fast")
         value = copy_seconds / job.median("seconds") if job and copy_seconds else None
-        yield line(
+        yield goal_line(
             f"PostgreSQL {export_format.upper()} job ≥ {floor}x COPY's throughput",
             value,
             floor,
@@ -701,7 +871,7 @@ def goals(
         for export_format, key in naive.items():
             job, loop = find(outcomes, f"job-{export_format}", "generic"), find(outcomes, key)
             value = loop.median("seconds") / job.median("seconds") if job and loop else None
-            yield line(
+            yield goal_line(
                 f"generic {export_format.upper()} job ({title}) ≥ 1.5x the naive loop",
                 value,
                 1.5,
@@ -717,7 +887,7 @@ def goals(
             ):
                 loop = find(outcomes, key)
                 value = loop.median("seconds") / job.median("seconds") if job and loop else None
-                yield line(
+                yield goal_line(
                     f"xlsx job ({TITLES[vendor]}, {path} path) ≥ {floor}x the {name} loop",
                     value,
                     floor,
@@ -726,7 +896,7 @@ def goals(
         reference = find(outcomes, "import-export-xlsx")
         job = find(outcomes, "job-xlsx", "fast" if vendor == "postgresql" else "generic")
         value = reference.median("seconds") / job.median("seconds") if job and reference else None
-        yield line(
+        yield goal_line(
             f"xlsx job ({TITLES[vendor]}) ≥ 50x django-import-export's xlsx",
             value,
             50,
@@ -737,7 +907,7 @@ def goals(
             value = (
                 json_job.median("seconds") / jsonl.median("seconds") if jsonl and json_job else None
             )
-            yield line(
+            yield goal_line(
                 f"jsonl job at least as fast as json ({TITLES[vendor]}, {path} path)",
                 value,
                 1,
@@ -749,78 +919,54 @@ def goals(
         if reference and jobs:
             slowest = max(jobs, key=lambda o: o.median("seconds"))
             value = reference.median("seconds") / slowest.median("seconds")
-            yield line(
+            yield goal_line(
                 f"every format ≥ 15x django-import-export ({vendor}; slowest: "
                 f"{slowest.method.label})",
                 value,
                 15,
                 f"{value:.1f}x",
             )
-    for vendor, outcomes in results.items():
-        for job in (o for o in outcomes if o.method.group == "job" and o.runs):
-            peak = job.median("rss_kib") / 1024
-            yield line(
-                f"work horse ≤ 120 MB ({vendor}, {job.method.label})",
-                peak,
-                120,
-                f"{peak:.0f} MiB",
-                lower=True,
-            )
-            little = find(small.get(vendor, []), job.method.key, job.method.path)
-            if little:
-                growth = peak - little.median("rss_kib") / 1024
-                yield line(
-                    f"peak within 10 MB of {little.runs[0].rows:,} rows' ({vendor}, "
-                    f"{job.method.label})",
-                    growth,
-                    10,
-                    f"{growth:+.1f} MiB",
-                    lower=True,
-                )
-    for vendor, outcomes in results.items():
-        for job in (o for o in outcomes if o.method.key.startswith("job-") and o.runs):
-            loop = find(outcomes, job.method.key.replace("job-", "loop-"), job.method.path)
-            if loop:
-                overhead = job.median("seconds") / loop.median("seconds") - 1
-                yield line(
-                    f"job machinery ≤ 5% ({vendor}, {job.method.label})",
-                    overhead * 100,
-                    5,
-                    f"{overhead * 100:+.1f}%",
-                    lower=True,
-                )
-                job_outside = job.median_outside_reader()
-                loop_outside = loop.median_outside_reader()
-                if job_outside is not None and loop_outside is not None:
-                    # The reader's own time moves by a quarter between runs of the same code
-                    # here; what surrounds it is the machinery, measured without that noise.
-                    extra = (job_outside - loop_outside) / loop.median("seconds")
-                    yield line(
-                        f"job machinery ≤ 5%, time outside the reader ({vendor}, "
-                        f"{job.method.label})",
-                        extra * 100,
-                        5,
-                        f"{job_outside:.2f} s vs {loop_outside:.2f} s = {extra * 100:+.1f}%",
-                        lower=True,
-                    )
-    if load and not all(load["constant_runs"]):
-        # wrk got no answer in a round (a machine too loaded to serve within its timeout):
-        # there is no ratio to report, and a goal is not judged on no data.
-        yield line("status endpoint ≥ 0.8x a constant DRF view (requests/s)", None, 0.8, "")
-    elif load:
-        value = load["status_rps"] / load["constant_rps"]
-        # Each round pairs two runs seconds apart, so the machine's drift between rounds
-        # cancels out of these: shown beside the whole-test verdict.
-        rounds = [s / c for s, c in zip(load["status_runs"], load["constant_runs"], strict=True)]
-        yield line(
-            "status endpoint ≥ 0.8x a constant DRF view (requests/s)",
+
+
+def document_goals(results: dict[str, list[Outcome]], copy_seconds: float | None) -> Iterator[str]:
+    """The goals of a document service: the job's JSON and XML against PostgreSQL's own
+    document COPY and against the nested DRF serializer on the same database."""
+
+    def speed_up(slower: float | None, job: Outcome | None) -> float | None:
+        return slower / job.median("seconds") if slower and job else None
+
+    pg = results.get("postgresql", [])
+    drf = find(pg, "drf-nested-json")
+    for export_format in DOCUMENT_GOAL_FORMATS:
+        job = find(pg, f"job-{export_format}", "fast")
+        value = speed_up(copy_seconds, job)
+        yield goal_line(
+            f"PostgreSQL {export_format.upper()} documents job ≥ 1.0x the document COPY's "
+            "throughput",
             value,
-            0.8,
-            f"{load['status_rps']:,.0f} vs {load['constant_rps']:,.0f} req/s = {value:.2f}x "
-            f"(per round: median {statistics.median(rounds):.2f}x, "
-            f"{min(rounds):.2f}x to {max(rounds):.2f}x)",
+            1.0,
+            f"{value:.2f}x" if value else "",
         )
-    yield ""
+        value = speed_up(drf.median("seconds") if drf else None, job)
+        yield goal_line(
+            f"PostgreSQL {export_format.upper()} documents job ≥ 10x the nested DRF serializer",
+            value,
+            10,
+            f"{value:.1f}x" if value else "",
+        )
+    for vendor, outcomes in results.items():
+        title = "PostgreSQL, fast path off" if vendor == "postgresql" else TITLES[vendor]
+        drf = find(outcomes, "drf-nested-json")
+        for export_format in DOCUMENT_GOAL_FORMATS:
+            job = find(outcomes, f"job-{export_format}", "generic")
+            value = speed_up(drf.median("seconds") if drf else None, job)
+            yield goal_line(
+                f"generic {export_format.upper()} documents job ({title}) ≥ 3x the nested DRF "
+                "serializer",
+                value,
+                3,
+                f"{value:.1f}x" if value else "",
+            )
 
 
 def sharding(results: dict[str, list[Outcome]], workers: int) -> Iterator[str]:
@@ -865,6 +1011,27 @@ def identity(results: dict[str, list[Outcome]]) -> Iterator[str]:
                     f"{vendor} {export_format}: {len(digests)} job/loop variants, "
                     f"identical files (sha256 {next(iter(every))[:16]}…)"
                 )
+
+
+def record_counts(results: dict[str, list[Outcome]], shape: Shape) -> Iterator[str]:
+    """A document service's files, whatever wrote them, hold the same documents and items."""
+    if not shape.document:
+        return
+    for vendor, outcomes in results.items():
+        counts = {
+            f"{o.method.key}/{o.method.path}": {(run.rows, run.items) for run in o.runs}
+            for o in outcomes
+            if o.runs
+        }
+        every = set().union(*counts.values()) if counts else set()
+        if len(every) > 1:
+            yield f"**Record counts differ** ({vendor}): {counts}"
+        elif every:
+            documents, items = next(iter(every))
+            yield (
+                f"{vendor} documents: {len(counts)} methods, {documents:,} documents with "
+                f"{items:,} {shape.collection} in each file"
+            )
 
 
 # --- Main -----------------------------------------------------------------------------------
@@ -990,8 +1157,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_data(args, database.url, args.rows)
         if not args.no_memory:
             ensure_data(args, database.small_url, small_rows)
-    sql = {database.vendor: service_sql(args, database) for database in databases}
-    plan = {database.vendor: methods_for(database.vendor, args) for database in databases}
+    shape = service_shape(args, databases[0])
+    sql = {} if shape.document else {db.vendor: service_sql(args, db) for db in databases}
+    plan = {database.vendor: methods_for(database.vendor, args, shape) for database in databases}
     results = {vendor: [Outcome(method) for method in methods] for vendor, methods in plan.items()}
     load_before = os.getloadavg()
     for round_number in range(1, args.runs + 1):
@@ -1005,7 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
                 name = f"{database.vendor} {outcome.method.label}"
                 say(f"run {round_number}/{args.runs}: {name}")
                 try:
-                    run = run_method(args, outcome.method, database, sql)
+                    run = run_method(args, outcome.method, database, sql, shape)
                 except Exception as exc:
                     outcome.error = str(exc)
                     say(f"FAILED: {name}: {exc}")
@@ -1026,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"memory run, {small_rows:,} rows: {database.vendor} {outcome.method.label}")
                 try:
                     little.runs.append(
-                        run_method(args, outcome.method, database, sql, database.small_url)
+                        run_method(args, outcome.method, database, sql, shape, database.small_url)
                     )
                 except Exception as exc:
                     little.error = str(exc)
@@ -1054,14 +1222,17 @@ def main(argv: list[str] | None = None) -> int:
             out.unlink(missing_ok=True)
     load_after = os.getloadavg()
 
-    copy = find(results.get("postgresql", []), "copy-psql") or find(
-        results.get("postgresql", []), "copy-psycopg"
-    )
+    pg = results.get("postgresql", [])
+    if shape.document:
+        copy = find(pg, "copy-documents-jsonl")
+    else:
+        copy = find(pg, "copy-psql") or find(pg, "copy-psycopg")
     copy_seconds = copy.median("seconds") if copy else None
+    # django-import-export cannot write documents: a document service has no run of it.
+    reference = "" if shape.document else f" ({args.reference_runs} of django-import-export)"
     lines = [
         f"## Export benchmark: {args.rows:,} orders ({args.service} service), median of "
-        f"{args.runs} run(s) "
-        f"({args.reference_runs} of django-import-export)",
+        f"{args.runs} run(s){reference}",
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform_text()}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.",
@@ -1073,9 +1244,10 @@ def main(argv: list[str] | None = None) -> int:
             results[database.vendor],
             copy_seconds,
         )
-    lines += goals(results, small_results, load, copy_seconds)
+    lines += goals(results, small_results, load, copy_seconds, shape.document)
     lines += sharding(results, args.workers)
     lines += identity(results)
+    lines += record_counts(results, shape)
     for vendor, text in profiles.items():
         lines += ["", f"### Profile of the generic path ({vendor}, CSV)", "", "```", text, "```"]
     print("\n".join(lines), flush=True)
@@ -1105,6 +1277,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     failed = [o for outcomes in results.values() for o in outcomes if o.error]
     broken = any("Byte identity broken" in line for line in identity(results))
+    broken = broken or any("Record counts differ" in line for line in record_counts(results, shape))
     return 1 if failed or broken else 0
 
 

@@ -8,8 +8,10 @@ own), so the whole CI (the suite on each) runs the benchmark once.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def bench_database_url() -> str:
+def bench_database_url(suffix: str = "") -> str:
     """A database beside the suite's, for the benchmark to create and seed."""
     db = connection.settings_dict
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    name = f"bench_{db['NAME']}"
+    name = f"bench_{db['NAME']}{suffix}"
     if connection.vendor == "mysql":
         return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{name}"
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
@@ -93,6 +95,99 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
         assert "| status endpoint ≥ 0.8x a constant DRF view (requests/s) |" in report
         assert "x (per round: median " in report
     assert (tmp_path / "results.json").exists()
+
+
+def test_bench_runs_documents_at_small_size(tmp_path: Path) -> None:
+    """``--service order``: the document anchors beside the job's documents, the issue's
+    document goals, and every file holding the database's orders and lines."""
+    vendor = connection.vendor
+    on_postgres = vendor == "postgresql"
+    orders = 300
+    url = bench_database_url("_documents")
+    args = [
+        *("-m", "bench", "--service", "order", "--rows", str(orders), "--runs", "1"),
+        *("--workers", "1", "--no-memory", "--no-status"),
+        *("--databases", vendor if vendor in ("postgresql", "mysql") else "sqlite"),
+        *("--redis-url", settings.RQ_QUEUES["default"]["URL"]),
+        *("--workdir", str(tmp_path), "--json", str(tmp_path / "results.json")),
+    ]
+    if on_postgres:
+        args += ["--pg-url", url]
+    if vendor == "mysql":
+        args += ["--mysql-url", url]
+    env = {key: value for key, value in os.environ.items() if key != "REPORT_EXPORT_SETTINGS"}
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = result.stdout
+    assert result.returncode == 0, f"{report}\n{result.stderr[-4000:]}"
+    for name in ("JSON", "XML", "JSON Lines"):
+        assert f"| export job, {name}, generic path |" in report
+    assert "| DRF nested ModelSerializer over prefetch_related + orjson (JSON) |" in report
+    # Neither the flat rows' baselines nor django-import-export write documents.
+    assert "values_list()" not in report
+    assert "django-import-export" not in report
+    assert "failed" not in report
+    title = {"postgresql": "PostgreSQL, fast path off", "mysql": "MariaDB"}.get(vendor, "SQLite")
+    for name in ("JSON", "XML"):
+        goal = f"| generic {name} documents job ({title}) ≥ 3x the nested DRF serializer | "
+        assert goal in report
+        assert f"{goal}not measured" not in report
+    assert "| work horse ≤ 120 MB (" in report
+    if on_postgres:
+        assert "| PostgreSQL json_build_object/json_agg COPY (JSON Lines) |" in report
+        assert "| export job, XML, fast path |" in report
+        for name in ("JSON", "XML"):
+            for goal in (
+                f"| PostgreSQL {name} documents job ≥ 1.0x the document COPY's throughput | ",
+                f"| PostgreSQL {name} documents job ≥ 10x the nested DRF serializer | ",
+            ):
+                assert goal in report
+                assert f"{goal}not measured" not in report
+    assert "Byte identity broken" not in report
+    assert "Record counts differ" not in report
+    database = url if vendor != "sqlite" else f"sqlite:///{tmp_path / f'shop-{orders}.sqlite3'}"
+    shop = shop_counts(database)
+    outcomes = json.loads((tmp_path / "results.json").read_text())["results"]
+    runs = {
+        f"{outcome['key']}/{outcome['path']}": (run["rows"], run["items"])
+        for outcomes_of_vendor in outcomes.values()
+        for outcome in outcomes_of_vendor
+        for run in outcome["runs"]
+    }
+    assert len(runs) == (14 if on_postgres else 7)
+    assert set(runs.values()) == {shop}
+
+
+def shop_counts(database_url: str) -> tuple[int, int]:
+    """The orders and the order lines of the benchmark's database."""
+    sql = "SELECT (SELECT count(*) FROM shop_order), (SELECT count(*) FROM shop_orderline)"
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as sqlite:
+            row = sqlite.execute(sql).fetchone()
+    elif database_url.startswith("mysql"):
+        from bench.run import mysql_connect
+
+        mariadb = mysql_connect(database_url)
+        try:
+            cursor = mariadb.cursor()
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        finally:
+            mariadb.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(database_url) as postgres:
+            row = postgres.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def require_tool(tool: str, needed_for: str) -> bool:
