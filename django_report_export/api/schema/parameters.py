@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import copy
 import zoneinfo
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
-from django.core.validators import ProhibitNullCharactersValidator
+from django.core.validators import (
+    BaseValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+)
 
 from django_report_export.columns import column_names
 from django_report_export.formats import format_names
@@ -79,18 +85,31 @@ def choice_schema(field: forms.ChoiceField) -> dict[str, Any]:
 def number_schema(
     field: forms.Field, kind: str, default_range: tuple[int, int] | None
 ) -> dict[str, Any]:
+    """The field's range: the tightest of its ``min_value``/``max_value``, its validators'
+    limits (such as the ``MaxValueValidator(1e50)`` django-filter adds to every
+    ``NumberFilter``) and ``default_range``."""
     schema: dict[str, Any] = {"type": kind}
-    low = getattr(field, "min_value", None)
-    high = getattr(field, "max_value", None)
-    if low is None and default_range is not None:
-        low = default_range[0]
-    if high is None and default_range is not None:
-        high = default_range[1]
+    lows = [limit for limit in validator_limits(field, MinValueValidator) if limit is not None]
+    highs = [limit for limit in validator_limits(field, MaxValueValidator) if limit is not None]
+    if default_range is not None:
+        lows.append(default_range[0])
+        highs.append(default_range[1])
+    low = max(lows, default=None)
+    high = min(highs, default=None)
     if low is not None:
         schema["minimum"] = low
     if high is not None:
         schema["maximum"] = high
     return schema
+
+
+def validator_limits(field: forms.Field, kind: type[BaseValidator]) -> Iterator[Any]:
+    attribute = "min_value" if kind is MinValueValidator else "max_value"
+    yield getattr(field, attribute, None)
+    for validator in field.validators:
+        if isinstance(validator, kind):
+            limit = validator.limit_value
+            yield limit() if callable(limit) else limit
 
 
 def filter_parameters(service: ExportService) -> list[dict[str, Any]]:
