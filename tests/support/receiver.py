@@ -70,7 +70,10 @@ class Receiver:
         self.server.daemon_threads = True
         self.server.block_on_close = False
         self.port = port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for serve_forever's next poll: half a second by default.
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
         return self
 
