@@ -222,7 +222,9 @@ def resume(service: ExportService, user: Any = None) -> dict[str, Any]:
         if not result.written:
             raise NoExportInState("The export has not been paused.", service=service.name)
         export = ReportExport.objects.get(pk=export_id(current))
-        export.update_fields(status=Status.STARTING, error="", updated_at=now)
+        # A job queued before the pause may have taken the slot since the transition, and
+        # written Running on the row: the row says Starting only while it still says Paused.
+        resumed_row(export, Status.PAUSED, status=Status.STARTING, error="", updated_at=now)
         enqueue(store, export, on_failure=Status.PAUSED)
         return plain(read_or_rebuild(store, slot, service))
 
@@ -248,12 +250,26 @@ def retry(service: ExportService, user: Any = None) -> dict[str, Any]:
         )
         if not result.written:
             raise NoExportInState("No export is in Error.", service=service.name)
-        # A run that failed with the database away may still hold the row: its token goes.
-        export.update_fields(**values, run_token="", retries=0, processed=processed)
-        export.shard_set.update(run_token="", retries=0)
+        # A run that failed with the database away may still hold the row: its token goes
+        # (unless a job queued before has taken the slot since, as in resume).
+        if resumed_row(
+            export, Status.ERROR, **values, run_token="", retries=0, processed=processed
+        ):
+            export.shard_set.update(run_token="", retries=0)
         enqueue(store, export, on_failure=Status.ERROR)
     signals.export_started.send(sender=ReportExport, export=export)
     return plain(read_or_rebuild(store, slot, service))
+
+
+def resumed_row(export: ReportExport, was: int, **values: Any) -> bool:
+    """Write ``values`` on the export's row while it is still in the state ``was``, the one
+    the slot left; False when a run has taken the row since (it then holds it)."""
+    for name, value in values.items():
+        setattr(export, name, value)
+    if ReportExport.objects.filter(pk=export.pk, status=was).update(**values):
+        return True
+    export.refresh_from_db()
+    return False
 
 
 def cancel(service: ExportService, user: Any = None) -> dict[str, Any]:

@@ -83,9 +83,16 @@ def recover_lost_run(store: StatusStore, slot: str, status: SlotStatus) -> bool:
     )
     if not taken.written:
         return False
-    export.update_fields(
-        status=Status.STARTING, run_token="", retries=export.retries + 1, processed=processed
+    # Only while the lost run still holds the row: a job queued before may have taken the
+    # slot since the transition, and the row with it.
+    ReportExport.objects.filter(pk=export.pk, run_token=export.run_token).update(
+        status=Status.STARTING,
+        run_token="",
+        retries=export.retries + 1,
+        processed=processed,
+        updated_at=now,
     )
+    export.refresh_from_db()
     logger.warning(
         "Export %s: worker lost; continuing from row %s (continuation %s of %s).",
         export.pk,

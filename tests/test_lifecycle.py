@@ -208,6 +208,40 @@ def test_pause_before_the_worker_began_needs_no_worker(api, products, worker):
     assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
 
 
+def test_the_queued_job_of_a_paused_start_taking_the_slot_during_resume_keeps_the_row(
+    api, products, worker, monkeypatch
+):
+    """The start's job, still queued when the export was paused, may take the slot between
+    resume's transition and its write of the row. The row keeps that run's Running, and the
+    run finishes the export (resume wrote Starting over it: the run found itself superseded,
+    and the slot stayed Running with no worker)."""
+    from django_report_export.runs.single import ExportRun
+    from django_report_export.status import StatusStore
+
+    api.post("/api/report/product/start?format=csv")
+    assert api.post("/api/report/product/pause").json()["status"] == Status.PAUSED
+    stale = ExportRun(ReportExport.objects.get())
+    began: list[bool] = []
+    transition = StatusStore.transition
+
+    def taken_meanwhile(self, slot, values, **kwargs):
+        result = transition(self, slot, values, **kwargs)
+        if result.written and values.get("status") == Status.STARTING and not began:
+            began.append(stale.begin())
+        return result
+
+    monkeypatch.setattr(StatusStore, "transition", taken_meanwhile)
+    assert api.post("/api/report/product/resume").status_code == 200
+    monkeypatch.undo()
+    assert began == [True]
+    stale.export_rows()
+    worker()  # the start's and the resume's jobs find the slot no longer Starting
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+    assert ReportExport.objects.get().status == Status.FINISHED
+    rows = list(csv.DictReader(io.StringIO(download(api).decode())))
+    assert sorted(int(row["id"]) for row in rows) == sorted(product.pk for product in products)
+
+
 @pytest.mark.parametrize("when", ["starting", "running", "paused"])
 def test_cancel(api, products, worker, small_chunks, received, export_root, when):
     api.post("/api/report/product/start?format=csv")
