@@ -184,7 +184,9 @@ def test_pause_and_resume_a_sharded_export(api, worker, shop, settings):
     run_while(worker, while_running("orderRow", 50, control.pause))
     status = api.get("/api/report/orderRow/status").json()
     assert status["status"] == Status.PAUSED
-    assert 50 <= status["processed"] < ORDERS
+    # The poller races the shards: on a loaded machine the pause may come after their last
+    # row, before the file is assembled.
+    assert 50 <= status["processed"] <= ORDERS
     export = ReportExport.objects.get(status=Status.PAUSED)
     shards = list(export.shard_set.all())
     assert len(shards) == 3
