@@ -92,8 +92,13 @@ def test_bench_runs_at_small_size(tmp_path: Any) -> None:
     else:
         assert "sqlite csv: 3 job/loop variants, identical files" in report
     if load_test:
-        assert "| status endpoint ≥ 0.8x a constant DRF view (requests/s) |" in report
-        assert "x (per round: median " in report
+        goal = "| status endpoint ≥ 0.8x a constant DRF view (requests/s) |"
+        assert goal in report
+        load = json.loads((tmp_path / "results.json").read_text())["load"]
+        if all(load["constant_runs"]):
+            assert "x (per round: median " in report
+        else:  # wrk got no answer in a round of a second on a loaded machine: not judged
+            assert f"{goal} not measured | - |" in report
     assert (tmp_path / "results.json").exists()
 
 
