@@ -31,6 +31,9 @@ MIN_PYTHON = {"5.2": "3.11", "6.0": "3.12", "6.1": "3.12"}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"
 PYTEST = ["pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
 
+# uv compiles no bytecode unless asked (pip does): with PYTHONDONTWRITEBYTECODE set, every
+# process a test starts would compile its imports from source again.
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 nox.options.reuse_venv = "yes"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.download_python = "never"  # the machine's interpreters (pyenv's), never a download

@@ -16,10 +16,13 @@ ensure_venv() {  # ensure_venv EXTRA
   fi
   say "Installing django-report-export[$extra]"
   # uv resolves and installs in seconds where pip takes a minute or two; pip brings it once.
+  # Unlike pip, uv compiles no bytecode unless asked: where PYTHONDONTWRITEBYTECODE is set,
+  # every worker and server process the tests start would compile Django from source again.
   if [ ! -x "$VENV/bin/uv" ]; then
     "$PY" -m pip install --quiet --disable-pip-version-check uv || die "pip install uv failed"
   fi
-  "$VENV/bin/uv" pip install --quiet --python "$PY" -e "$ROOT[$extra]" || die "uv pip install failed"
+  "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$PY" -e "$ROOT[$extra]" \
+    || die "uv pip install failed"
 }
 
 redis_answers() {  # redis_answers HOST PORT
