@@ -396,6 +396,22 @@ def test_csv_formula_guard_of_random_texts() -> None:
     assert read_csv(data) == [[guarded(text), "1"] for text in texts]
 
 
+def test_csv_formula_guard_of_random_one_line_texts() -> None:
+    """A column whose texts hold no line end, tab or CR (phone numbers, names) is guarded in
+    one pass over the whole column: random such texts, many starting with a sign, read back
+    against the rule spelled out."""
+    rng = random.Random(7)
+    alphabet = [*",;|", " ", "\xa0", "\x0b", "\x85", "\u2028", '"', "'", *"=+-@", "\uff0b", "x"]
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(5000)]
+    texts += [f"+49 30 {number}" for number in range(100)]  # a sign first in every text
+    writer = CSVWriter("order", ["text", "n"])
+    data = b"".join(
+        writer.encode_rows([(text, 1) for text in texts[start : start + 100]], first=True)
+        for start in range(0, len(texts), 100)
+    )
+    assert read_csv(data) == [[guarded(text), "1"] for text in texts]
+
+
 def test_leading_whitespace_is_what_python_calls_whitespace() -> None:
     everything = map(chr, range(sys.maxunicode + 1))
     assert set(LEADING_WHITESPACE) == {char for char in everything if char.isspace()}

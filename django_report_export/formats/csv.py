@@ -72,12 +72,20 @@ FORMULA_ANYWHERE = f"^[{FORMULA_STARTS}]|(^|[{CELL_BREAKS}]){_FORMULA}"
 _starts_like_formula = re.compile(FORMULA_AT_START).match
 _guard_after_breaks = re.compile(FORMULA_AFTER_BREAK).sub
 _needs_guard = re.compile(FORMULA_ANYWHERE).search
+_has_cell_break = re.compile(f"[{CELL_BREAKS}]").search
 #: The scan of a whole column for ``_guard_column``: a cell break, then whitespace or quotes that
 #: are no cell break, then a sign. Any run of whitespace before a sign that holds cell breaks ends
 #: with one, so this finds every place ``FORMULA_AFTER_BREAK`` does, and no match reaches past
 #: the line end before the next text.
 _INNER_SKIPPED = "".join(char for char in LEADING_WHITESPACE if char not in CELL_BREAKS) + '"'
 _formulas_after_breaks = re.compile(f"[{CELL_BREAKS}][{_INNER_SKIPPED}]*[{FORMULA_SIGNS}]").finditer
+#: For each break but tab and CR, the mark after it where a formula follows (literal
+#: replacements, which ``re`` makes in C).
+_MARKS_AFTER = {
+    ch: (re.compile(f"{re.escape(ch)}(?=[{_INNER_SKIPPED}]*[{FORMULA_SIGNS}])").sub, ch + "'")
+    for ch in CELL_BREAKS
+    if ch not in FORMULA_STARTS
+}
 
 #: Types written through ``str()`` (which is ``repr()`` for floats), ``None`` as an empty cell.
 _NATIVE_TYPES = frozenset({NoneType, int, float})
@@ -89,6 +97,8 @@ RECORD_END = "\n"
 
 def guard_formula(value: str) -> str:
     """``value`` with a ``'`` at its start and after each cell break where a formula follows."""
+    if _has_cell_break(value) is None:  # the usual text: only its start may need the mark
+        return "'" + value if _starts_like_formula(value) else value
     if _needs_guard(value) is None:
         return value
     guarded = _guard_after_breaks("\\1'", value)
@@ -104,6 +114,17 @@ def _guard_column(texts: list[str]) -> list[str]:
     """
     # Every text after a line end, so that its start is found as a cell break is.
     lines = "\n".join(["", *texts])
+    if not any(sign in lines for sign in FORMULA_SIGNS):
+        if "\t" not in lines and "\r" not in lines:
+            return texts
+    elif "\t" not in lines and "\r" not in lines and lines.count("\n") == len(texts):
+        # No text holds a line end, a tab or a CR: every text is one line of ``lines``, and
+        # marking each break before a formula marks each text as ``guard_formula`` does.
+        marked_lines = lines
+        for char, (mark, marked) in _MARKS_AFTER.items():
+            if char in marked_lines:
+                marked_lines = mark(marked, marked_lines)
+        return texts if marked_lines == lines else marked_lines.split("\n")[1:]
     suspects: set[int] = set()
     if any(sign in lines for sign in FORMULA_SIGNS):
         breaks = [match.start() for match in _formulas_after_breaks(lines)]
