@@ -56,7 +56,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -73,12 +73,16 @@ def setup_django() -> None:
     django.setup()
 
 
-def service_rows() -> tuple[Any, list[str]]:
-    """The service's queryset, as the export job builds it, and its fields."""
+def service_rows() -> tuple[Any, list[str], list[Any]]:
+    """The service's queryset, as the export job builds it, its column names, and what
+    ``values_list`` selects for each (a field path or an expression; a flat service only)."""
+    from django_report_export.columns import Column, columns_of
     from django_report_export.registry import site
 
     service = site.get(SERVICE)
-    return service.get_queryset().order_by("pk"), list(service.fields)
+    columns = [entry for entry in columns_of(service) if isinstance(entry, Column)]
+    selected = [column.select_item(service.model) for column in columns]
+    return service.get_queryset().order_by("pk"), [c.name for c in columns], selected
 
 
 def service_names() -> list[str]:
@@ -110,8 +114,8 @@ def service_sql(inline: bool = True) -> str:
     """The SQL of ``values_list(*fields)`` of the service, parameters inlined."""
     from django.db import connection
 
-    queryset, fields = service_rows()
-    sql, params = queryset.values_list(*fields).query.get_compiler(using=queryset.db).as_sql()
+    queryset, _, selected = service_rows()
+    sql, params = queryset.values_list(*selected).query.get_compiler(using=queryset.db).as_sql()
     if params and inline:
         if connection.vendor not in ("postgresql", "mysql"):
             raise NotImplementedError("Only PostgreSQL and MariaDB/MySQL inline parameters here.")
@@ -415,28 +419,47 @@ def drf_nested_json(out: Path) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+def named_values(queryset: Any, names: list[str], selected: list[Any]) -> Iterator[dict[str, Any]]:
+    """``values()`` under the columns' names: one dict a row, built as ``values()`` builds it
+    (its keyword form cannot name a column after a model field, as ``Column("product",
+    "product__name")`` does)."""
+    for row in queryset.values_list(*selected).iterator(chunk_size=CHUNK_SIZE):
+        yield dict(zip(names, row, strict=True))
+
+
+def attribute_paths(queryset: Any, selected: list[Any]) -> tuple[Any, list[str]]:
+    """The queryset and a path of model attributes for each column: a field path as it is,
+    an expression annotated on the instances."""
+    paths = [
+        item if isinstance(item, str) else f"bench_column_{i}" for i, item in enumerate(selected)
+    ]
+    expressions = {path: item for path, item in zip(paths, selected, strict=True) if path != item}
+    return queryset.annotate(**expressions), paths
+
+
 def naive_values_list_csv(out: Path) -> dict[str, Any]:
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     started = time.perf_counter()
     rows = 0
     with out.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(fields)
-        for row in queryset.values_list(*fields).iterator(chunk_size=CHUNK_SIZE):
+        writer.writerow(names)
+        for row in queryset.values_list(*selected).iterator(chunk_size=CHUNK_SIZE):
             writer.writerow(row)
             rows += 1
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
 def naive_models_csv(out: Path) -> dict[str, Any]:
-    queryset, fields = service_rows()
-    relations = sorted({path.rsplit("__", 1)[0] for path in fields if "__" in path})
-    getters: list[Callable[[Any], Any]] = [attrgetter(path.replace("__", ".")) for path in fields]
+    queryset, names, selected = service_rows()
+    queryset, paths = attribute_paths(queryset, selected)
+    relations = sorted({path.rsplit("__", 1)[0] for path in paths if "__" in path})
+    getters: list[Callable[[Any], Any]] = [attrgetter(path.replace("__", ".")) for path in paths]
     started = time.perf_counter()
     rows = 0
     with out.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(fields)
+        writer.writerow(names)
         for obj in queryset.select_related(*relations).iterator(chunk_size=CHUNK_SIZE):
             writer.writerow([get(obj) for get in getters])
             rows += 1
@@ -446,12 +469,12 @@ def naive_models_csv(out: Path) -> dict[str, Any]:
 def naive_values_json(out: Path) -> dict[str, Any]:
     import orjson
 
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     started = time.perf_counter()
     rows = 0
     with out.open("wb") as file:
         file.write(b"[\n")
-        for row in queryset.values(*fields).iterator(chunk_size=CHUNK_SIZE):
+        for row in named_values(queryset, names, selected):
             if rows:
                 file.write(b",\n")
             file.write(orjson.dumps(row, default=str))
@@ -463,13 +486,13 @@ def naive_values_json(out: Path) -> dict[str, Any]:
 def naive_values_xml(out: Path) -> dict[str, Any]:
     from lxml import etree
 
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     started = time.perf_counter()
     rows = 0
     with etree.xmlfile(str(out), encoding="utf-8") as xml:
         xml.write_declaration()
         with xml.element(f"{SERVICE}List"):
-            for row in queryset.values(*fields).iterator(chunk_size=CHUNK_SIZE):
+            for row in named_values(queryset, names, selected):
                 record = etree.Element(SERVICE)
                 for name, value in row.items():
                     if value is not None:
@@ -501,16 +524,16 @@ def naive_xlsxwriter(out: Path) -> dict[str, Any]:
 
     import xlsxwriter
 
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     started = time.perf_counter()
     rows = 0
     workbook = xlsxwriter.Workbook(str(out), {"constant_memory": True})
     sheet = workbook.add_worksheet(SERVICE)
     bold = workbook.add_format({"bold": True})
     dates = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-    sheet.write_row(0, 0, fields, bold)
+    sheet.write_row(0, 0, names, bold)
     sheet.freeze_panes(1, 0)
-    for rows, row in enumerate(queryset.values_list(*fields).iterator(CHUNK_SIZE), start=1):
+    for rows, row in enumerate(queryset.values_list(*selected).iterator(CHUNK_SIZE), start=1):
         for column, value in enumerate(map(_excel_value, row)):
             if isinstance(value, datetime.datetime):
                 sheet.write_datetime(rows, column, value, dates)
@@ -526,19 +549,19 @@ def naive_openpyxl(out: Path) -> dict[str, Any]:
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     started = time.perf_counter()
     rows = 0
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(SERVICE)
     sheet.freeze_panes = "A2"
     header = []
-    for name in fields:
+    for name in names:
         cell = WriteOnlyCell(sheet, value=name)
         cell.font = Font(bold=True)
         header.append(cell)
     sheet.append(header)
-    for row in queryset.values_list(*fields).iterator(CHUNK_SIZE):
+    for row in queryset.values_list(*selected).iterator(CHUNK_SIZE):
         # openpyxl refuses control characters (IllegalCharacterError): drop them.
         sheet.append([_excel_value(value, clean=ILLEGAL_CHARACTERS_RE.sub) for value in row])
         rows += 1
@@ -548,17 +571,29 @@ def naive_openpyxl(out: Path) -> dict[str, Any]:
 
 def _import_export(out: Path, export_format: str) -> dict[str, Any]:
     from import_export import resources
+    from import_export.fields import Field
 
-    queryset, names = service_rows()
+    queryset, names, selected = service_rows()
+    queryset, paths = attribute_paths(queryset, selected)
 
-    class OrderResource(resources.ModelResource):
-        class Meta:
-            model = queryset.model
-            fields = tuple(names)
-            export_order = tuple(names)
+    class Meta:
+        model = queryset.model
+        fields = tuple(names)
+        export_order = tuple(names)
+
+    # A column named otherwise than its path is declared, as django-import-export's users do.
+    declared = {
+        name: Field(attribute=path, column_name=name)
+        for name, path in zip(names, paths, strict=True)
+        if name != path
+    }
+    resource_type = type(resources.ModelResource)
+    ColumnsResource = resource_type(
+        "ColumnsResource", (resources.ModelResource,), {**declared, "Meta": Meta}
+    )
 
     started = time.perf_counter()
-    dataset = OrderResource().export(queryset=queryset)
+    dataset = ColumnsResource().export(queryset=queryset)
     if export_format == "xlsx":
         import tablib
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -595,13 +630,13 @@ def profile(out: Path, export_format: str, rows: int) -> dict[str, Any]:
     from django_report_export.formats import get_writer_class
     from django_report_export.readers import OrmChunkReader
 
-    queryset, fields = service_rows()
+    queryset, names, selected = service_rows()
     last = queryset.values_list("pk", flat=True)[rows - 1 : rows].first()
     if last is not None:
         queryset = queryset.filter(pk__lte=last)
     with override_settings(REPORT_EXPORT={"FAST_PATH": False}):
-        writer = get_writer_class(export_format)(SERVICE, fields)
-    reader = OrmChunkReader(queryset, fields, writer)
+        writer = get_writer_class(export_format)(SERVICE, names)
+    reader = OrmChunkReader(queryset, selected, writer)
     profiler = cProfile.Profile()
     processed, last_key = 0, None
     started = time.perf_counter()

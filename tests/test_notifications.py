@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import translation
 
 from django_report_export import signals
+from django_report_export.columns import column_names
 from django_report_export.models import ReportExport, Status, WebhookDelivery
 from django_report_export.registry import site
 from django_report_export.runs.single import run_export
@@ -304,7 +305,7 @@ def test_admin_action_checkbox_asks_for_the_email(products, worker, transactiona
         "service": "product",
         "selection": "all",
         "format": "csv",
-        "columns": list(site.get("product").fields),
+        "columns": column_names(site.get("product")),
         "notify": "on",
         "_start": "1",
     }

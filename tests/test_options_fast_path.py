@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from django_report_export.columns import is_document
+from django_report_export.columns import header_labels, is_document
 from django_report_export.formats import get_writer_class
 from django_report_export.options import FileOptions, with_labels
 from django_report_export.readers import OrmChunkReader
 from django_report_export.readers.fast_path import ALL_FORMATS, postgres_reader
 from django_report_export.registry import site
 
+from .support.demo import flat_columns
 from .test_readers import export_bytes, shop  # noqa: F401  (the fixture)
 
 pytestmark = [
@@ -48,12 +49,12 @@ CSV_CASES = [
 
 def readers(service_name: str, export_format: str, options: FileOptions) -> tuple[Any, Any]:
     service = site.get(service_name)
-    fields = list(service.fields)
+    names, fields = flat_columns(service)
     queryset = service.get_queryset().order_by("pk")
-    options = with_labels(options, service.model, fields)
+    options = with_labels(options, service.model, names, labels=header_labels(service, names))
     writers = []
     for _ in range(2):
-        writer = get_writer_class(export_format)(service_name, fields)
+        writer = get_writer_class(export_format)(service_name, names)
         writer.options = options
         writers.append(writer)
     orm = OrmChunkReader(queryset, fields, writers[0])

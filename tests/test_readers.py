@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from django_report_export import control
-from django_report_export.columns import is_document
+from django_report_export.columns import column_names, is_document
 from django_report_export.formats import CSVWriter, JSONWriter, XMLWriter, get_writer_class
 from django_report_export.formats.csv import CELL_BREAKS, FORMULA_SIGNS, LEADING_WHITESPACE
 from django_report_export.formats.jsonl import JSONLinesWriter
@@ -38,6 +38,7 @@ from django_report_export.registry import site
 from django_report_export.storage import get_storage
 from testproject.shop.models import Category, CustomerAccount, Inquiry, Order, Product, Voucher
 
+from .support.demo import flat_columns
 from .support.formula_guard import guarded
 
 pytestmark = [
@@ -218,13 +219,13 @@ def export_bytes(reader: ChunkReader, chunk_size: int) -> bytes:
 
 def both_readers(service_name: str, export_format: str) -> tuple[ChunkReader, ChunkReader]:
     service = site.get(service_name)
-    fields = list(service.fields)
+    names, fields = flat_columns(service)
     queryset = service.get_queryset().order_by("pk")
-    writer = get_writer_class(export_format)(service_name, fields)
+    writer = get_writer_class(export_format)(service_name, names)
     fast = postgres_reader(queryset, fields, writer, ALL_FORMATS)
     assert fast is not None, f"{service_name}/{export_format} is not on the fast path"
     return OrmChunkReader(
-        queryset, fields, get_writer_class(export_format)(service_name, fields)
+        queryset, fields, get_writer_class(export_format)(service_name, names)
     ), fast
 
 
@@ -458,7 +459,7 @@ def test_empty_export(shop: Any) -> None:
 def run_job(worker: Any, service_name: str, export_format: str, compression: str) -> bytes:
     service = site.get(service_name)
     request = control.ExportRequest(
-        format=export_format, fields=list(service.fields), compression=compression
+        format=export_format, fields=column_names(service), compression=compression
     )
     status = control.start(service, request)
     worker()

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import DecimalField, ExpressionWrapper, F, QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from django_report_export.columns import Collection, Column, Nested
 from django_report_export.registry import ExportService, register
@@ -65,8 +66,8 @@ class CategoryExport(ExportService):
         "id",
         "name",
         "slug",
-        "parent_id",
-        "parent__name",
+        Column("parent_id", label=_("Parent ID")),
+        Column("parent_name", "parent__name", label=_("Parent category")),
         "description",
         "is_active",
         "sort_order",
@@ -109,8 +110,8 @@ class DataFeedExport(ExportService):
         "id",
         "name",
         "channel",
-        "template_id",
-        "template__name",
+        Column("template_id", label=_("Template ID")),
+        Column("template_name", "template__name", label=_("Template")),
         "url",
         "is_active",
         "item_count",
@@ -139,8 +140,8 @@ class InquiryExport(ExportService):
         "created_at",
         "status",
         "email",
-        "customer_id",
-        "customer__email",
+        Column("customer_id", label=_("Customer ID")),
+        Column("customer_email", "customer__email", label=_("Customer e-mail")),
         "subject",
         "message",
         "answered_at",
@@ -155,9 +156,9 @@ class InventoryExport(ExportService):
     model = InventoryItem
     fields = (
         "id",
-        "product_id",
-        "product__sku",
-        "product__name",
+        Column("product_id", label=_("Product ID")),
+        Column("product_sku", "product__sku", label=_("Product SKU")),
+        Column("product_name", "product__name", label=_("Product")),
         "warehouse",
         "quantity",
         "reserved",
@@ -237,7 +238,7 @@ class NewsletterSubscriberExport(ExportService):
     fields = (
         "id",
         "email",
-        "customer_id",
+        Column("customer_id", label=_("Customer ID")),
         "confirmed",
         "source",
         "subscribed_at",
@@ -255,8 +256,8 @@ class ProductExport(ExportService):
         "id",
         "sku",
         "name",
-        "category_id",
-        "category__name",
+        Column("category_id", label=_("Category ID")),
+        Column("category_name", "category__name", label=_("Category")),
         "price",
         "cost",
         "stock",
@@ -277,9 +278,9 @@ class ProductRatingExport(ExportService):
     model = ProductRating
     fields = (
         "id",
-        "product__sku",
-        "product__name",
-        "customer__email",
+        Column("product_sku", "product__sku", label=_("Product SKU")),
+        Column("product_name", "product__name", label=_("Product")),
+        Column("customer_email", "customer__email", label=_("Customer e-mail")),
         "rating",
         "title",
         "comment",
@@ -315,8 +316,8 @@ class TransactionExport(ExportService):
     fields = (
         "id",
         "reference",
-        "order__number",
-        "order__customer__email",
+        Column("order_number", "order__number", label=_("Order number")),
+        Column("customer_email", "order__customer__email", label=_("Customer e-mail")),
         "kind",
         "provider",
         "amount",
@@ -336,9 +337,9 @@ class VoucherExport(ExportService):
     fields = (
         "id",
         "code",
-        "preset__name",
-        "template__name",
-        "customer__email",
+        Column("preset_name", "preset__name", label=_("Preset")),
+        Column("template_name", "template__name", label=_("E-mail template")),
+        Column("customer_email", "customer__email", label=_("Customer e-mail")),
         "value",
         "currency",
         "valid_from",

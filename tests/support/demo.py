@@ -1,6 +1,10 @@
 """What the demo shop offers, as its tests expect it: each service's formats in order (the
 seed's formats, then xlsx and JSON Lines; ``order``, a document, without csv and xlsx)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 DEMO_FORMATS = {
     "adminUser": ["json", "csv", "xlsx", "jsonl"],
     "category": ["json", "csv", "xlsx", "jsonl"],
@@ -19,3 +23,12 @@ DEMO_FORMATS = {
     "voucherPreset": ["json", "csv", "xlsx", "jsonl"],
     "voucherTemplate": ["json", "csv", "xlsx", "jsonl"],
 }
+
+
+def flat_columns(service: Any) -> tuple[list[str], list[Any]]:
+    """A flat service's column names (the writer's) and what the reader selects for each (its
+    path, or expression), as an export of all its columns reads them."""
+    from django_report_export.columns import column_names, selection
+
+    names = column_names(service)
+    return names, list(selection(service, names).items)

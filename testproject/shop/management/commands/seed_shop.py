@@ -199,8 +199,8 @@ DEMO_SCHEDULE: dict[str, Any] = {
     "fields": [
         "reference",
         "created_at",
-        "order__number",
-        "order__customer__email",
+        "order_number",
+        "customer_email",
         "kind",
         "amount",
         "currency",
