@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import time
 
 import pytest
@@ -87,6 +88,25 @@ def test_work_horses_after_a_cleanup_use_connections_of_their_own(api, settings,
         )
     # The callback closed what it opened: the idle worker holds no connection.
     assert handles == []
+
+
+@pytest.mark.slow
+def test_burst_workers_started_together_quit_as_soon_as_the_queue_is_empty(tmp_path):
+    # redis-py 8.2.0 waits for RQ's pubsub thread, which may sleep for a minute after the
+    # worker unsubscribed (pyproject.toml excludes that release): every test's burst worker,
+    # and every deploy's warm shutdown, took up to 60 s more.
+    for round_number in range(3):
+        workers = [
+            WorkerProcess(tmp_path / f"worker-{round_number}-{index}.log", burst=True)
+            for index in range(2)
+        ]
+        for worker in workers:
+            try:
+                worker.process.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                pytest.fail(f"a burst worker with nothing to do ran on: {worker.log.read_text()}")
+            assert worker.process.returncode == 0, worker.log.read_text()
 
 
 def test_a_forked_process_discards_its_inherited_connection_and_leaves_it_working():
