@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 DJANGOS = ["5.2", "6.0", "6.1"]
@@ -111,11 +111,13 @@ def lowest_pins() -> list[str]:
     """The runtime dependencies of pyproject.toml at the lowest versions they allow."""
     project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
     pins = []
-    for requirement in project["dependencies"]:
-        match = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)>=([0-9.]+)", requirement.replace(" ", ""))
-        if match is None:
-            raise ValueError(f"not a lower bound: {requirement!r}")
-        pins.append(f"{match[1]}=={match[2]}")
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        lower = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if len(lower) != 1:
+            raise ValueError(f"not one lower bound: {line!r}")
+        extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+        pins.append(f"{requirement.name}{extras}=={lower[0]}")
     return pins
 
 
