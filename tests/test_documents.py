@@ -258,7 +258,7 @@ def test_pause_and_resume_give_the_same_document_bytes(
     query = f"format={export_format}"
     uninterrupted = export_file(api, worker, "orderDocument", query)
     paused_at, resumed = paused_and_resumed(api, worker, "orderDocument", query, 9)
-    assert 9 <= paused_at < 30
+    assert 9 <= paused_at <= 30
     assert resumed == uninterrupted
     if export_format == "json":
         assert json.loads(uninterrupted) == expected()
@@ -428,7 +428,7 @@ def test_pause_and_resume_give_the_same_flattened_csv(
     settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 3, "CHECKPOINT_INTERVAL": 0}
     uninterrupted = export_file(api, worker, "orderLinesCsv", "format=csv")
     paused_at, resumed = paused_and_resumed(api, worker, "orderLinesCsv", "format=csv", 9)
-    assert 9 <= paused_at < 30  # records, not rows
+    assert 9 <= paused_at <= 30  # records, not rows
     assert resumed == uninterrupted
     assert read_csv(uninterrupted)[1:] == expected_rows()
 

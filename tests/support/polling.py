@@ -82,7 +82,8 @@ def once_written(monkeypatch: Any, service: str, rows: int, action: Any) -> Poll
 def paused_and_resumed(api: Any, worker: Any, service: str, query: str, at_least: int) -> Any:
     """Start ``service`` with ``query``, pause it from another thread once ``at_least`` rows
     are processed, resume it and run it to the end: the rows processed when it paused, and
-    the downloaded file."""
+    the downloaded file. On a loaded machine the pause may land after the last row, before
+    the file is published: a pause all the same, which resume must finish alike."""
     from django_report_export import control
     from django_report_export.models import ReportExport, Status
 
