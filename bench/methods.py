@@ -19,6 +19,11 @@ Methods:
 * ``shards-csv``, ...: the same job with ``BENCH_WORKERS`` (2) forking workers side by side
   and the export split into as many shards; its time runs from the start to the file
   published.
+* ``cli-csv``, ...: run by the runner, not here: ``manage.py report_export start SERVICE
+  --format F --wait`` against a running ``manage.py rqworker`` (``bench.worker.MeasuringWorker``),
+  the whole process timed from outside; ``reset`` before it cleans the slot and Redis, ``fetch``
+  after it moves the file to ``OUT`` and prints the rows and the time from the start to the
+  first rows read.
 * ``loop-csv``, ...: the same reader and writer loop without the job's machinery (no Redis
   progress, no pause/cancel checks, no checkpoints, no parts, no publishing), with the time
   of its ``read`` calls measured the same way.
@@ -185,6 +190,45 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
         "jobs": len(horses),
         "rows": export.processed,
         "fast_path": bool(export_settings.FAST_PATH),
+    }
+
+
+def reset() -> dict[str, Any]:
+    """A clean slot and an empty Redis database, before a ``cli-*`` run starts its worker."""
+    from django_report_export.connection import get_redis
+    from django_report_export.models import ReportExport, Status
+
+    ReportExport.objects.filter(service=SERVICE, status__in=Status.active()).update(
+        status=Status.CANCELED
+    )
+    get_redis().flushdb()
+    return {}
+
+
+def fetch(out: Path) -> dict[str, Any]:
+    """After a ``cli-*`` run: the service's last export's file moved to ``out``, its rows, and
+    the time from its start (the export's ``created_at``, before it was queued) to the first
+    rows its work horse read (``BENCH_HORSE_RESULT``)."""
+    from bench.worker import RESULT_ENV
+    from django_report_export.models import ReportExport, Status
+    from django_report_export.storage import get_storage
+
+    export = ReportExport.objects.filter(service=SERVICE).order_by("-created_at").first()
+    if export is None or export.status != Status.FINISHED:
+        state = export.get_status_display() if export else "missing"
+        raise RuntimeError(f"The export ended {state}: {export.error if export else ''}")
+    storage = get_storage()
+    Path(storage.path(export.file_name)).replace(out)
+    storage.delete(export.file_name)
+    horse_result = Path(os.environ[RESULT_ENV])
+    horses = [json.loads(line) for line in horse_result.read_text().splitlines()]
+    horse_result.unlink()
+    return {
+        "rows": export.processed,
+        "first_row_seconds": horses[0]["first_read_at"] - export.created_at.timestamp(),
+        "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
+        "jobs": len(horses),
+        "reader": export.reader,
     }
 
 
@@ -706,6 +750,9 @@ def main(argv: list[str] | None = None) -> int:
     if method == "shape":
         print(json.dumps(service_shape()))
         return 0
+    if method == "reset":
+        print(json.dumps(reset()))
+        return 0
     if args.out is None:
         parser.error("OUT is required")
     kind, _, export_format = method.rpartition("-")
@@ -713,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
         result = job(args.out, export_format)
     elif kind == "loop":
         result = loop(args.out, export_format)
+    elif method == "fetch":
+        result = fetch(args.out)
     elif kind == "profile":
         result = profile(args.out, export_format, args.rows)
     elif method in METHODS:

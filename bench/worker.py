@@ -33,6 +33,8 @@ class ReaderClock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        #: When the first ``read`` returned (``time.time()``), its first rows read; 0: none yet.
+        self.first_read_at = 0.0
 
     @contextlib.contextmanager
     def running(self) -> Iterator[ReaderClock]:
@@ -48,6 +50,7 @@ class ReaderClock:
                     return read(reader, *args, **kwargs)
                 finally:
                     self.seconds += time.perf_counter() - started
+                    self.first_read_at = self.first_read_at or time.time()
 
             return read_timed
 
@@ -75,6 +78,7 @@ class JobFigures:
                 figures = {
                     "job_seconds": time.perf_counter() - started,
                     "read_seconds": reader_clock.seconds,
+                    "first_read_at": reader_clock.first_read_at,
                     "horse_rss_kib": peak_rss_kib(),
                     "horse_rss_at_start_kib": rss_before,
                     "horse_pid": os.getpid(),
