@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import hashlib
 import importlib.util
@@ -1251,6 +1252,10 @@ def main(argv: list[str] | None = None) -> int:
     for folder in ("out", "logs", "media"):
         (args.workdir / folder).mkdir(parents=True, exist_ok=True)
     check_redis(args.redis_url)
+    # As a wheel's install does: the machines set PYTHONDONTWRITEBYTECODE, and every process
+    # here would compile the project's sources again.
+    for package in ("django_report_export", "testproject", "bench"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     services = [name.strip() for name in args.service.split(",") if name.strip()]
     codes, measured = [], {}
     for service in services:
