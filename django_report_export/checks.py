@@ -71,12 +71,16 @@ from django_report_export.registry import site
 from django_report_export.relations import TO_MANY_HINT
 from django_report_export.windows import is_datetime_path
 
+#: The tag of this package's checks: ``manage.py check --tag report_export`` runs them alone,
+#: as ``manage.py report_export`` does before it acts.
+TAG = "report_export"
+
 
 def _error(message: str, number: int, obj: Any = None, hint: str | None = None) -> checks.Error:
     return checks.Error(message, hint=hint, obj=obj, id=f"django_report_export.E{number:03d}")
 
 
-@checks.register()
+@checks.register(TAG)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Each ``REPORT_EXPORT`` value against its rule in the table of settings (``conf.py``)."""
     user_settings = getattr(settings, SETTING_NAME, {})
@@ -116,7 +120,7 @@ def _check_stale_after(user_settings: dict[str, Any]) -> list[checks.CheckMessag
     ]
 
 
-@checks.register()
+@checks.register(TAG)
 def check_storage(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The export storage keeps its files private: redirects expire (E009), and the folder
     is not one the web server serves (W001)."""
@@ -171,7 +175,7 @@ def under_media_root(storage: Storage) -> bool:
     return location.is_relative_to(Path(settings.MEDIA_ROOT).resolve())
 
 
-@checks.register()
+@checks.register(TAG)
 def check_services(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     known_formats = format_names()
@@ -234,7 +238,7 @@ def _check_incremental_field(service: Any, label: str) -> list[checks.CheckMessa
     return [_error(message, 32, obj=type(service), hint="Name a DateTimeField path, or None.")]
 
 
-@checks.register()
+@checks.register(TAG)
 def check_base_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """W002: a webhook or an email sent from a job has no request to take the host from."""
     try:

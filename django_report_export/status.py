@@ -13,7 +13,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -32,13 +32,16 @@ from django_report_export.exceptions import StatusUnavailable
 from django_report_export.models import ReportExport, Status
 
 KEY_TEMPLATE = "report_export:slot:{slot}"
+#: The channel of a slot's status changes is its hash's key with this after it.
+CHANGES_SUFFIX = ":changes"
 LOCK_TEMPLATE = "report_export:lock:{slot}"
 ANY = "*"
 MISSING = "missing"
 
 # KEYS[1] slot hash. ARGV: expected id, expected run, allowed statuses (comma separated,
 # "*" for any, "missing" for an absent hash), then field/value pairs to write.
-# Returns {written (1/0), status, id, run, request} as they are after the call.
+# Returns {written (1/0), status, id, run, request} as they are after the call. A write of the
+# status is published on the hash's channel (CHANGES_SUFFIX) for those waiting on the slot.
 TRANSITION = """
 local current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
 local status = current[1] or 'missing'
@@ -57,6 +60,12 @@ if (ARGV[1] == '*' or ARGV[1] == id) and (ARGV[2] == '*' or ARGV[2] == run)
     redis.call('HSET', KEYS[1], unpack(ARGV, 4))
   end
   current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
+  for index = 4, #ARGV, 2 do
+    if ARGV[index] == 'status' then
+      redis.call('PUBLISH', KEYS[1] .. ':changes', current[1] or '')
+      break
+    end
+  end
   return {1, current[1] or 'missing', current[2] or '', current[3] or '', current[4] or ''}
 end
 return {0, status, id, run, current[4] or ''}
@@ -280,6 +289,31 @@ class StatusStore:
         return self.redis.lock(
             LOCK_TEMPLATE.format(slot=slot), timeout=timeout, blocking_timeout=wait
         )
+
+    @contextlib.contextmanager
+    def changes(self, slot: str) -> Iterator[Callable[[float], None]]:
+        """A wait of up to a given number of seconds that ends early when the slot's status
+        changes (a transition that writes it publishes it). Without Redis, a plain sleep:
+        the status read after it reports what is wrong."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(slot_key(slot) + CHANGES_SUFFIX)
+        except RedisError:
+            pubsub.close()
+            yield time.sleep
+            return
+
+        def wait(seconds: float) -> None:
+            try:
+                pubsub.get_message(timeout=seconds)
+            except RedisError:
+                time.sleep(seconds)
+
+        try:
+            yield wait
+        finally:
+            with contextlib.suppress(RedisError):
+                pubsub.close()
 
     def ping(self) -> None:
         try:

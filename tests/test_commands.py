@@ -12,8 +12,9 @@ import threading
 import time
 
 import pytest
+from django.core import checks
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
 from django.utils import timezone
 
@@ -153,6 +154,55 @@ def test_wait_shows_progress_and_exits_0_when_finished(products, worker, small_c
     assert "[##############################] 100.0%  40/40 rows" in out
     assert "Finished: 40 rows" in out
     assert "report_export download product" in out
+
+
+def test_wait_ends_as_soon_as_the_export_ends_not_at_the_next_interval(products, worker):
+    # The slot's status changes are published: the wait between two reads ends with one.
+    command = Background("start", "product", "--format", "csv", "--wait", "--interval", "30")
+    command.start()
+    wait_for_export()
+    worker()
+    ended = time.monotonic()
+    code, out, err = command.outcome()
+    assert code == EXIT_OK, err
+    assert "Finished: 40 rows" in out
+    assert time.monotonic() - ended < 5
+
+
+def test_wait_ends_when_canceled_from_elsewhere_before_the_interval(products):
+    command = Background("start", "product", "--format", "csv", "--wait", "--interval", "30")
+    command.start()
+    wait_for_export()
+    time.sleep(0.2)  # the command is waiting, subscribed
+    asked = time.monotonic()
+    control.cancel(site.get("product"))
+    code, _, err = command.outcome()
+    assert code == EXIT_CANCELED, err
+    assert time.monotonic() - asked < 5
+
+
+def test_the_command_runs_the_package_checks_and_no_others(products, settings):
+    """A problem of the project outside this package does not stop the command; one of its
+    own checks does, as ``manage.py check`` would report it."""
+
+    @checks.register("templates")
+    def broken_elsewhere(app_configs=None, **kwargs):
+        return [checks.Error("not this package's", id="elsewhere.E001")]
+
+    def status() -> str:
+        out = io.StringIO()
+        call_command("report_export", "status", "product", stdout=out, skip_checks=False)
+        return out.getvalue()
+
+    try:
+        assert "product: Ready" in status()
+        settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "NO_SUCH_KEY": 1}
+        with pytest.raises(SystemCheckError) as refused:
+            status()
+        assert "django_report_export.E007" in str(refused.value)
+        assert "elsewhere.E001" not in str(refused.value)
+    finally:
+        checks.registry.registry.registered_checks.discard(broken_elsewhere)
 
 
 def test_wait_exits_non_zero_when_canceled(products):

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -37,7 +38,9 @@ from django_report_export.management.output import history_lines, progress_line,
 from django_report_export.models import ReportExport, Status
 from django_report_export.options import NAMES as OPTION_NAMES
 from django_report_export.presentation import status_body
+from django_report_export.query import slot_for
 from django_report_export.registry import ExportService, site
+from django_report_export.status import get_store
 
 Options = dict[str, Any]
 
@@ -223,9 +226,24 @@ def wait(
     status: dict[str, Any],
     options: Options,
 ) -> int:
-    """Follow the export until it ends; its exit code."""
-    export_id = status["id"]
+    """Follow the export until it ends; its exit code. The progress is read every
+    ``--interval`` seconds, and at once when the export's status changes."""
     interval = max(float(options.get("interval") or 1.0), 0.05)
+    with get_store().changes(slot_for(service, user)) as wait_for_change:
+        # Read again once listening: a change before it would not wake the wait.
+        status = control.get_status(service, user)
+        return follow(command, service, user, status, interval, wait_for_change)
+
+
+def follow(
+    command: BaseCommand,
+    service: ExportService,
+    user: Any,
+    status: dict[str, Any],
+    interval: float,
+    wait_for_change: Callable[[float], None],
+) -> int:
+    export_id = status["id"]
     tty = command.stdout.isatty()
     last_line = ""
     last_print = 0.0
@@ -250,7 +268,7 @@ def wait(
         if code not in (Status.STARTING, Status.RUNNING):
             finish_line(command, tty, last_line)
             return outcome(command, service, body)
-        time.sleep(interval)
+        wait_for_change(interval)
         status = control.get_status(service, user)
 
 
