@@ -425,7 +425,9 @@ def methods_for(vendor: str, args: argparse.Namespace, shape: Shape) -> list[Met
         label = "DRF nested ModelSerializer over prefetch_related + orjson (JSON)"
         methods.append(Method("drf-nested-json", label, vendor, "json"))
     else:
-        methods = row_copy(vendor) + export_methods(vendor, args, FORMATS) + row_loops(vendor)
+        # Every format the benchmark's loops write, for the service's own formats.
+        methods = row_copy(vendor) + export_methods(vendor, args, FORMATS, shape.formats)
+        methods += row_loops(vendor)
     for method in methods:
         method.group = method.group or "baseline"
     selected = []
@@ -467,8 +469,14 @@ def document_copy(vendor: str) -> list[Method]:
     return [Method("copy-documents-jsonl", label, vendor, "jsonl")]
 
 
-def export_methods(vendor: str, args: argparse.Namespace, formats: Iterable[str]) -> list[Method]:
-    """The export job, in shards, and its loop alone, in ``formats`` on each read path."""
+def export_methods(
+    vendor: str,
+    args: argparse.Namespace,
+    formats: Iterable[str],
+    offered: Iterable[str] | None = None,
+) -> list[Method]:
+    """The export job, in shards, and its loop alone, in ``formats`` on each read path; the
+    export as staff run it in those of them the service offers (``offered``, default all)."""
     fast_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": True})}
     slow_settings = {"REPORT_EXPORT_SETTINGS": json.dumps({"FAST_PATH": False})}
     sharded = {"BENCH_WORKERS": str(args.workers)}
@@ -484,8 +492,9 @@ def export_methods(vendor: str, args: argparse.Namespace, formats: Iterable[str]
                 Method(f"job-{export_format}", label, vendor, export_format, env=env, path=path)
             )
             methods[-1].group = "job"
+    offered = set(formats if offered is None else offered)
     for path, env in paths:
-        for export_format in formats:
+        for export_format in (f for f in formats if f in offered):
             label = f"whole process, {NAMES[export_format]}, {path} path"
             methods.append(
                 Method(f"cli-{export_format}", label, vendor, export_format, env=env, path=path)
