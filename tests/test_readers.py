@@ -254,6 +254,29 @@ def test_chunk_boundaries_and_segments(shop: Any, export_format: str, monkeypatc
         assert export_bytes(fast, chunk_size) == export_bytes(orm, chunk_size), chunk_size
 
 
+def test_the_first_segment_is_one_chunk_and_the_next_ones_are_whole(
+    shop: Any, monkeypatch: Any
+) -> None:
+    """The first rows do not wait for the database to build a whole segment: a stream's
+    first COPY is of one chunk, the next of ``SEGMENT_CHUNKS``."""
+    import django_report_export.readers.postgres as postgres
+
+    monkeypatch.setattr(postgres, "SEGMENT_CHUNKS", 3)
+    segment = postgres._segment
+    counted: list[int] = []
+
+    def recorded(ends: list[Any], count: int, limit: int, piece: int) -> Any:
+        counted.append(count)
+        return segment(ends, count, limit, piece)
+
+    monkeypatch.setattr(postgres, "_segment", recorded)
+    orm, fast = both_readers("orderRow", "csv")
+    rows = Order.objects.count()
+    assert export_bytes(fast, 2) == export_bytes(orm, 2)
+    assert counted[:2] == [2, 6]
+    assert sum(counted) == rows
+
+
 def test_pieces_and_segments(shop: Any, monkeypatch: Any) -> None:
     """Chunks of several pieces, a last piece or chunk cut short, pieces of one row."""
     import django_report_export.readers.postgres as postgres

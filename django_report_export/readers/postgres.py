@@ -43,6 +43,10 @@ from django_report_export.readers.postgres_records import (
 #: segment at once (a hash join, where a chunk alone would get a nested loop), and the first
 #: chunk of a segment still comes within about a second.
 SEGMENT_CHUNKS = 100
+#: The first segment of a stream is this many chunks: a segment's first piece comes once the
+#: database has built and sorted all of its records, and the first rows of an export should
+#: not wait for half a million.
+FIRST_SEGMENT_CHUNKS = 1
 #: Rows per ``string_agg`` value: a chunk is one or more pieces, so that no value nears
 #: PostgreSQL's 1 GB limit and each piece's sort in the aggregate stays in memory.
 PIECE_ROWS = 1000
@@ -272,10 +276,11 @@ def _stream_chunks(
     """Chunks of ``limit`` rows after the key ``after``, segment by segment."""
     raw = stream.raw_connection()
     piece = min(limit, PIECE_ROWS)
+    segment_chunks = min(FIRST_SEGMENT_CHUNKS, SEGMENT_CHUNKS)
     while True:
         with raw.transaction(), raw.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            keys, params = plan.values_sql(plan.after(after), "pk", limit=limit * SEGMENT_CHUNKS)
+            keys, params = plan.values_sql(plan.after(after), "pk", limit=limit * segment_chunks)
             # A row ends a piece where its place in its chunk is a multiple of the piece
             # size (0 for a chunk's last row), and the segment's last row does.
             cursor.execute(
@@ -303,6 +308,7 @@ def _stream_chunks(
                 if rest:
                     raise StreamError(f"COPY returned more than the {count} rows counted.")
         after = ends[-1]
+        segment_chunks = SEGMENT_CHUNKS
 
 
 def _chunks(plan: StreamPlan, read: Callable[[], Any], segment: _Segment) -> Iterator[Chunk]:
