@@ -10,7 +10,8 @@ Each setting's rule and check id are in the table of settings (``conf.ExportSett
 - E006 ``DATABASE_ALIAS`` is not a database of ``DATABASES``.
 - E007 ``REPORT_EXPORT`` is not a dict, has an unknown key, or a value out of its range
   (``CHUNK_SIZE``, ``STALE_AFTER``, ``CANCEL_TIMEOUT``, ``SLOT_SCOPE``, ``DOWNLOAD``,
-  ``PERMISSION_DENIED_STATUS``, ``PERMISSION_CACHE_SECONDS``, ``SHARD_ROWS``, ``MAX_SHARDS``).
+  ``PERMISSION_DENIED_STATUS``, ``PERMISSION_CACHE_SECONDS``, ``SHARD_ROWS``, ``MAX_SHARDS``,
+  ``COUNT_ESTIMATE_ABOVE``).
 - E008 a service's field path crosses a to-many relation, or a column's expression joins one
   (one record, many rows).
 - E009 ``DOWNLOAD`` is ``"redirect"`` but the storage's URLs are not signed (they never expire).

@@ -307,6 +307,9 @@ class ExportSettings:
     # Exports of more rows than this are split into key-range shards run by parallel jobs
     # (ceil(rows / SHARD_ROWS) shards, at most MAX_SHARDS); None: only when asked for.
     SHARD_ROWS = Setting(1_000_000, optional_integer(1), 7)
+    # On PostgreSQL, an export the planner estimates at more rows than this shows that
+    # estimate as its total while it runs, instead of counting them first; None: always count.
+    COUNT_ESTIMATE_ABOVE = Setting(1_000_000, optional_integer(0), 7)
     # Most shards one export is split into, whoever asks.
     MAX_SHARDS = Setting(4, integer(1), 7)
     # Webhook endpoints told of every service's exports: [{"url", "secret", "events"}].

@@ -40,7 +40,8 @@ def status_body(
     if code == Status.FINISHED:
         progress = 100.0
     elif total:
-        progress = min(100.0, round(processed * 100 / total, 1))
+        # Below 100 until Finished: a total may be the planner's estimate (counting.py).
+        progress = min(99.9, round(processed * 100 / total, 1))
     else:
         progress = 0.0
     eta = None

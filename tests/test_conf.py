@@ -31,6 +31,7 @@ OTHER_VALUES = {
     "FORMATS": {"x": "y.Z"},
     "FAST_PATH": False,
     "SHARD_ROWS": None,
+    "COUNT_ESTIMATE_ABOVE": None,
     "MAX_SHARDS": 8,
     "PERMISSION_CACHE_SECONDS": 0,
     "CSV_DELIMITER": ";",

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from django_report_export.checksums import file_sha256
 from django_report_export.connection import get_redis
+from django_report_export.counting import count_rows
 from django_report_export.exceptions import StatusUnavailable
 from django_report_export.lifecycle import (
     announce,
@@ -143,7 +144,7 @@ class ExportRun(ChunkedRun):
     def export_rows(self) -> None:
         queryset = export_queryset(self.service, self.export)
         if self.export.total is None:
-            total = self.reconnecting(queryset.count, what="counting the rows")
+            total = self.reconnecting(lambda: count_rows(queryset), what="counting the rows")
             self.export.update_fields(total=total)
         shards = self.reconnecting(
             lambda: plan(self.export, self.service, queryset, self.writer, self.export.total or 0),
