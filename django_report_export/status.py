@@ -40,8 +40,7 @@ MISSING = "missing"
 
 # KEYS[1] slot hash. ARGV: expected id, expected run, allowed statuses (comma separated,
 # "*" for any, "missing" for an absent hash), then field/value pairs to write.
-# Returns {written (1/0), status, id, run, request} as they are after the call. A write of the
-# status is published on the hash's channel (CHANGES_SUFFIX) for those waiting on the slot.
+# Returns {written (1/0), status, id, run, request} as they are after the call.
 TRANSITION = """
 local current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
 local status = current[1] or 'missing'
@@ -60,12 +59,6 @@ if (ARGV[1] == '*' or ARGV[1] == id) and (ARGV[2] == '*' or ARGV[2] == run)
     redis.call('HSET', KEYS[1], unpack(ARGV, 4))
   end
   current = redis.call('HMGET', KEYS[1], 'status', 'id', 'run', 'request')
-  for index = 4, #ARGV, 2 do
-    if ARGV[index] == 'status' then
-      redis.call('PUBLISH', KEYS[1] .. ':changes', current[1] or '')
-      break
-    end
-  end
   return {1, current[1] or 'missing', current[2] or '', current[3] or '', current[4] or ''}
 end
 return {0, status, id, run, current[4] or ''}
@@ -264,6 +257,8 @@ class StatusStore:
             )
         except RedisError as exc:
             raise StatusUnavailable(f"The status could not be updated in Redis: {exc}") from exc
+        if written and "status" in values:
+            self.announce(slot, _text(status))
         return TransitionResult(
             written=bool(written),
             status=_text(status),
@@ -289,6 +284,13 @@ class StatusStore:
         return self.redis.lock(
             LOCK_TEMPLATE.format(slot=slot), timeout=timeout, blocking_timeout=wait
         )
+
+    def announce(self, slot: str, status: str) -> None:
+        """Publish a status written to ``slot`` for those waiting on it (``changes``); outside
+        the transition's script, so that a Redis user without the channel's permission (ACL)
+        still writes statuses, and its waits read them at their interval."""
+        with contextlib.suppress(RedisError):
+            self.redis.publish(slot_key(slot) + CHANGES_SUFFIX, status)
 
     @contextlib.contextmanager
     def changes(self, slot: str) -> Iterator[Callable[[float], None]]:
