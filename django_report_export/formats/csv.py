@@ -101,8 +101,13 @@ def guard_formula(value: str) -> str:
         return "'" + value if _starts_like_formula(value) else value
     if _needs_guard(value) is None:
         return value
-    guarded = _guard_after_breaks("\\1'", value)
+    guarded = marked_after_breaks(value)
     return "'" + guarded if _starts_like_formula(value) else guarded
+
+
+def marked_after_breaks(value: str) -> str:
+    """``value`` with a ``'`` after each cell break where a formula follows (not at its start)."""
+    return _guard_after_breaks("\\1'", value)
 
 
 def _guard_column(texts: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ so, with measurements: docs/performance.md, "The PostgreSQL fast path".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,8 +31,11 @@ from django_report_export.formats.xml import XMLWriter
 from django_report_export.readers.base import Chunk, ChunkReader
 from django_report_export.readers.postgres_records import (
     INT_KEY,
+    CSVRecords,
     KeyType,
+    UnsplitRecords,
     csv_record,
+    csv_unquoted_record,
     fix_json,
     fix_xml,
     json_record,
@@ -114,6 +118,8 @@ class StreamPlan:
     key: KeyType
     #: What ends every chunk (JSON Lines' last line end); when set, nothing starts one.
     chunk_end: bytes = b""
+    #: What quotes the texts of CSV records built by ``csv_unquoted_record``.
+    csv: CSVRecords | None = None
 
     def values_sql(
         self, queryset: QuerySet[Any], *fields: str, limit: int | None = None
@@ -183,6 +189,7 @@ class PostgresChunkReader(ChunkReader):
         names = ", ".join(f"c{index}" for index in range(len(kinds) + 1))
         columns = [f"t.c{index}" for index in range(1, len(kinds) + 1)]
         record, separator, fix = self.records(self.kinds, columns)
+        csv, escapes = (fix, None) if isinstance(fix, CSVRecords) else (None, fix)
         self.plan = StreamPlan(
             queryset,
             tuple(self.fields),
@@ -191,9 +198,10 @@ class PostgresChunkReader(ChunkReader):
             names,
             literal(separator.decode()),
             separator,
-            fix,
+            escapes,
             key,
             writer.chunk_end if isinstance(writer, JSONWriter) else b"",
+            csv,
         )
         self._stream = _Stream(queryset.db)
         self._resume_key: Any = None
@@ -202,12 +210,20 @@ class PostgresChunkReader(ChunkReader):
 
     def records(
         self, kinds: Sequence[str], columns: Sequence[str]
-    ) -> tuple[str, bytes, Callable[[bytes], bytes] | None]:
+    ) -> tuple[str, bytes, Callable[[bytes], bytes] | CSVRecords | None]:
         """The SQL of a record over ``columns`` (of ``kinds``), what joins two, and the escapes
-        on a chunk's bytes; readers of other writers have their own (``postgres_xlsx``)."""
+        on a chunk's bytes; readers of other writers have their own (``postgres_xlsx``).
+
+        CSV records are built unquoted and quoted in Python (``CSVRecords``), but for a single
+        column (whose empty cell is ``""``) and decimals with a ``,`` (a quoted character)."""
         writer = self.writer
         if isinstance(writer, CSVWriter):
-            return csv_record(kinds, columns, writer.formula_guard, writer.options), b"", None
+            guard, options = writer.formula_guard, writer.options
+            record = csv_record(kinds, columns, guard, options)
+            if len(kinds) < 2 or options.decimal_separator != ".":
+                return record, b"", None
+            unquoted = csv_unquoted_record(kinds, columns, guard)
+            return unquoted, b"", CSVRecords(len(kinds), guard, options, record)
         if isinstance(writer, JSONWriter):
             # JSON Lines: a line end between two records, not a comma too.
             return json_record(writer.columns, kinds, columns), writer.object_separator, fix_json
@@ -227,10 +243,17 @@ class PostgresChunkReader(ChunkReader):
             # the job reconnects and reads the chunk again after a dropped connection.
             with connections[self.plan.alias].wrap_database_errors:
                 chunk = next(chunks)
+        except UnsplitRecords:
+            # A text holds a separator of the unquoted records: the chunk is read again, with
+            # the rest of the export, quoted by the database.
+            self._quote_in_sql()
+            return self.read(after, limit, first=first)
         except BaseException:
             stream.close()
             raise
         self._resume_key = chunk.last_key
+        if self.plan.csv is not None and self.plan.csv.quotes_in_sql:
+            self._quote_in_sql()  # from the next chunk on
         if chunk.count < limit:
             stream.close()  # The export's last chunk: nothing more will be read.
         if chunk.count and self.plan.chunk_end:
@@ -238,6 +261,12 @@ class PostgresChunkReader(ChunkReader):
         if chunk.count and not first and self.plan.separator:
             return Chunk(self.plan.separator + chunk.data, chunk.count, chunk.last_key)
         return chunk
+
+    def _quote_in_sql(self) -> None:
+        """The CSV records from the next read on quoted by the database (``csv_record``)."""
+        assert self.plan.csv is not None
+        self._stream.close()
+        self.plan = dataclasses.replace(self.plan, record=self.plan.csv.record, csv=None)
 
     def close(self) -> None:
         """End the stream and close the reader's connection; a next read starts anew."""
@@ -329,6 +358,8 @@ def _chunks(plan: StreamPlan, read: Callable[[], Any], segment: _Segment) -> Ite
         data = plan.separator.join(texts)
         if plan.fix is not None:
             data = plan.fix(data)
+        if plan.csv is not None:
+            data = plan.csv(data, rows)
         yield Chunk(data, rows, end)
 
 

@@ -2,9 +2,10 @@
 
 Each cell is formatted in SQL exactly as the Python writer writes the value Django returns
 (CSV quoting and the formula guard, JSON strings, XML text); a record is its cells joined with
-``||``. Two rare escapes are cheaper over a chunk's bytes in Python than over every value in
-SQL and are done there (``fix_json``, ``fix_xml``). Also here: the column types and key types
-the fast path takes. Why it is built so: docs/performance.md, "The PostgreSQL fast path".
+``||``. What is cheaper over a chunk's bytes in Python than over every value in SQL is done
+there: two rare escapes (``fix_json``, ``fix_xml``) and CSV's quotes (``CSVRecords``, over
+records built by ``csv_unquoted_record``). Also here: the column types and key types the fast
+path takes. Why it is built so: docs/performance.md, "The PostgreSQL fast path".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from django_report_export.exceptions import ReportExportError
 from django_report_export.formats.csv import (
     FORMULA_AFTER_BREAK,
     FORMULA_ANYWHERE,
@@ -25,6 +27,7 @@ from django_report_export.formats.csv import (
     FORMULA_SIGNS,
     LEADING_WHITESPACE,
     QUOTED_CHARACTERS,
+    marked_after_breaks,
 )
 from django_report_export.formats.xml import XMLWriter
 from django_report_export.options import FileOptions
@@ -146,13 +149,19 @@ def csv_cell(kind: str, column: str, guard: bool, decimal_comma: str = "") -> st
         f" THEN CASE WHEN {at_start} THEN '''' ELSE '' END || {after_breaks}"
         f" ELSE {column} END"
     )
-    starts_like_formula = (
-        f"ascii({column}) IN ({_FORMULA_CODES})"
-        f" OR (ascii({column}) IN ({_WHITESPACE_CODES}) AND {at_start})"
-    )
     return (
         f"CASE WHEN {special} THEN {csv_quoted(guarded)}"
-        f" WHEN {starts_like_formula} THEN '''' || {column} ELSE {column} END"
+        f" WHEN {starts_like_formula(column)} THEN '''' || {column} ELSE {column} END"
+    )
+
+
+def starts_like_formula(column: str) -> str:
+    """SQL that is true where the text ``column`` gets the formula guard's ``'`` at its start:
+    its first character's code point mostly tells, without a regular expression."""
+    at_start = f"{column} ~ {literal(FORMULA_AT_START)}"
+    return (
+        f"ascii({column}) IN ({_FORMULA_CODES})"
+        f" OR (ascii({column}) IN ({_WHITESPACE_CODES}) AND {at_start})"
     )
 
 
@@ -190,6 +199,106 @@ def csv_record(
     # ``||`` rather than ``concat()``, which looks up each argument's output function per row.
     delimiter = f" || {literal(options.delimiter)} || "
     return delimiter.join(f"COALESCE({cell}, '')" for cell in cells) + f" || {end}"
+
+
+# --- CSV records quoted in Python -------------------------------------------------------------
+# Looking for the seven quoted characters in every text costs PostgreSQL seven ``strpos`` calls
+# a text, most of a record's time; one scan of a chunk's bytes in Python finds them all.
+
+#: What ends a cell and a record of ``csv_unquoted_record``, which ``CSVRecords`` makes the
+#: file's delimiter and record end: the file and group separators, which no editor or
+#: spreadsheet writes (unlike the tab, the vertical tab of Excel's line breaks, or the unit
+#: separator of ASCII-delimited files).
+CELL_END = b"\x1c"
+RECORD_END = b"\x1d"
+#: Past one quoted cell for this many records of a chunk, the database quotes the cells.
+SQL_QUOTES_ABOVE = 3
+
+
+def csv_unquoted_cell(kind: str, column: str, guard: bool) -> str:
+    """SQL for a cell as ``csv_cell`` writes it where the text holds no quoted character: with
+    the formula guard, the mark at its start only. A text that starts with a letter (code
+    points 65 to 129, ``ascii() / 65 = 1``) needs none, which one division tells."""
+    if kind != "text" or not guard:
+        return plain_text(kind, column)
+    return (
+        f"CASE WHEN ascii({column}) / 65 = 1 THEN {column}"
+        f" WHEN {starts_like_formula(column)} THEN '''' || {column} ELSE {column} END"
+    )
+
+
+def csv_unquoted_record(kinds: Sequence[str], columns: Sequence[str], guard: bool) -> str:
+    """SQL for a record of ``csv_unquoted_cell``s, each ended by ``CELL_END`` but the last, which
+    ``RECORD_END`` ends (a ``NULL`` cell empty)."""
+    cells = [
+        f"COALESCE({csv_unquoted_cell(kind, column, guard)}, '')"
+        for kind, column in zip(kinds, columns, strict=True)
+    ]
+    cell_end, record_end = literal(CELL_END.decode()), literal(RECORD_END.decode())
+    return f" || {cell_end} || ".join(cells) + f" || {record_end}"
+
+
+class UnsplitRecords(ReportExportError):
+    """A text holds ``CELL_END`` or ``RECORD_END``: the chunk's records cannot be split into
+    their cells (they are read again with ``csv_record``)."""
+
+
+class CSVRecords:
+    """What makes a chunk of ``csv_unquoted_record``s the bytes of ``csv_record``: each
+    separator the file's delimiter or record end, and each cell that holds a quoted character
+    (only texts can) marked after its cell breaks (with the formula guard) and quoted.
+
+    ``record`` is the SQL of ``csv_record`` for the same columns, which the reader falls back
+    to when a text holds a separator, or when ``quotes_in_sql`` tells that quoting the cells
+    here costs more than in the database: a chunk had more than one quoted cell for every
+    ``SQL_QUOTES_ABOVE`` records."""
+
+    def __init__(self, width: int, guard: bool, options: FileOptions, record: str) -> None:
+        self.width = width
+        self.guard = guard
+        self.record = record
+        self.record_end = options.record_end.encode()
+        self.quotes_in_sql = False
+        self._record_marks = CELL_END * (width - 1) + RECORD_END
+        delimiter = options.delimiter.encode()
+        if self.record_end == b"\n":
+            self._separators = bytes.maketrans(CELL_END + RECORD_END, delimiter + b"\n")
+        else:
+            self._separators = bytes.maketrans(CELL_END, delimiter)
+
+    def __call__(self, data: bytes, rows: int) -> bytes:
+        marks = data.translate(None, _CSV_OTHER_BYTES)
+        if marks != self._record_marks * rows:
+            if marks.count(CELL_END) != rows * (self.width - 1) or marks.count(RECORD_END) != rows:
+                raise UnsplitRecords("A text of the chunk holds a separator of its records.")
+            data, quoted = self._quoted(data)
+            self.quotes_in_sql = quoted * SQL_QUOTES_ABOVE > rows
+        data = data.translate(self._separators)
+        if self.record_end != b"\n":
+            data = data.replace(RECORD_END, self.record_end)
+        return data
+
+    def _quoted(self, data: bytes) -> tuple[bytes, int]:
+        """``data`` with each cell that holds a quoted character quoted, and how many did."""
+        # Every quoted character as a quote, so that one ``find`` (memchr) finds the next.
+        probe = data.translate(_QUOTED_AS_QUOTE)
+        parts, done, quoted = [], 0, 0
+        at = probe.find(b'"')
+        while at >= 0:
+            start = max(probe.rfind(CELL_END, done, at), probe.rfind(RECORD_END, done, at)) + 1
+            record_end = probe.find(RECORD_END, at)
+            cell_end = probe.find(CELL_END, at, record_end)
+            end = record_end if cell_end < 0 else cell_end
+            parts += [data[done:start], self._quote(data[start:end])]
+            done, quoted = end, quoted + 1
+            at = probe.find(b'"', end)
+        parts.append(data[done:])
+        return b"".join(parts), quoted
+
+    def _quote(self, cell: bytes) -> bytes:
+        if self.guard and _formula_sign(cell):
+            cell = marked_after_breaks(cell.decode()).encode()
+        return b'"' + cell.replace(b'"', b'""') + b'"'
 
 
 def json_string(column: str) -> str:
@@ -260,6 +369,13 @@ _XML_FORBIDDEN = bytes([*range(1, 9), 0x0B, 0x0C, *range(0x0E, 0x20)])
 _XML_ESCAPES = {**dict.fromkeys(_XML_FORBIDDEN, _REPLACEMENT), 0x0D: b"&#13;"}
 _XML_OTHER_BYTES = _ALL_BYTES.translate(None, bytes([*_XML_ESCAPES, 0xEF]))
 _XML_NONCHARACTERS = re.compile(b"\xef\xbf[\xbe\xbf]")  # U+FFFE, U+FFFF
+
+#: The bytes a chunk of ``csv_unquoted_record``s is looked at for: its separators and the
+#: quoted characters. Where they are the separators alone, no text needs quotes.
+_QUOTED_BYTES = QUOTED_CHARACTERS.encode()
+_CSV_OTHER_BYTES = _ALL_BYTES.translate(None, CELL_END + RECORD_END + _QUOTED_BYTES)
+_QUOTED_AS_QUOTE = bytes.maketrans(_QUOTED_BYTES, b'"' * len(_QUOTED_BYTES))
+_formula_sign = re.compile(b"|".join(re.escape(sign.encode()) for sign in FORMULA_SIGNS)).search
 
 
 def _replace_bytes(data: bytes, found: bytes, escapes: dict[int, bytes]) -> bytes:
