@@ -946,16 +946,24 @@ def row_goals(results: dict[str, list[Outcome]], copy_seconds: float | None) -> 
             floor,
             f"{value:.2f}x" if value else "",
         )
-    naive = {"csv": "naive-values-list-csv", "json": "naive-values-json", "xml": "naive-values-xml"}
+    naive = {
+        "csv": "naive-values-list-csv",
+        "json": "naive-values-json",
+        "xml": "naive-values-xml",
+        "jsonl": "naive-values-json",  # the same loop; a line end for its comma
+    }
     for vendor, outcomes in results.items():
         title = "PostgreSQL, fast path off" if vendor == "postgresql" else TITLES[vendor]
+        # SQLite, the embedded default, is held to 2x; the other databases to 1.5x.
+        floor = 2.0 if vendor == "sqlite" else 1.5
         for export_format, key in naive.items():
             job, loop = find(outcomes, f"job-{export_format}", "generic"), find(outcomes, key)
             value = loop.median("seconds") / job.median("seconds") if job and loop else None
+            name = "JSON Lines" if export_format == "jsonl" else export_format.upper()
             yield goal_line(
-                f"generic {export_format.upper()} job ({title}) ≥ 1.5x the naive loop",
+                f"generic {name} job ({title}) ≥ {floor}x the naive loop",
                 value,
-                1.5,
+                floor,
                 f"{value:.2f}x" if value else "",
             )
     for vendor, outcomes in results.items():
