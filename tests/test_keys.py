@@ -307,7 +307,7 @@ def read_all(reader: Any, chunk_size: int) -> bytes:
     data, last_key, processed = [], None, 0
     while True:
         chunk = reader.read(last_key, chunk_size, first=processed == 0)
-        data.append(chunk.data)
+        data.extend(chunk.pieces())
         processed += chunk.count
         last_key = chunk.last_key if chunk.count else last_key
         if chunk.count < chunk_size:

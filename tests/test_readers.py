@@ -522,12 +522,12 @@ def test_resume_on_a_new_reader_and_read_again(shop: Any) -> None:
     again = fast.read(first.last_key, 25, first=False)  # a retried read
     assert again == second
     fast.close()
-    parts += [first.data, second.data]
+    parts += [*first.pieces(), *second.pieces()]
     resumed = both_readers("orderRow", "json")[1]
     processed, last_key = first.count + second.count, second.last_key
     while True:
         chunk = resumed.read(last_key, 25, first=False)
-        parts.append(chunk.data)
+        parts.extend(chunk.pieces())
         processed += chunk.count
         last_key = chunk.last_key
         if chunk.count < 25:

@@ -257,9 +257,11 @@ class PostgresChunkReader(ChunkReader):
         if chunk.count < limit:
             stream.close()  # The export's last chunk: nothing more will be read.
         if chunk.count and self.plan.chunk_end:
-            return Chunk(chunk.data + self.plan.chunk_end, chunk.count, chunk.last_key)
+            more = (*chunk.more, self.plan.chunk_end)
+            return Chunk(chunk.data, chunk.count, chunk.last_key, more)
         if chunk.count and not first and self.plan.separator:
-            return Chunk(self.plan.separator + chunk.data, chunk.count, chunk.last_key)
+            more = (chunk.data, *chunk.more)
+            return Chunk(self.plan.separator, chunk.count, chunk.last_key, more)
         return chunk
 
     def _quote_in_sql(self) -> None:
@@ -341,26 +343,30 @@ def _stream_chunks(
 
 
 def _chunks(plan: StreamPlan, read: Callable[[], Any], segment: _Segment) -> Iterator[Chunk]:
-    """The segment's chunks, from its pieces (one per ``read()``)."""
+    """The segment's chunks, from its pieces (one per ``read()``). A chunk holds its pieces
+    as they came, the separator between two, not joined: a copy of the whole chunk less."""
     pieces = iter(zip(segment.ends, segment.sizes, strict=True))
     header = bytes(read())
     if header[: len(_BINARY_SIGNATURE)] != _BINARY_SIGNATURE:
         raise StreamError("COPY (FORMAT binary) did not start with its header.")
     pending = header[_BINARY_HEADER_SIZE:]  # The header may come with the first piece.
     for count in segment.chunk_pieces:
-        texts, rows = [], 0
+        texts: list[bytes] = []
+        rows = 0
         for _ in range(count):
             end, size = next(pieces)
             row = pending or read()
             pending = b""
-            texts.append(_piece_text(plan.key, row, end, size))
+            text = _piece_text(plan.key, row, end, size)
+            if plan.fix is not None:
+                text = plan.fix(text)
+            if plan.csv is not None:
+                text = plan.csv(text, size)
+            if texts and plan.separator:
+                texts.append(plan.separator)
+            texts.append(text)
             rows += size
-        data = plan.separator.join(texts)
-        if plan.fix is not None:
-            data = plan.fix(data)
-        if plan.csv is not None:
-            data = plan.csv(data, rows)
-        yield Chunk(data, rows, end)
+        yield Chunk(texts[0], rows, end, tuple(texts[1:]))
 
 
 def _piece_text(key: KeyType, row: Any, end: Any, size: int) -> bytes:

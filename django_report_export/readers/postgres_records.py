@@ -211,7 +211,7 @@ def csv_record(
 #: separator of ASCII-delimited files).
 CELL_END = b"\x1c"
 RECORD_END = b"\x1d"
-#: Past one quoted cell for this many records of a chunk, the database quotes the cells.
+#: Past one quoted cell for this many records of a piece, the database quotes the cells.
 SQL_QUOTES_ABOVE = 3
 
 
@@ -250,8 +250,8 @@ class CSVRecords:
 
     ``record`` is the SQL of ``csv_record`` for the same columns, which the reader falls back
     to when a text holds a separator, or when ``quotes_in_sql`` tells that quoting the cells
-    here costs more than in the database: a chunk had more than one quoted cell for every
-    ``SQL_QUOTES_ABOVE`` records."""
+    here costs more than in the database: a piece of a chunk (up to ``PIECE_ROWS`` records) had
+    more than one quoted cell for every ``SQL_QUOTES_ABOVE`` records."""
 
     def __init__(self, width: int, guard: bool, options: FileOptions, record: str) -> None:
         self.width = width
@@ -272,7 +272,8 @@ class CSVRecords:
             if marks.count(CELL_END) != rows * (self.width - 1) or marks.count(RECORD_END) != rows:
                 raise UnsplitRecords("A text of the chunk holds a separator of its records.")
             data, quoted = self._quoted(data)
-            self.quotes_in_sql = quoted * SQL_QUOTES_ABOVE > rows
+            if quoted * SQL_QUOTES_ABOVE > rows:
+                self.quotes_in_sql = True
         data = data.translate(self._separators)
         if self.record_end != b"\n":
             data = data.replace(RECORD_END, self.record_end)

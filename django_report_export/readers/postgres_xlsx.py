@@ -175,7 +175,7 @@ class PostgresXLSXReader(PostgresChunkReader):
             return chunk
         if self.writer.widths is None:
             self.writer.widths = self.first_chunk_widths(limit)
-        data = self.writer.encode_sheet_rows(chunk.data, chunk.count)
+        data = self.writer.encode_sheet_rows(b"".join(chunk.pieces()), chunk.count)
         return Chunk(data, chunk.count, chunk.last_key)
 
     def first_chunk_widths(self, limit: int) -> list[float]:
