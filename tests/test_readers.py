@@ -426,8 +426,25 @@ def test_formula_guard_off(shop: Any) -> None:
             assert export_bytes(fast, 50) == export_bytes(orm, 50)
 
 
+def bytes_and_python_quotes(
+    reader: PostgresChunkReader, chunk_size: int
+) -> tuple[bytes, list[bool]]:
+    """The whole file through ``reader``, and after each chunk whether Python still quotes
+    the CSV cells (``plan.csv``) or the database has taken over."""
+    parts = [reader.writer.header()]
+    in_python = []
+    last_key = None
+    while True:
+        chunk = reader.read(last_key, chunk_size, first=last_key is None)
+        parts.extend(chunk.pieces())
+        last_key = chunk.last_key
+        in_python.append(reader.plan.csv is not None)
+        if chunk.count < chunk_size:
+            return b"".join(parts), in_python
+
+
 def test_csv_texts_are_quoted_in_python_and_a_separator_in_a_text_falls_back(shop: Any) -> None:
-    """CSV records come unquoted, their cells and records ended by the unit and record
+    """CSV records come unquoted, their cells and records ended by the file and group
     separators, and Python quotes them; where a text holds one of those, the records are
     quoted by the database from that chunk on: the same bytes either way."""
     pks = list(Inquiry.objects.order_by("pk").values_list("pk", flat=True))
@@ -441,19 +458,10 @@ def test_csv_texts_are_quoted_in_python_and_a_separator_in_a_text_falls_back(sho
     orm, fast = both_readers("inquiry", "csv")
     assert isinstance(fast, PostgresChunkReader)
     assert fast.plan.csv is not None
-    parts = [fast.writer.header()]
-    last_key = None
-    for _ in range(3):  # 6 rows: no separator in a text yet
-        chunk = fast.read(last_key, 2, first=last_key is None)
-        parts.extend(chunk.pieces())
-        last_key = chunk.last_key
-    assert fast.plan.csv is not None
-    while chunk.count == 2:
-        chunk = fast.read(last_key, 2, first=False)
-        parts.extend(chunk.pieces())
-        last_key = chunk.last_key
-    assert fast.plan.csv is None
-    assert b"".join(parts) == export_bytes(orm, 2)
+    data, in_python = bytes_and_python_quotes(fast, 2)
+    assert in_python[:3] == [True] * 3  # 6 rows: no separator in a text yet
+    assert not in_python[-1]
+    assert data == export_bytes(orm, 2)
 
 
 def test_csv_cells_are_quoted_by_the_database_once_most_records_need_quotes(shop: Any) -> None:
@@ -466,18 +474,9 @@ def test_csv_cells_are_quoted_by_the_database_once_most_records_need_quotes(shop
     Inquiry.objects.filter(pk__in=pks[4:6]).update(message="two, quoted", subject="a|b")
     orm, fast = both_readers("inquiry", "csv")
     assert isinstance(fast, PostgresChunkReader)
-    parts = [fast.writer.header()]
-    kept = []
-    last_key = None
-    while True:
-        chunk = fast.read(last_key, 4, first=last_key is None)
-        parts.extend(chunk.pieces())
-        last_key = chunk.last_key
-        kept.append(fast.plan.csv is not None)
-        if chunk.count < 4:
-            break
-    assert kept == [True] + [False] * (len(kept) - 1)
-    assert b"".join(parts) == export_bytes(orm, 4)
+    data, in_python = bytes_and_python_quotes(fast, 4)
+    assert in_python == [True] + [False] * (len(in_python) - 1)
+    assert data == export_bytes(orm, 4)
 
 
 def test_csv_records_quoted_in_python_unless_one_column_or_decimal_commas(shop: Any) -> None:
