@@ -212,7 +212,7 @@ class PostgresChunkReader(ChunkReader):
         self, kinds: Sequence[str], columns: Sequence[str]
     ) -> tuple[str, bytes, Callable[[bytes], bytes] | CSVRecords | None]:
         """The SQL of a record over ``columns`` (of ``kinds``), what joins two, and the escapes
-        on a chunk's bytes; readers of other writers have their own (``postgres_xlsx``).
+        on each piece's bytes; readers of other writers have their own (``postgres_xlsx``).
 
         CSV records are built unquoted and quoted in Python (``CSVRecords``), but for a single
         column (whose empty cell is ``""``) and decimals with a ``,`` (a quoted character)."""
