@@ -26,7 +26,15 @@ from django_report_export.options import FileOptions
 from django_report_export.readers.documents import DocumentReader
 from django_report_export.readers.postgres_documents import PostgresDocumentReader
 from django_report_export.registry import ExportService, site
-from testproject.shop.models import Address, CustomerAccount, Inquiry, Order, OrderLine, Product
+from testproject.shop.models import (
+    Address,
+    CustomerAccount,
+    Inquiry,
+    Order,
+    OrderLine,
+    Product,
+    Transaction,
+)
 
 from .support.polling import paused_and_resumed
 from .test_columns import export_file
@@ -248,26 +256,71 @@ def test_an_empty_export_is_the_same_on_both_paths(documents: None, settings: An
         assert export_bytes(fast, 10) == export_bytes(generic, 10)
 
 
-def test_a_collection_is_one_aggregate_per_segment_not_a_query_per_record(
+def test_a_collection_is_looked_up_per_record_through_its_links_index(
     documents: None, settings: Any
 ) -> None:
-    """The plan of a segment's pieces reads each collection's table once (one loop), where a
-    subquery per record would read it once per record."""
+    """With its link indexed, a collection is an index look-up per record in the segment's one
+    statement, evaluated once: not an aggregate of the whole segment that each parallel
+    process would run in full."""
     reader = document_reader("orderEverything", "json", fast=True, settings=settings)
+    assert all(collection.indexed for collection in reader.plan.collections)
+    scans = _collection_scans(reader, workers=2)
+    records = Order.objects.count()
+    assert len(scans) == 3  # lines, payments and the empty collection
+    looked_up = ("Index Scan", "Bitmap Heap Scan")  # the second over a bitmap of the index
+    assert all(node["Node Type"] in looked_up for node in scans), scans
+    assert all(node["Actual Loops"] == records for node in scans), scans
+
+
+def test_a_collection_without_an_index_on_its_link_is_one_aggregate_per_segment(
+    documents: None, settings: Any
+) -> None:
+    """Where no index leads with the link, a look-up per record would scan the items' table
+    for each: the items of the whole segment are aggregated once instead, with the same
+    bytes."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, OrderLine._meta.db_table)
+    (index,) = [
+        name
+        for name, found in constraints.items()
+        if found["index"] and found["columns"] == ["order_id"]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP INDEX "{index}"')
+    try:
+        for export_format in FORMATS:
+            fast = document_reader("orderEverything", export_format, fast=True, settings=settings)
+            indexed = {c.queryset.model: c.indexed for c in fast.plan.collections}
+            assert indexed == {OrderLine: False, Transaction: True}
+            generic = document_reader(
+                "orderEverything", export_format, fast=False, settings=settings
+            )
+            assert export_bytes(fast, 7) == export_bytes(generic, 7)
+        lines = [
+            node
+            for node in _collection_scans(fast, workers=0)
+            if node["Relation Name"] == "shop_orderline"
+        ]
+        assert lines
+        assert all(node["Actual Loops"] == 1 for node in lines), lines
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE INDEX "{index}" ON "shop_orderline" ("order_id")')
+
+
+def _collection_scans(reader: Any, *, workers: int) -> list[dict[str, Any]]:
+    """The plan nodes that read the collections' tables, over a segment of every order."""
     keys = list(Order.objects.order_by("pk").values_list("pk", flat=True))
     sql, params = reader.plan.pieces_sql(None, keys[-1], [keys[100] + 1])
     query = sql.removeprefix("COPY (").removesuffix(") TO STDOUT WITH (FORMAT binary)")
     with connection.cursor() as cursor:
-        cursor.execute("SET max_parallel_workers_per_gather = 0")  # a worker is a loop too
+        cursor.execute(f"SET max_parallel_workers_per_gather = {workers}")
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}", params)
         plan = cursor.fetchone()[0]
         cursor.execute("RESET max_parallel_workers_per_gather")
-    scans = list(_nodes(plan[0]["Plan"], "shop_orderline")) + list(
+    return list(_nodes(plan[0]["Plan"], "shop_orderline")) + list(
         _nodes(plan[0]["Plan"], "shop_transaction")
     )
-    assert len(scans) == 3  # lines, payments and the empty collection
-    assert all(node["Actual Loops"] == 1 for node in scans), scans
-    assert "SubPlan" not in json.dumps(plan)
 
 
 def _nodes(node: dict[str, Any], relation: str) -> Any:

@@ -2,15 +2,18 @@
 nested objects and collections included.
 
 The export's own query (``t``) selects the top-level columns and the members of its nested
-objects, joined, as on the generic path. Each collection is one aggregate per segment of
-chunks, joined to the records by their key: the ``string_agg`` of its items' texts, in the
-collection's order (then key), grouped by the link, over the items whose link lies in the
-segment's key range (an index range scan of the link, planned once for the whole segment,
-not a subquery per record). Every value is formatted by ``postgres_records``' SQL, exactly as
-the writers write what the generic reader hands them: a nested object whose key is ``NULL``
-is ``null`` (left out in XML), a record without items ``[]`` (an empty element). Chunks,
-``COPY``, pause and resume are ``PostgresChunkReader``'s. ``postgres_document_reader``
-decides which documents it takes; the others take ``readers.documents.DocumentReader``.
+objects, joined, as on the generic path. Each collection is one aggregate joined to each
+record: the ``string_agg`` of its items' texts, in the collection's order (then key). Where
+the items' link is indexed the aggregate is a ``LATERAL`` one over the record's own items (an
+index look-up, evaluated once per record); otherwise it is grouped by the link over the
+items whose link lies in the segment's key range, and joined by key: a plan every parallel
+process of the segment runs in full, so it is kept for links without an index, where a
+look-up per record would scan the table. Every value is formatted by ``postgres_records``'
+SQL, exactly as the writers write what the generic reader hands them: a nested object whose
+key is ``NULL`` is ``null`` (left out in XML), a record without items ``[]`` (an empty
+element). Chunks, ``COPY``, pause and resume are ``PostgresChunkReader``'s.
+``postgres_document_reader`` decides which documents it takes; the others take
+``readers.documents.DocumentReader``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from django.db import connections
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 
 from django_report_export.formats.base import FormatWriter
 from django_report_export.formats.json import JSONWriter
@@ -66,26 +71,38 @@ class _Collection:
     item: str
     order: str
     separator: str
+    #: Whether an index leads with the link's column: the items are then looked up per record.
+    indexed: bool
 
     def sql(self, alias: str, after: Any, upper: Any) -> tuple[str, tuple[Any, ...]]:
-        """The items of the records of the key range ``(after, upper]``, one row per record
-        that has any: its key and its items' texts joined."""
+        """The ``LEFT JOIN`` of the items of the records of the key range ``(after, upper]``
+        as ``g(a)`` (``NULL`` for a record without items), before ``g``'s name."""
+        aggregate = f"string_agg({self.item}, {self.separator} ORDER BY {self.order})"
+        if self.indexed:
+            queryset = self.queryset.filter(**{self.link: RawSQL("t.c0", ())})
+            sql, params = self._values_sql(queryset, alias)
+            return f"LEFT JOIN LATERAL (SELECT {aggregate} FROM ({sql}) s({self.names}))", params
         queryset = self.queryset.filter(**{f"{self.link}__lte": upper})
         if after is not None:
             queryset = queryset.filter(**{f"{self.link}__gt": after})
+        sql, params = self._values_sql(queryset, alias)
+        grouped = f"SELECT s.k, {aggregate} FROM ({sql}) s({self.names}) GROUP BY s.k"
+        return f"LEFT JOIN ({grouped})", params
+
+    def on(self, name: str) -> str:
+        """What joins ``name``, the aggregate's alias, to the record."""
+        return f"{name}(a) ON true" if self.indexed else f"{name}(k, a) ON {name}.k = t.c0"
+
+    def _values_sql(self, queryset: QuerySet[Any], alias: str) -> tuple[str, tuple[Any, ...]]:
         values = queryset.values_list(*self.fields)
         sql, params = values.query.get_compiler(using=alias).as_sql()
-        aggregate = (
-            f"SELECT s.k, string_agg({self.item}, {self.separator} ORDER BY {self.order}) "
-            f"FROM ({sql}) s({self.names}) GROUP BY s.k"
-        )
-        return aggregate, tuple(params)
+        return sql, tuple(params)
 
 
 @dataclass(frozen=True)
 class _DocumentPlan(StreamPlan):
     """The stream's plan, the records' rows joined to each collection's aggregate
-    (``g0(k, a)``, ``g1(k, a)``... in the order of the collections)."""
+    (``g0``, ``g1``... in the order of the collections, the items' texts in ``a``)."""
 
     collections: tuple[_Collection, ...] = ()
 
@@ -93,8 +110,8 @@ class _DocumentPlan(StreamPlan):
         source, params = super().source(after, upper)
         parts = [source]
         for index, collection in enumerate(self.collections):
-            sql, more = collection.sql(self.alias, after, upper)
-            parts.append(f"LEFT JOIN ({sql}) g{index}(k, a) ON g{index}.k = t.c0")
+            join, more = collection.sql(self.alias, after, upper)
+            parts.append(f"{join} {collection.on(f'g{index}')}")
             params += more
         return " ".join(parts), params
 
@@ -300,7 +317,27 @@ def _collection(
         f"s.o{index}{' DESC' if descending else ''}" for index, (_, descending) in enumerate(order)
     )
     return _Collection(
-        items.order_by(), many.link, fields, ", ".join(names), item, ordering, separator
+        items.order_by(),
+        many.link,
+        fields,
+        ", ".join(names),
+        item,
+        ordering,
+        separator,
+        _indexed(child, relation.column, queryset.db),
+    )
+
+
+def _indexed(model: Any, column: str, alias: str) -> bool:
+    """Whether an index of ``model``'s table (its primary key, a unique one) starts with
+    ``column``."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    return any(
+        (found["index"] or found["primary_key"] or found["unique"])
+        and found["columns"][:1] == [column]
+        for found in constraints.values()
     )
 
 
