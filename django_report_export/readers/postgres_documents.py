@@ -74,24 +74,21 @@ class _Collection:
     #: Whether an index leads with the link's column: the items are then looked up per record.
     indexed: bool
 
-    def sql(self, alias: str, after: Any, upper: Any) -> tuple[str, tuple[Any, ...]]:
+    def join(self, name: str, alias: str, after: Any, upper: Any) -> tuple[str, tuple[Any, ...]]:
         """The ``LEFT JOIN`` of the items of the records of the key range ``(after, upper]``
-        as ``g(a)`` (``NULL`` for a record without items), before ``g``'s name."""
+        as ``name``, their texts joined in ``name.a`` (``NULL`` for a record without items)."""
         aggregate = f"string_agg({self.item}, {self.separator} ORDER BY {self.order})"
         if self.indexed:
             queryset = self.queryset.filter(**{self.link: RawSQL("t.c0", ())})
             sql, params = self._values_sql(queryset, alias)
-            return f"LEFT JOIN LATERAL (SELECT {aggregate} FROM ({sql}) s({self.names}))", params
+            lateral = f"SELECT {aggregate} FROM ({sql}) s({self.names})"
+            return f"LEFT JOIN LATERAL ({lateral}) {name}(a) ON true", params
         queryset = self.queryset.filter(**{f"{self.link}__lte": upper})
         if after is not None:
             queryset = queryset.filter(**{f"{self.link}__gt": after})
         sql, params = self._values_sql(queryset, alias)
         grouped = f"SELECT s.k, {aggregate} FROM ({sql}) s({self.names}) GROUP BY s.k"
-        return f"LEFT JOIN ({grouped})", params
-
-    def on(self, name: str) -> str:
-        """What joins ``name``, the aggregate's alias, to the record."""
-        return f"{name}(a) ON true" if self.indexed else f"{name}(k, a) ON {name}.k = t.c0"
+        return f"LEFT JOIN ({grouped}) {name}(k, a) ON {name}.k = t.c0", params
 
     def _values_sql(self, queryset: QuerySet[Any], alias: str) -> tuple[str, tuple[Any, ...]]:
         values = queryset.values_list(*self.fields)
@@ -110,8 +107,8 @@ class _DocumentPlan(StreamPlan):
         source, params = super().source(after, upper)
         parts = [source]
         for index, collection in enumerate(self.collections):
-            join, more = collection.sql(self.alias, after, upper)
-            parts.append(f"{join} {collection.on(f'g{index}')}")
+            join, more = collection.join(f"g{index}", self.alias, after, upper)
+            parts.append(join)
             params += more
         return " ".join(parts), params
 
