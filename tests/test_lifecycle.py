@@ -16,12 +16,13 @@ from django.urls import clear_url_caches, include, path, set_script_prefix
 
 from django_report_export import control, signals
 from django_report_export.models import ReportExport, Status
+from django_report_export.runs import base as runs_base
 from django_report_export.runs.single import run_export
 from testproject.shop.factories import ProductFactory
 from testproject.shop.models import Product
 
 from . import elsewhere_urls
-from .support.polling import while_running
+from .support.polling import once_written, while_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -195,6 +196,33 @@ def test_pause_and_resume(api, products, worker, small_chunks, received):
     assert download(api) == uninterrupted
     names = [name for name, *_ in received]
     assert names == ["export_started", "export_finished", "export_started", "export_finished"]
+
+
+@pytest.mark.parametrize(("export_format", "first_chunk"), [("csv", 4), ("json", 4), ("xlsx", 10)])
+def test_a_run_reads_a_short_first_chunk_where_its_writer_allows(
+    api, products, worker, settings, monkeypatch, export_format, first_chunk
+):
+    """A run's first chunk holds at most ``FIRST_CHUNK_ROWS`` rows, so that its first rows
+    come sooner; xlsx, whose column widths its first chunk sets, reads a whole one. The file is
+    the one a run of whole chunks writes."""
+    settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "CHUNK_SIZE": 10, "CHECKPOINT_INTERVAL": 0}
+    monkeypatch.setattr(runs_base, "FIRST_CHUNK_ROWS", 10)
+    api.post(f"/api/report/product/start?format={export_format}")
+    worker()
+    whole_chunks = download(api)
+
+    monkeypatch.setattr(runs_base, "FIRST_CHUNK_ROWS", 4)
+    pausing = once_written(monkeypatch, "product", 1, control.pause)
+    api.post(f"/api/report/product/start?format={export_format}")
+    worker()
+    pausing.join()
+    assert pausing.error is None, pausing.error
+    paused = api.get("/api/report/product/status").json()
+    assert (paused["status"], paused["processed"]) == (Status.PAUSED, first_chunk)
+    assert api.post("/api/report/product/resume").status_code == 200
+    worker()
+    assert api.get("/api/report/product/status").json()["status"] == Status.FINISHED
+    assert download(api) == whole_chunks
 
 
 def test_pause_before_the_worker_began_needs_no_worker(api, products, worker):

@@ -135,6 +135,10 @@ class FormatWriter:
     #: between two chunks (``shards.chunk_separator``); a writer whose chunks depend on what
     #: came before (a zip's offsets) says ``False`` and is always written as one.
     shardable: ClassVar[bool] = True
+    #: Whether a run may read its first chunk shorter than the others (``FIRST_CHUNK_ROWS``,
+    #: so that the first rows come sooner); ``False`` for a writer whose file the first chunk
+    #: shapes (xlsx's column widths).
+    short_first_chunk: ClassVar[bool] = True
     #: The export's file options; the run sets them on the writer it makes (the defaults of
     #: an export before options, for a writer made without them).
     options: FileOptions = FileOptions()

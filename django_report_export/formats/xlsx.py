@@ -124,6 +124,7 @@ class XLSXWriter(FormatWriter):
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     shardable = False
+    short_first_chunk = False  # The first chunk sets the column widths.
 
     def __init__(self, service: str, columns: Sequence[str]) -> None:
         super().__init__(service, columns)

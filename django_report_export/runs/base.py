@@ -1,10 +1,10 @@
 """What an export's own run and a shard's run share: the chunk loop and its checkpoints.
 
-A run reads ``CHUNK_SIZE`` rows at a time after the last key (keyset pagination), writes them
-into its parts, and every ``CHECKPOINT_INTERVAL`` seconds makes the parts durable and saves the
-last key on its row, guarded by its run token, so another worker can continue from there. What
-a run does between chunks (report progress, look for a pause or cancel) is its own: the hooks
-of ``ChunkedRun``.
+A run reads ``CHUNK_SIZE`` rows at a time after the last key (keyset pagination; its first
+chunk at most ``FIRST_CHUNK_ROWS``), writes them into its parts, and every
+``CHECKPOINT_INTERVAL`` seconds makes the parts durable and saves the last key on its row,
+guarded by its run token, so another worker can continue from there. What a run does between
+chunks (report progress, look for a pause or cancel) is its own: the hooks of ``ChunkedRun``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 #: Tries of a chunk read or checkpoint write on a dropped database connection (reopened
 #: between tries) before the export fails.
 DB_ATTEMPTS = 3
+#: A run's first chunk holds at most this many rows (where its writer allows,
+#: ``short_first_chunk``), so that its first rows are read without waiting for a whole chunk
+#: of documents to be built.
+FIRST_CHUNK_ROWS = 1000
 #: Seconds before the first reconnect; the n-th waits n times as long.
 DB_RETRY_SECONDS = 1.0
 
@@ -183,9 +187,11 @@ class ChunkedRun:
             reader.close()
 
     def export_chunks(self, reader: ChunkReader) -> Outcome:
-        chunk_size = export_settings.CHUNK_SIZE
         last_checkpoint = time.monotonic()
         while True:
+            chunk_size = export_settings.CHUNK_SIZE
+            if self.processed == 0 and self.writer.short_first_chunk:
+                chunk_size = min(chunk_size, FIRST_CHUNK_ROWS)
             chunk = self.read_chunk(reader, chunk_size)
             stopped = self.before_write()
             if stopped is not None:
