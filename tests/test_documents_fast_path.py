@@ -7,6 +7,7 @@ reader takes the export."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from decimal import Decimal
@@ -23,8 +24,12 @@ from django_report_export.documents import reader_for
 from django_report_export.formats import get_writer_class
 from django_report_export.models import ReportExport
 from django_report_export.options import FileOptions
+from django_report_export.readers import postgres_documents
 from django_report_export.readers.documents import DocumentReader
-from django_report_export.readers.postgres_documents import PostgresDocumentReader
+from django_report_export.readers.postgres_documents import (
+    DOCUMENT_PIECE_ROWS,
+    PostgresDocumentReader,
+)
 from django_report_export.registry import ExportService, site
 from testproject.shop.models import (
     Address,
@@ -212,16 +217,19 @@ def document_reader(
 @pytest.mark.parametrize("export_format", FORMATS)
 @pytest.mark.parametrize("service_name", list(SERVICES))
 def test_the_database_builds_the_generic_paths_documents_byte_for_byte(
-    documents: None, settings: Any, service_name: str, export_format: str
+    documents: None, settings: Any, monkeypatch: Any, service_name: str, export_format: str
 ) -> None:
-    for chunk_size in (7, 100, 5000):
+    """Chunks of one piece, of several, a last piece cut short: the generic path's bytes."""
+    for piece_rows, chunk_size in itertools.product((3, DOCUMENT_PIECE_ROWS), (7, 100, 5000)):
+        monkeypatch.setattr(postgres_documents, "DOCUMENT_PIECE_ROWS", piece_rows)
         fast = document_reader(service_name, export_format, fast=True, settings=settings)
         assert isinstance(fast, PostgresDocumentReader), f"{service_name} left the fast path"
         assert fast.name == "postgresql-copy"
+        assert fast.plan.piece_rows == piece_rows
         generic = document_reader(service_name, export_format, fast=False, settings=settings)
         assert isinstance(generic, DocumentReader)
         expected = export_bytes(generic, chunk_size)
-        assert export_bytes(fast, chunk_size) == expected, (service_name, chunk_size)
+        assert export_bytes(fast, chunk_size) == expected, (service_name, piece_rows, chunk_size)
     if export_format == "json" and service_name == "orderEverything":
         records = json.loads(expected)
         assert any(record["lines"] == [] for record in records)

@@ -120,6 +120,10 @@ class StreamPlan:
     chunk_end: bytes = b""
     #: What quotes the texts of CSV records built by ``csv_unquoted_record``.
     csv: CSVRecords | None = None
+    #: Rows per piece, ``None`` for ``PIECE_ROWS`` (documents, some kilobytes a record, have
+    #: fewer: a piece's bytes are copied as they come, and a chunk of 1 MB pieces keeps far
+    #: more of the work horse's memory than the pieces hold).
+    piece_rows: int | None = None
 
     def values_sql(
         self, queryset: QuerySet[Any], *fields: str, limit: int | None = None
@@ -306,7 +310,7 @@ def _stream_chunks(
 ) -> Generator[Chunk, None, None]:
     """Chunks of ``limit`` rows after the key ``after``, segment by segment."""
     raw = stream.raw_connection()
-    piece = min(limit, PIECE_ROWS)
+    piece = min(limit, plan.piece_rows or PIECE_ROWS)
     segment_chunks = min(FIRST_SEGMENT_CHUNKS, SEGMENT_CHUNKS)
     while True:
         with raw.transaction(), raw.cursor() as cursor:

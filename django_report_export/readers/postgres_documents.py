@@ -54,6 +54,10 @@ from django_report_export.registry import resolve_field_path
 #: The writers whose documents the fast path takes (csv flattens documents: generic).
 DOCUMENT_FORMATS = (JSONWriter, JSONLinesWriter, XMLWriter)
 
+#: Documents per piece of a chunk (``StreamPlan.piece_rows``): an order with its lines,
+#: payments and addresses is one to two kilobytes, so a piece is some hundred kilobytes.
+DOCUMENT_PIECE_ROWS = 100
+
 #: SQL of the column at a position of a query's select items.
 ColumnSql = Callable[[int], str]
 
@@ -131,6 +135,7 @@ class PostgresDocumentReader(PostgresChunkReader):
         self.aggregates = {name: f"g{index}.a" for index, name in enumerate(collections)}
         super().__init__(queryset, fields, writer, kinds, key)
         plan = {f.name: getattr(self.plan, f.name) for f in dataclasses.fields(self.plan)}
+        plan["piece_rows"] = DOCUMENT_PIECE_ROWS
         self.plan = _DocumentPlan(**plan, collections=tuple(collections.values()))
 
     def records(
