@@ -38,12 +38,12 @@ logger = logging.getLogger(__name__)
 #: Tries of a chunk read or checkpoint write on a dropped database connection (reopened
 #: between tries) before the export fails.
 DB_ATTEMPTS = 3
+#: Seconds before the first reconnect; the n-th waits n times as long.
+DB_RETRY_SECONDS = 1.0
 #: A run's first chunk holds at most this many rows (where its writer allows,
 #: ``short_first_chunk``), so that its first rows are read without waiting for a whole chunk
 #: of documents to be built.
 FIRST_CHUNK_ROWS = 1000
-#: Seconds before the first reconnect; the n-th waits n times as long.
-DB_RETRY_SECONDS = 1.0
 
 T = TypeVar("T")
 
