@@ -229,6 +229,10 @@ def fetch(out: Path) -> dict[str, Any]:
         "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
         "jobs": len(horses),
         "reader": export.reader,
+        # Where the whole process's time goes: in the work horses, and in their readers.
+        "job_seconds": sum(horse["job_seconds"] for horse in horses),
+        "read_seconds": sum(horse["read_seconds"] for horse in horses),
+        "queued_to_finished_seconds": (export.finished_at - export.created_at).total_seconds(),
     }
 
 
