@@ -184,6 +184,8 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
         # One worker: the job itself; several: from the start to the file published.
         "seconds": horses[0]["job_seconds"] if workers == 1 else seconds,
         "read_seconds": sum(horse["read_seconds"] for horse in horses),
+        "write_seconds": sum(horse["write_seconds"] for horse in horses),
+        "finish_seconds": sum(horse["finish_seconds"] for horse in horses),
         "start_to_end_seconds": seconds,
         "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
         "horse_rss_at_start_kib": horses[0]["horse_rss_at_start_kib"],
@@ -232,6 +234,8 @@ def fetch(out: Path) -> dict[str, Any]:
         # Where the whole process's time goes: in the work horses, and in their readers.
         "job_seconds": sum(horse["job_seconds"] for horse in horses),
         "read_seconds": sum(horse["read_seconds"] for horse in horses),
+        "write_seconds": sum(horse["write_seconds"] for horse in horses),
+        "finish_seconds": sum(horse["finish_seconds"] for horse in horses),
         "queued_to_finished_seconds": (export.finished_at - export.created_at).total_seconds(),
     }
 

@@ -27,12 +27,16 @@ def peak_rss_kib() -> int:
 
 class ReaderClock:
     """The time spent in the export readers' ``read`` (fetching a chunk and encoding it),
-    summed. What a job or the loop alone spends outside it is what surrounds the reader: for
-    the job its machinery, for the loop its file writes. The reader's own time moves by a
-    quarter between runs of the same code on a shared machine; this difference does not."""
+    summed, and likewise in the writes of the file's bytes (``PartSequence.write``) and in
+    publishing it (``ExportRun.finish``). What a job or the loop alone spends outside the
+    reader is what surrounds it: for the job its machinery, for the loop its file writes. The
+    reader's own time moves by a quarter between runs of the same code on a shared machine;
+    this difference does not."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.write_seconds = 0.0
+        self.finish_seconds = 0.0
         #: When the first ``read`` returned (``time.time()``), its first rows read; 0: none yet.
         self.first_read_at = 0.0
 
@@ -40,27 +44,36 @@ class ReaderClock:
     def running(self) -> Iterator[ReaderClock]:
         from django_report_export.readers.orm import OrmChunkReader
         from django_report_export.readers.postgres import PostgresChunkReader
+        from django_report_export.runs.single import ExportRun
+        from django_report_export.storage import PartSequence
 
-        originals = {reader: reader.read for reader in (OrmChunkReader, PostgresChunkReader)}
+        timed_methods = {
+            (OrmChunkReader, "read"): "seconds",
+            (PostgresChunkReader, "read"): "seconds",
+            (PartSequence, "write"): "write_seconds",
+            (ExportRun, "finish"): "finish_seconds",
+        }
+        originals = {target: getattr(*target) for target in timed_methods}
 
-        def timed(read: Any) -> Any:
-            def read_timed(reader: Any, *args: Any, **kwargs: Any) -> Any:
+        def timed(method: Any, total: str) -> Any:
+            def method_timed(instance: Any, *args: Any, **kwargs: Any) -> Any:
                 started = time.perf_counter()
                 try:
-                    return read(reader, *args, **kwargs)
+                    return method(instance, *args, **kwargs)
                 finally:
-                    self.seconds += time.perf_counter() - started
-                    self.first_read_at = self.first_read_at or time.time()
+                    setattr(self, total, getattr(self, total) + time.perf_counter() - started)
+                    if total == "seconds":
+                        self.first_read_at = self.first_read_at or time.time()
 
-            return read_timed
+            return method_timed
 
-        for reader, read in originals.items():
-            reader.read = timed(read)  # type: ignore[method-assign]
+        for (cls, name), total in timed_methods.items():
+            setattr(cls, name, timed(originals[cls, name], total))
         try:
             yield self
         finally:
-            for reader, read in originals.items():
-                reader.read = read  # type: ignore[method-assign]
+            for (cls, name), method in originals.items():
+                setattr(cls, name, method)
 
 
 class JobFigures:
@@ -78,6 +91,8 @@ class JobFigures:
                 figures = {
                     "job_seconds": time.perf_counter() - started,
                     "read_seconds": reader_clock.seconds,
+                    "write_seconds": reader_clock.write_seconds,
+                    "finish_seconds": reader_clock.finish_seconds,
                     "first_read_at": reader_clock.first_read_at,
                     "horse_rss_kib": peak_rss_kib(),
                     "horse_rss_at_start_kib": rss_before,
