@@ -7,27 +7,34 @@ per shard). Object storages cannot append, so there a run stores a new part at e
 checkpoint; on a local disk a run appends to one part of its own and its checkpoints count
 the bytes. Publishing streams the parts, one after another and gzip-compressed when asked,
 into the final name, or, for the single part of an uninterrupted export on a local disk,
-links it there. The file is only referenced by its ``ReportExport`` once it is complete.
+links it there; the file's SHA-256 is taken of the bytes as they pass, or, where they never
+pass through Python (linked, or copied by the kernel), kept by the run as it wrote them. The
+file is only referenced by its ``ReportExport`` once it is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, storages
 
+from django_report_export.checksums import file_sha256, hashed
 from django_report_export.conf import export_settings
 from django_report_export.exceptions import ReportExportError
 from django_report_export.models import ReportExport
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 COPY_BUFFER = 1024 * 1024
 COMPRESSIONS = {"gzip": ".gz"}
@@ -101,6 +108,10 @@ class PartSequence:
     export that is never interrupted has a single part, which publishing links into place.
     On any other storage the bytes written since the last checkpoint wait in a temporary
     file and become the next part.
+
+    A run that writes an export from its first byte (not a shard's run, nor one resumed from
+    parts) keeps the SHA-256 of what it wrote (``digest``), which is then the published
+    file's wherever its bytes do not pass through Python again.
     """
 
     def __init__(
@@ -118,6 +129,8 @@ class PartSequence:
         #: since the last part.
         self.file: IO[bytes] | None = None
         self.current = ""
+        #: The SHA-256 of every byte written, while those are all the parts hold.
+        self.digest: _Hash | None = hashlib.sha256() if shard is None else None
 
     @property
     def names(self) -> list[str]:
@@ -130,11 +143,15 @@ class PartSequence:
     def resume(self, parts: Iterable[Part]) -> None:
         self.parts = list(parts)
         self.saved = list(self.parts)
+        if self.parts:
+            self.digest = None  # the bytes of those parts were written by another run
 
     def write(self, data: bytes) -> None:
         if self.file is None:
             self.file = self.open_part() if self.in_place else tempfile.TemporaryFile()  # noqa: SIM115
         self.file.write(data)
+        if self.digest is not None:
+            self.digest.update(data)
 
     def open_part(self) -> IO[bytes]:
         """Create this run's part in the storage (its folder, name and permissions as the
@@ -191,32 +208,49 @@ STREAMING_STORAGES = (
 )
 
 
+class Published(NamedTuple):
+    """A published file: its stored name, size and hex SHA-256."""
+
+    name: str
+    size: int
+    sha256: str
+
+
 def publish(
-    storage: Storage, pieces: Iterable[Piece], name: str, compression: str
-) -> tuple[str, int]:
-    """Write ``pieces`` one after another into the file ``name``; returns its stored name and
-    size. ``name`` is the publishing run's own (``final_name``): nothing is ever deleted to
-    make room for it. On the storages that allow it the bytes stream from the parts into
-    storage, never held whole in memory or on disk. The file appears under ``name`` complete
-    or not at all: on a local disk it is assembled under a name of its own and renamed into
-    place; an object storage shows an upload only once it is complete. A publish that fails
-    leaves nothing behind.
+    storage: Storage,
+    pieces: Iterable[Piece],
+    name: str,
+    compression: str,
+    digest: _Hash | None = None,
+) -> Published:
+    """Write ``pieces`` one after another into the file ``name``. ``name`` is the publishing
+    run's own (``final_name``): nothing is ever deleted to make room for it. On the storages
+    that allow it the bytes stream from the parts into storage, never held whole in memory or
+    on disk. The file appears under ``name`` complete or not at all: on a local disk it is
+    assembled under a name of its own and renamed into place; an object storage shows an
+    upload only once it is complete. A publish that fails leaves nothing behind.
+
+    ``digest`` is the SHA-256 of the pieces' bytes, if their writer kept it: where those bytes
+    are stored as they are without passing through Python, the file is not read again for its
+    own.
     """
     pieces = list(pieces)
     if local_folder(storage):
-        return _publish_locally(storage, pieces, name, compression)
+        return _publish_locally(storage, pieces, name, compression, digest)
     try:
-        blocks = _compressed(_read_pieces(storage, pieces), compression)
+        stored_digest = hashlib.sha256()
+        blocks = hashed(_compressed(_read_pieces(storage, pieces), compression), stored_digest)
         if can_stream(storage):
             stream = StreamedFile(blocks)
             stored = storage.save(name, File(cast(IO[bytes], stream), name=name))
-            return stored, stream.bytes_read
+            return Published(stored, stream.bytes_read, stored_digest.hexdigest())
         with tempfile.TemporaryFile() as assembled:
             for block in blocks:
                 assembled.write(block)
             size = assembled.tell()
             assembled.seek(0)
-            return storage.save(name, File(assembled, name=name)), size
+            stored = storage.save(name, File(assembled, name=name))
+            return Published(stored, size, stored_digest.hexdigest())
     except BaseException:
         delete_quietly(storage, [name])
         raise
@@ -227,24 +261,34 @@ ASSEMBLING = ".assembling"
 
 
 def _publish_locally(
-    storage: Storage, pieces: list[Piece], name: str, compression: str
-) -> tuple[str, int]:
+    storage: Storage, pieces: list[Piece], name: str, compression: str, digest: _Hash | None
+) -> Published:
     # Saved through the storage, so that its folder and permissions are the storage's own.
     assembling = storage.save(name + ASSEMBLING, ContentFile(b""))
     try:
         if not compression and (size := _link(storage, pieces, name)) is not None:
-            return name, size
+            return Published(name, size, _sha256(storage, name, digest))
+        compressed_digest = hashlib.sha256()
         with open(storage.path(assembling), "wb", buffering=0) as target:
             if compression:
-                for block in _compressed(_read_pieces(storage, pieces), compression):
+                blocks = _compressed(_read_pieces(storage, pieces), compression)
+                for block in hashed(blocks, compressed_digest):
                     _write_all(target, block)
             else:
                 _concatenate(storage, pieces, target)
             size = target.tell()
         os.replace(storage.path(assembling), storage.path(name))
-        return name, size
+        if compression:
+            return Published(name, size, compressed_digest.hexdigest())
+        return Published(name, size, _sha256(storage, name, digest))
     finally:
         delete_quietly(storage, [assembling])
+
+
+def _sha256(storage: Storage, name: str, digest: _Hash | None) -> str:
+    """The SHA-256 of the file ``name``, published from pieces of ``digest`` as they are:
+    read from the file only where the pieces' writer did not keep it."""
+    return digest.hexdigest() if digest is not None else file_sha256(storage, name)
 
 
 def _link(storage: Storage, pieces: list[Piece], name: str) -> int | None:

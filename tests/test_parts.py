@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import errno
 import gzip
+import hashlib
 import io
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from django_report_export.storage import Part, export_folder, local_folder, publ
 from testproject.shop.factories import ProductFactory
 
 from .support.polling import while_running
+from .test_shards import shard_runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,6 +129,35 @@ def test_a_resumed_export_is_assembled_from_both_runs_parts(api, products, worke
     assert len({row[0] for row in rows[1:]}) == ROWS
 
 
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@pytest.mark.parametrize("run", ["uninterrupted", "resumed", "sharded"])
+def test_the_status_sha256_is_the_downloaded_files(
+    api, products, worker, settings, caplog, run, compression
+):
+    # Uninterrupted, the run keeps the digest as it writes; resumed, its first part is
+    # another run's; sharded, the shards' parts are joined: each publishes a file of its own.
+    if run == "sharded":
+        settings.REPORT_EXPORT = {**settings.REPORT_EXPORT, "SHARD_ROWS": 20}
+    if run == "resumed":
+        paused_export(api, worker, "csv", compression)
+        assert api.post("/api/report/product/resume").status_code == 200
+    else:
+        api.post(f"/api/report/product/start?format=csv&compression={compression}")
+    with caplog.at_level(logging.INFO, logger="django_report_export"):
+        worker()
+    body = api.get("/api/report/product/status").json()
+    assert body["status"] == Status.FINISHED, body
+    stored = download(api)
+    assert body["sha256"] == sha256_of(stored)
+    text = gzip.decompress(stored) if compression == "gzip" else stored
+    assert len(csv_rows_of(text)) == ROWS + 1
+    assert bool(shard_runs(caplog)) == (run == "sharded")
+
+
+def csv_rows_of(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
 # --- publish() of sized parts --------------------------------------------------------------
 
 
@@ -138,25 +170,41 @@ def local_storage(tmp_path: Path, **parts: bytes) -> FileSystemStorage:
 
 def test_a_single_whole_part_is_linked(tmp_path):
     storage = local_storage(tmp_path, **{"a.part": b"id\n1\n2\n"})
-    name, size = publish(storage, [Part("a.part", 7)], "out.csv", "")
+    name, size, sha256 = publish(storage, [Part("a.part", 7)], "out.csv", "")
     assert (name, size) == ("out.csv", 7)
     assert (tmp_path / "out.csv").samefile(tmp_path / "a.part")
+    assert sha256 == sha256_of(b"id\n1\n2\n")  # read from the file: no digest was given
+
+
+def test_a_linked_part_takes_the_digest_its_writer_kept(tmp_path):
+    storage = local_storage(tmp_path, **{"a.part": b"id\n1\n2\n"})
+    kept = hashlib.sha256(b"id\n1\n2\n")
+    # The file is not read again: its SHA-256 is the one kept as its bytes were written.
+    (tmp_path / "a.part").write_bytes(b"id\n9\n9\n")
+    name, size, sha256 = publish(storage, [Part("a.part", 7)], "out.csv", "", digest=kept)
+    assert (name, size, sha256) == ("out.csv", 7, sha256_of(b"id\n1\n2\n"))
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_a_part_longer_than_counted_is_copied_up_to_its_size(tmp_path):
     storage = local_storage(tmp_path, **{"a.part": b"id\n1\n2\nlost\n"})
-    name, size = publish(storage, [Part("a.part", 7)], "out.csv", "")
+    name, size, sha256 = publish(storage, [Part("a.part", 7)], "out.csv", "")
     assert (tmp_path / name).read_bytes() == b"id\n1\n2\n"
     assert size == 7
+    assert sha256 == sha256_of(b"id\n1\n2\n")
     assert not (tmp_path / name).samefile(tmp_path / "a.part")
 
 
 def test_sized_parts_are_cut_before_compressing(tmp_path):
     storage = local_storage(tmp_path, **{"a.part": b"id\n1\nxx", "b.part": b"2\n"})
-    name, size = publish(storage, [Part("a.part", 5), Part("b.part")], "out.csv.gz", "gzip")
+    name, size, sha256 = publish(storage, [Part("a.part", 5), Part("b.part")], "out.csv.gz", "gzip")
     stored = (tmp_path / name).read_bytes()
     assert gzip.decompress(stored) == b"id\n1\n2\n"
     assert size == len(stored)
+    assert sha256 == sha256_of(stored)  # of the compressed file, as stored
 
 
 @pytest.mark.parametrize("kernel_copy", [True, False])
@@ -169,9 +217,10 @@ def test_parts_and_bytes_are_concatenated_on_a_local_disk(tmp_path, monkeypatch,
         monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
     storage = local_storage(tmp_path, **{"a.part": b"1\n2\nlost", "b.part": b"3\n"})
     pieces = [b"<h>", Part("a.part", 4), b",", Part("b.part"), b"<f>"]
-    name, size = publish(storage, pieces, "out.txt", "")
+    name, size, sha256 = publish(storage, pieces, "out.txt", "")
     assert (tmp_path / name).read_bytes() == b"<h>1\n2\n,3\n<f>"
     assert size == 13
+    assert sha256 == sha256_of(b"<h>1\n2\n,3\n<f>")
 
 
 def test_a_part_shorter_than_counted_fails_and_leaves_nothing(tmp_path):
@@ -184,9 +233,10 @@ def test_a_part_shorter_than_counted_fails_and_leaves_nothing(tmp_path):
 def test_sized_parts_in_a_storage_that_cannot_append():
     storage = InMemoryStorage()
     storage.save("a.part", ContentFile(b"id\n1\nlost"))
-    name, size = publish(storage, [Part("a.part", 5)], "out.csv", "")
+    name, size, sha256 = publish(storage, [Part("a.part", 5)], "out.csv", "")
     assert storage.open(name).read() == b"id\n1\n"
     assert size == 5
+    assert sha256 == sha256_of(b"id\n1\n")
 
 
 class PostProcessingStorage(FileSystemStorage):

@@ -4,6 +4,7 @@ losing the export's keys mid-export, a shard whose run fails."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from pathlib import Path
@@ -124,9 +125,10 @@ def test_publish_into_a_storage_that_sizes_its_content_first():
             return super()._save(name, content)
 
     storage = SizingStorage()
-    name, size = publish(storage, [b"abc", b"def"], "out.csv", "")
+    name, size, sha256 = publish(storage, [b"abc", b"def"], "out.csv", "")
     assert storage.open(name).read() == b"abcdef"
     assert storage.announced == size == 6
+    assert sha256 == hashlib.sha256(b"abcdef").hexdigest()
 
 
 def test_a_stream_has_no_size_to_mistake():
@@ -144,9 +146,10 @@ def test_streamed_file_saves_into_a_storage_that_rewinds(tmp_path):
             return super()._save(name, content)
 
     storage = RewindingStorage()
-    name, size = publish(storage, [b"abc", b"def"], "out.csv", "")
+    name, size, sha256 = publish(storage, [b"abc", b"def"], "out.csv", "")
     assert storage.open(name).read() == b"abcdef"
     assert size == 6
+    assert sha256 == hashlib.sha256(b"abcdef").hexdigest()
 
 
 # --- Leases: a shard is never held by two runs -------------------------------------------

@@ -17,7 +17,6 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_report_export.checksums import file_sha256
 from django_report_export.connection import get_redis
 from django_report_export.counting import count_rows
 from django_report_export.exceptions import StatusUnavailable
@@ -292,13 +291,13 @@ class ExportRun(ChunkedRun):
         self.parts.flush()
         if not self.owns_export():
             raise Superseded(export_id=self.export.pk)
-        name, size = publish(
+        name, size, sha256 = publish(
             self.storage,
             self.parts.parts if pieces is None else pieces,
             final_name(self.export, self.writer.extension, self.token),
             self.export.compression,
+            digest=self.parts.digest if pieces is None else None,
         )
-        sha256 = file_sha256(self.storage, name)
         now = timezone.now()
         ended = {"processed": self.processed, "total": self.processed, "finished_at": now}
         if not end_export(
