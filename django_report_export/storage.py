@@ -21,6 +21,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -267,28 +268,47 @@ def _publish_locally(
     assembling = storage.save(name + ASSEMBLING, ContentFile(b""))
     try:
         if not compression and (size := _link(storage, pieces, name)) is not None:
-            return Published(name, size, _sha256(storage, name, digest))
-        compressed_digest = hashlib.sha256()
+            sha256 = digest.hexdigest() if digest else file_sha256(storage, name)
+            return Published(name, size, sha256)
         with open(storage.path(assembling), "wb", buffering=0) as target:
             if compression:
-                blocks = _compressed(_read_pieces(storage, pieces), compression)
-                for block in hashed(blocks, compressed_digest):
-                    _write_all(target, block)
+                sha256 = _compress(storage, pieces, compression, target)
             else:
-                _concatenate(storage, pieces, target)
+                sha256 = _join(storage, pieces, target, digest)
             size = target.tell()
         os.replace(storage.path(assembling), storage.path(name))
-        if compression:
-            return Published(name, size, compressed_digest.hexdigest())
-        return Published(name, size, _sha256(storage, name, digest))
+        return Published(name, size, sha256)
     finally:
         delete_quietly(storage, [assembling])
 
 
-def _sha256(storage: Storage, name: str, digest: _Hash | None) -> str:
-    """The SHA-256 of the file ``name``, published from pieces of ``digest`` as they are:
-    read from the file only where the pieces' writer did not keep it."""
-    return digest.hexdigest() if digest is not None else file_sha256(storage, name)
+def _compress(storage: Storage, pieces: list[Piece], compression: str, target: IO[bytes]) -> str:
+    """Write the pieces compressed into ``target``; the SHA-256 of what was written."""
+    digest = hashlib.sha256()
+    for block in hashed(_compressed(_read_pieces(storage, pieces), compression), digest):
+        _write_all(target, block)
+    return digest.hexdigest()
+
+
+def _join(storage: Storage, pieces: list[Piece], target: IO[bytes], digest: _Hash | None) -> str:
+    """Write the pieces one after another into ``target``; their SHA-256. Where the run that
+    wrote them did not keep it (``digest``), their bytes are read and hashed in a thread of
+    their own while the kernel copies them."""
+    if digest is not None:
+        _concatenate(storage, pieces, target)
+        return digest.hexdigest()
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        hashing = hasher.submit(_pieces_sha256, storage, pieces)
+        _concatenate(storage, pieces, target)
+        return hashing.result()
+
+
+def _pieces_sha256(storage: Storage, pieces: list[Piece]) -> str:
+    """The SHA-256 of the pieces' bytes one after another (what publishing them writes)."""
+    digest = hashlib.sha256()
+    for block in _read_pieces(storage, pieces):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _link(storage: Storage, pieces: list[Piece], name: str) -> int | None:
