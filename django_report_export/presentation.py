@@ -31,8 +31,12 @@ def status_body(
     status: Mapping[str, Any],
     request: Any = None,
     download_url: str | None = None,
+    *,
+    name_file: bool = True,
 ) -> dict[str, Any]:
-    """The status body of SPEC §4 from a slot status (Redis) or an export snapshot."""
+    """The status body of SPEC §4 from a slot status (Redis) or an export snapshot; without
+    ``name_file``, its ``file`` stays ``None`` (the URL is reversed in the project's URLconf,
+    which a command that does not show it should not take a third of a second to import)."""
     code = int(status.get("status") or Status.READY)
     processed = int(status.get("processed") or 0)
     total = status.get("total")
@@ -50,8 +54,9 @@ def status_body(
     file_url = expires_at = None
     if code == Status.FINISHED:
         expires_at = expiry(status.get("finished_at"))
-        file_url = download_url or endpoint_path("report-download", service.name)
-        if request is not None:
+        if name_file:
+            file_url = download_url or endpoint_path("report-download", service.name)
+        if file_url and request is not None:
             file_url = request.build_absolute_uri(file_url)
     return {
         "service": service.name,

@@ -248,7 +248,7 @@ def follow(
     last_line = ""
     last_print = 0.0
     while True:
-        body = status_body(service, status)
+        body = status_body(service, status, name_file=False)
         if str(body["id"]) != str(export_id):
             finish_line(command, tty, last_line)
             command.stderr.write(
