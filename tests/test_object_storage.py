@@ -10,6 +10,7 @@ shared disk. What users see is documented in docs/deployment.md ("Object storage
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def test_paused_export_lives_in_the_bucket_and_another_host_finishes_it(
     assert s3.read(export.file_name) == uninterrupted
     assert download(api) == uninterrupted
     assert export.file_size == len(uninterrupted)
+    assert status(api)["sha256"] == hashlib.sha256(uninterrupted).hexdigest()  # as uploaded
     # Nothing was written to a local disk, by this process or by either worker.
     hosts = [tmp_path / name for name in ("host-0", "host-a", "host-b")]
     assert local_files(media_root, export_root, *hosts) == []

@@ -4,6 +4,7 @@ complete or not at all, and an export that does not finish leaves no file behind
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
@@ -21,7 +22,7 @@ from django_report_export.runs import single as job_module
 from django_report_export.runs.base import Superseded
 from django_report_export.runs.single import ExportRun
 from django_report_export.status import Status
-from django_report_export.storage import Part, export_folder, get_storage, publish
+from django_report_export.storage import Part, Published, export_folder, get_storage, publish
 from testproject.shop.factories import ProductFactory
 
 from .support.burst import run_worker
@@ -115,8 +116,8 @@ def test_losing_the_export_during_the_publish_keeps_the_file_of_the_run_that_too
     taken_over: list[bytes] = []
     real_publish = job_module.publish
 
-    def publish_then_lose_the_export(*args: Any) -> tuple[str, int]:
-        stored = real_publish(*args)
+    def publish_then_lose_the_export(*args: Any, **kwargs: Any) -> Published:
+        stored = real_publish(*args, **kwargs)
         if not taken_over:
             taken_over.append(b"id,sku\n0,TAKEN-OVER\n")
             export = ReportExport.objects.get()
@@ -235,5 +236,6 @@ def test_a_publish_killed_mid_copy_leaves_no_file_under_its_name(tmp_path, monke
     pieces = [Part("a.part"), Part("b.part")]
     killed_while_publishing(lambda: publish(store, pieces, "run/out.csv", ""), monkeypatch)
     assert not store.exists("run/out.csv")
-    assert publish(store, pieces, "run/out.csv", "") == ("run/out.csv", 15)
+    digest = hashlib.sha256(b"id,sku\n1,A\n2,B\n").hexdigest()
+    assert publish(store, pieces, "run/out.csv", "") == ("run/out.csv", 15, digest)
     assert store.open("run/out.csv").read() == b"id,sku\n1,A\n2,B\n"
