@@ -304,6 +304,9 @@ class ExportSettings:
     # On PostgreSQL, let the database write the built-in formats (COPY, string_agg): the same
     # bytes as the Python writers, several times faster. False: always the ORM reader.
     FAST_PATH: Setting[bool] = Setting(True, anything("bool"), None)
+    # On SQLite, a process of the reader's own reads and encodes every other chunk of the
+    # flat formats, on the machine's second core. False: the job's process reads them all.
+    SQLITE_READ_PROCESS: Setting[bool] = Setting(True, anything("bool"), None)
     # Exports of more rows than this are split into key-range shards run by parallel jobs
     # (ceil(rows / SHARD_ROWS) shards, at most MAX_SHARDS); None: only when asked for.
     SHARD_ROWS = Setting(1_000_000, optional_integer(1), 7)

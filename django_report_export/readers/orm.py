@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,10 +29,16 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 from django.db.models.expressions import Col
 
+from django_report_export.conf import export_settings
 from django_report_export.formats.base import ChunkRows, FormatWriter
+from django_report_export.formats.csv import CSVWriter
+from django_report_export.formats.json import JSONWriter
+from django_report_export.formats.jsonl import JSONLinesWriter
+from django_report_export.formats.xml import XMLWriter
 from django_report_export.readers.base import Chunk, ChunkReader, in_zone
 from django_report_export.readers.converters import _convert
 from django_report_export.readers.sqlite import SQLITE_TYPES, Source, SqliteRows
+from django_report_export.readers.sqlite_process import ReadProcess
 
 Rows = Sequence[Sequence[Any]]
 #: A chunk's rows as fetched, and the values standing for some of their columns, by position.
@@ -139,6 +146,10 @@ def _close_connection(alias: str) -> None:
     connections[alias].close()
 
 
+#: The writers whose chunks a process of the reader's own may encode (``_may_fork``).
+_PROCESS_WRITERS = frozenset({CSVWriter, JSONWriter, JSONLinesWriter, XMLWriter})
+
+
 class OrmChunkReader(ChunkReader):
     """The generic reader: ``values_list`` of one keyset chunk, encoded by the writer."""
 
@@ -166,6 +177,8 @@ class OrmChunkReader(ChunkReader):
         self.select = list(fields) if self.key_index is not None else ["pk", *fields]
         self._prefetcher = _Prefetcher(queryset.db)
         self._sqlite = SqliteRows(queryset.db)
+        #: On SQLite, a process that reads every other chunk (``readers/sqlite_process.py``).
+        self._process: ReadProcess | None = None
         weakref.finalize(self, self._prefetcher.close)
         weakref.finalize(self, self._sqlite.close)
 
@@ -174,17 +187,49 @@ class OrmChunkReader(ChunkReader):
             return self._read(after, limit, first=first)
 
     def _read(self, after: Any, limit: int, *, first: bool) -> Chunk:
+        process = self._process
+        if process is not None and process.asked == (after, limit):
+            taken = process.take()
+            if taken is not None:
+                if taken.count == limit:
+                    self._ask_process(taken.last_key, limit)
+                return taken
+        elif process is not None and process.asked is None and not first:
+            self._ask_process(after, limit)
         query = self._query(after, limit)
         rows, converted, raw_types = self._rows(query, after, limit)
         if len(rows) < limit:
             self.close()  # The export's last chunk.
         if not rows:
             return Chunk(b"", 0, None)
-        key = 0 if self.key_index is None else self.key_index
-        key_values = converted.get(key)
-        last_key = rows[-1][key] if key_values is None else key_values[-1]
+        last_key = self._last_key(rows, converted)
         if len(rows) == limit and self._may_prefetch():
             self._prefetcher.start(last_key, limit, self._query(last_key, limit))
+        if process is not None and process.asked not in (None, (last_key, limit)):
+            process.take()  # Rows came or went since it was asked: not the next chunk's.
+        elif process is None and len(rows) == limit and self._may_fork(raw_types, first=first):
+            self._process = ReadProcess(self._read_in_process, self._prepare_process)
+            weakref.finalize(self, self._process.close)
+            self._ask_process(last_key, limit)
+        return self._encoded(rows, converted, raw_types, last_key, first=first)
+
+    def _last_key(self, rows: Rows, converted: dict[int, list[Any]]) -> Any:
+        key = 0 if self.key_index is None else self.key_index
+        key_values = converted.get(key)
+        return rows[-1][key] if key_values is None else key_values[-1]
+
+    def _encoded(
+        self,
+        rows: Rows,
+        converted: dict[int, list[Any]],
+        raw_types: frozenset[type] | None,
+        last_key: Any,
+        *,
+        first: bool,
+    ) -> Chunk:
+        """The chunk of the fetched ``rows`` (with their ``converted`` columns), encoded."""
+        key = 0 if self.key_index is None else self.key_index
+        key_values = converted.get(key)
         skip = 1 if self.key_index is None else 0
         replaced = {position - skip: values for position, values in converted.items()}
         replaced.pop(-1, None)  # The key that is not exported.
@@ -203,6 +248,52 @@ class OrmChunkReader(ChunkReader):
             return Chunk(b"", len(rows), last_key, self.shaped(chunk, keys, first=first))
         return Chunk(self.writer.encode_chunk(chunk, first=first), len(rows), last_key)
 
+    # --- the process of the reader's own, on SQLite (readers/sqlite_process.py) ------------
+
+    def _may_fork(self, raw_types: frozenset[type] | None, *, first: bool) -> bool:
+        """Whether a process of the reader's own should read every other chunk: on SQLite,
+        for chunks read on the reader's own connection (``raw_types``), of a built-in writer
+        of the flat formats (their chunks do not depend on what came before; a project's own
+        writer may keep what it encodes)."""
+        return (
+            not first
+            and raw_types is SQLITE_TYPES
+            and not self.shapes
+            and type(self.writer) in _PROCESS_WRITERS
+            and bool(export_settings.SQLITE_READ_PROCESS)
+            and hasattr(os, "fork")
+        )
+
+    def _ask_process(self, start: Any, limit: int) -> None:
+        """Have the process read the chunk after the one of the ``limit`` rows after
+        ``start`` (which this process reads), if there is one."""
+        assert self._process is not None
+        ends = list(self.after(start).values_list("pk", flat=True)[limit - 1 : limit])
+        if ends:
+            self._process.ask(ends[0], limit)
+
+    def _prepare_process(self) -> None:
+        """In the process, before its first chunk: a SQLite connection of its own (the one
+        inherited is not touched, not even closed)."""
+        self._sqlite = SqliteRows(self.queryset.db)
+
+    def _read_in_process(self, after: Any, limit: int) -> Chunk | None:
+        """In the process: the chunk of the ``limit`` rows after ``after``, read on its own
+        SQLite connection, or ``None`` when it cannot be read there."""
+        with _collector_paused():
+            query = self._query(after, limit)
+            if query.empty or query.django_only or query.sources is None:
+                return None
+            fetched = self._sqlite.fetch(query.sql, query.params, query.sources)
+            if fetched is None:
+                return None
+            rows, columns = fetched
+            if not rows:
+                return Chunk(b"", 0, None)
+            converted = query.convert(rows, columns)
+            last_key = self._last_key(rows, converted)
+            return self._encoded(rows, converted, SQLITE_TYPES, last_key, first=False)
+
     #: Whether ``shaped`` turns the selected columns into other ones (documents do).
     shapes = False
 
@@ -212,9 +303,11 @@ class OrmChunkReader(ChunkReader):
         yield self.writer.encode_chunk(chunk, first=first)
 
     def close(self) -> None:
-        """Stop reading ahead and close the connections of the reader's own."""
+        """Stop reading ahead and close the connections (and the process) of the reader's own."""
         self._prefetcher.close()
         self._sqlite.close()
+        if self._process is not None:
+            self._process.close()
 
     def _query(self, after: Any, limit: int) -> _Query:
         return _Query(self.after(after).values_list(*self.select)[:limit])
