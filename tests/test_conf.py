@@ -30,6 +30,7 @@ OTHER_VALUES = {
     "JOB_TIMEOUT": 60,
     "FORMATS": {"x": "y.Z"},
     "FAST_PATH": False,
+    "SQLITE_READ_PROCESS": False,
     "SHARD_ROWS": None,
     "COUNT_ESTIMATE_ABOVE": None,
     "MAX_SHARDS": 8,
