@@ -188,6 +188,7 @@ def job(out: Path, export_format: str) -> dict[str, Any]:
         "finish_seconds": sum(horse["finish_seconds"] for horse in horses),
         "start_to_end_seconds": seconds,
         "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
+        "children_rss_kib": max(horse.get("children_rss_kib", 0) for horse in horses),
         "horse_rss_at_start_kib": horses[0]["horse_rss_at_start_kib"],
         "jobs": len(horses),
         "rows": export.processed,
@@ -229,6 +230,7 @@ def fetch(out: Path) -> dict[str, Any]:
         "rows": export.processed,
         "first_row_seconds": horses[0]["first_read_at"] - export.created_at.timestamp(),
         "horse_rss_kib": max(horse["horse_rss_kib"] for horse in horses),
+        "children_rss_kib": max(horse.get("children_rss_kib", 0) for horse in horses),
         "jobs": len(horses),
         "reader": export.reader,
         # Where the whole process's time goes: in the work horses, and in their readers.

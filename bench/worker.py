@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -95,6 +96,9 @@ class JobFigures:
                     "finish_seconds": reader_clock.finish_seconds,
                     "first_read_at": reader_clock.first_read_at,
                     "horse_rss_kib": peak_rss_kib(),
+                    # The largest process the job forked and waited for (on SQLite, the
+                    # reader's own, readers/sqlite_process.py), its shared pages included.
+                    "children_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                     "horse_rss_at_start_kib": rss_before,
                     "horse_pid": os.getpid(),
                 }
