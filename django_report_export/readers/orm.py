@@ -3,8 +3,10 @@
 It runs the SQL Django compiles for ``values_list(...)[:limit]`` itself, fetches the chunk
 whole and hands the writer exactly the values ``values_list`` would return (``ChunkRows``:
 only the converted columns replaced, column by column by ``readers/converters.py``). Except
-on SQLite the next chunk's query runs on a second connection while this one is encoded. How
-and why, with measurements: docs/performance.md, "The generic path".
+on SQLite the next chunk's query runs on a second connection while this one is encoded; on
+SQLite a process of the reader's own reads and encodes every other chunk
+(``readers/sqlite_process.py``). How and why, with measurements: docs/performance.md, "The
+generic path".
 
 Querysets this cannot run exactly so (``extra(select=...)``, composite keys) go through
 Django's own ``values_list`` iteration.
