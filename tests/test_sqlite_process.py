@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from django.db import connection
 
 from django_report_export.formats import get_writer_class
 from django_report_export.readers import OrmChunkReader
+from django_report_export.readers.base import Chunk
+from django_report_export.readers.sqlite_process import ReadProcess
 from testproject.shop.models import Order
 
 pytestmark = [
@@ -176,3 +179,32 @@ def test_the_process_ends_with_the_reader(orders: None) -> None:
     assert len(set(pids)) == 1
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)
+
+
+def exited(pid: int) -> bool:
+    """Whether the process is gone or a zombie no one reaped (it ran to its end)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_the_process_ends_when_the_work_horse_is_killed() -> None:
+    """A work horse killed mid-export (``SIGKILL``: no ``close()``) leaves no process behind."""
+    found, told = os.pipe()
+    horse = os.fork()
+    if horse == 0:  # pragma: no cover - the work horse
+        process = ReadProcess(lambda after, limit: Chunk(b"x", 1, after), lambda: None)
+        process.ask(1, 1)
+        assert process.take() == Chunk(b"x", 1, 1)
+        os.write(told, str(process._pid).encode())
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.close(told)
+    pid = int(os.read(found, 32))
+    os.close(found)
+    os.waitpid(horse, 0)
+    deadline = time.monotonic() + 10
+    while not exited(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exited(pid)
