@@ -650,7 +650,13 @@ def run_cli(
             raise RuntimeError(f"report_export start exited {code}: {stderr}")
     finally:
         worker.terminate()
-        worker.wait(60)
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            # Now and then RQ's worker logs the warm shutdown it was asked for and goes on
+            # waiting for jobs: left running, it would take the next runs' jobs.
+            worker.kill()
+            worker.wait()
     if run_process([*bench_method, "fetch", str(out)], env, logged, stderr)[1]:
         raise RuntimeError(f"bench.methods fetch failed: {stderr}")
     report = json.loads(logged.read_text().strip().splitlines()[-1])
